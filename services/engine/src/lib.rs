@@ -1,0 +1,13 @@
+//! # herald-engine
+//!
+//! The transport-free core of a Herald node.
+//!
+//! Owns: auth (JWT verification), channel rules (namespaces, permissions), the session state
+//! machine (commands in, replies and pushes out), the hub (channel → local subscribers, fan-out),
+//! per-connection bounded outbound queues, and the `Broker` seam with its in-memory implementation.
+//!
+//! Must not know: actix, HTTP, WebSocket frames, configuration files. Transports feed it bytes
+//! and drain bytes from it; the binary hands it an already validated configuration.
+
+pub mod auth;
+pub mod config;
