@@ -11,3 +11,16 @@
 
 pub mod auth;
 pub mod config;
+pub mod broker;
+pub mod channel;
+pub mod control;
+pub mod error;
+pub mod hub;
+pub mod node;
+pub mod outbound;
+pub mod registry;
+pub mod session;
+
+pub use broker::{Broker, BrokerError, MemoryBroker};
+pub use node::{Node, NodeConfig, NodeInfo, PublishOptions};
+pub use session::{Flow, Session};

@@ -1,1 +1,227 @@
-//! placeholder
+//! Command-line interface of the `herald` binary (parsing only; `main.rs` dispatches).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Overrides;
+
+/// Herald: a real-time push server speaking the Centrifugo client protocol.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "Herald: real-time push server over WebSocket (Centrifugo-compatible)",
+    long_about = "Herald: real-time push server over WebSocket (Centrifugo-compatible).\n\n\
+        Configuration layers, later ones win: built-in defaults < the --config file \
+        (TOML, YAML or JSON by extension) < environment variables HERALD_<SECTION>__<KEY> \
+        (e.g. HERALD_AUTH__HMAC_SECRET, HERALD_SERVER__LISTEN) < flags.\n\n\
+        With no token key and no API key configured, the node runs in dev mode with generated \
+        secrets and open channels."
+)]
+pub struct Cli {
+    /// Configuration file (.toml, .yaml, .yml or .json)
+    #[arg(long, short, global = true, env = "HERALD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on, host:port (overrides server.listen)
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Run the node (default when no subcommand is given)
+    Run,
+
+    /// Print a connection JWT signed with the configured HMAC key
+    Gentoken {
+        /// User ID (the `sub` claim); an empty string makes an anonymous token
+        #[arg(long)]
+        user: String,
+
+        /// Lifetime of the token, e.g. 30m, 1h, 7d
+        #[arg(long, default_value = "1h")]
+        ttl: humantime::Duration,
+
+        /// Channels to subscribe the connection to on connect (comma-separated)
+        #[arg(long, value_delimiter = ',')]
+        channels: Vec<String>,
+
+        /// Connection info attached to the client (JSON)
+        #[arg(long, value_parser = parse_json)]
+        info: Option<String>,
+
+        /// PEM private key to sign with, for RSA/ECDSA setups (default: the HMAC secret)
+        #[arg(long, value_name = "PEM_FILE")]
+        private_key: Option<PathBuf>,
+    },
+
+    /// Print a subscription JWT for one channel
+    Subtoken {
+        /// User ID (the `sub` claim), must match the connection's user
+        #[arg(long)]
+        user: String,
+
+        /// Channel the token grants
+        #[arg(long)]
+        channel: String,
+
+        /// Lifetime of the token, e.g. 30m, 1h, 7d
+        #[arg(long, default_value = "1h")]
+        ttl: humantime::Duration,
+    },
+
+    /// Validate the configuration and print a summary (secrets redacted)
+    CheckConfig,
+}
+
+impl Cli {
+    /// Flag values that override the file and the environment.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            ..Overrides::default()
+        }
+    }
+
+    /// The subcommand to run: [`Command::Run`] when none was given.
+    pub fn command_or_run(&self) -> Command {
+        self.command.clone().unwrap_or(Command::Run)
+    }
+}
+
+fn parse_json(s: &str) -> Result<String, String> {
+    serde_json::from_str::<serde_json::Value>(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("not valid JSON: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("herald").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_subcommand_means_run() {
+        let cli = parse(&[]);
+        assert_eq!(cli.command, None);
+        assert_eq!(cli.command_or_run(), Command::Run);
+        assert_eq!(cli.overrides(), Overrides::default());
+        assert_eq!(parse(&["run"]).command_or_run(), Command::Run);
+    }
+
+    #[test]
+    fn global_flags_before_and_after_subcommand() {
+        let cli = parse(&["--config", "h.toml", "--listen", "0.0.0.0:9000", "run"]);
+        assert_eq!(cli.config, Some(PathBuf::from("h.toml")));
+        assert_eq!(cli.overrides().listen.as_deref(), Some("0.0.0.0:9000"));
+
+        let cli = parse(&["check-config", "-c", "h.yaml", "--listen", "[::1]:1"]);
+        assert_eq!(cli.command, Some(Command::CheckConfig));
+        assert_eq!(cli.config, Some(PathBuf::from("h.yaml")));
+        assert_eq!(cli.listen.as_deref(), Some("[::1]:1"));
+    }
+
+    #[test]
+    fn gentoken() {
+        let cli = parse(&[
+            "gentoken",
+            "--user",
+            "42",
+            "--ttl",
+            "30m",
+            "--channels",
+            "news,chat:room1",
+            "--info",
+            r#"{"name":"Ann"}"#,
+            "--private-key",
+            "key.pem",
+        ]);
+        let Some(Command::Gentoken {
+            user,
+            ttl,
+            channels,
+            info,
+            private_key,
+        }) = cli.command
+        else {
+            panic!("not gentoken: {cli:?}");
+        };
+        assert_eq!(user, "42");
+        assert_eq!(Duration::from(ttl), Duration::from_secs(30 * 60));
+        assert_eq!(channels, ["news", "chat:room1"]);
+        assert_eq!(info.as_deref(), Some(r#"{"name":"Ann"}"#));
+        assert_eq!(private_key, Some(PathBuf::from("key.pem")));
+    }
+
+    #[test]
+    fn gentoken_defaults() {
+        let Some(Command::Gentoken {
+            user,
+            ttl,
+            channels,
+            info,
+            private_key,
+        }) = parse(&["gentoken", "--user", ""]).command
+        else {
+            panic!("not gentoken");
+        };
+        assert_eq!(user, "");
+        assert_eq!(Duration::from(ttl), Duration::from_secs(3600));
+        assert!(channels.is_empty());
+        assert_eq!(info, None);
+        assert_eq!(private_key, None);
+    }
+
+    #[test]
+    fn subtoken() {
+        let Some(Command::Subtoken { user, channel, ttl }) = parse(&[
+            "subtoken",
+            "--user",
+            "42",
+            "--channel",
+            "chat:room1",
+            "--ttl",
+            "2h",
+        ])
+        .command
+        else {
+            panic!("not subtoken");
+        };
+        assert_eq!(user, "42");
+        assert_eq!(channel, "chat:room1");
+        assert_eq!(Duration::from(ttl), Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn bad_input_is_rejected() {
+        let bad: &[&[&str]] = &[
+            &["gentoken"],                                   // --user missing
+            &["gentoken", "--user", "1", "--ttl", "soon"],   // bad duration
+            &["gentoken", "--user", "1", "--info", "{oops"], // bad JSON
+            &["subtoken", "--user", "1"],                    // --channel missing
+            &["frobnicate"],
+        ];
+        for args in bad {
+            let res = Cli::try_parse_from(std::iter::once("herald").chain(args.iter().copied()));
+            assert!(res.is_err(), "{args:?} should fail");
+        }
+    }
+}

@@ -1,1 +1,845 @@
-//! placeholder
+//! Herald's configuration: layering (defaults < file < environment < flags), validation, and the
+//! validated [`Config`] the node runs with.
+//!
+//! # Configuration reference
+//!
+//! The file is TOML, YAML or JSON (picked by the extension: `.toml`, `.yaml`/`.yml`, `.json`).
+//! Every key can also be set in the environment as `HERALD_<SECTION>__<KEY>` (e.g.
+//! `HERALD_AUTH__HMAC_SECRET`, `HERALD_SERVER__LISTEN`); lists are comma-separated there
+//! (`HERALD_SERVER__ALLOWED_ORIGINS=https://a.example,https://b.example`) and booleans are
+//! `true`/`false`. Unknown keys are errors.
+//!
+//! ```toml
+//! [server]
+//! # Address to listen on (host:port). Use 0.0.0.0:8000 in a container.
+//! listen = "127.0.0.1:8000"
+//! # Browser Origin values allowed to connect ("*" = any). Requests without an Origin header
+//! # (servers, mobile apps, CLI tools) always pass. Empty: no browser origin is admitted.
+//! allowed_origins = []
+//! # Node name in logs and stats. Default: the host name, or "herald".
+//! # name = "node-1"
+//! # How long a graceful shutdown waits for connections to close.
+//! shutdown_timeout = "10s"
+//!
+//! [auth]
+//! # Exactly one token key: a shared secret for HS256/384/512 (at least 32 bytes recommended),
+//! # or a PEM public key for RS*/PS* (rsa_public_key) or ES256/ES384 (ecdsa_public_key).
+//! hmac_secret = "..."
+//! # rsa_public_key = """-----BEGIN PUBLIC KEY----- ..."""
+//! # ecdsa_public_key = """-----BEGIN PUBLIC KEY----- ..."""
+//! # When set, the token's `aud` claim must contain this value / `iss` must equal this value.
+//! # audience = "herald"
+//! # issuer = "https://auth.example"
+//!
+//! [api]
+//! # Key of the server HTTP API. Required together with a token key.
+//! key = "..."
+//!
+//! [broker]
+//! # "memory": a single node.
+//! kind = "memory"
+//!
+//! [channels]
+//! # Options for channels without a namespace (all off by default):
+//! allow_subscribe_for_client = false    # any client may subscribe without a subscription token
+//! allow_publish_for_subscriber = false  # subscribers may publish
+//! allow_publish_for_client = false      # any client may publish, subscribed or not
+//! allow_user_limited_channels = false   # `news#42` / `dialog#42,43` for the listed users only
+//! max_channel_length = 255              # bytes
+//! max_channels_per_client = 128
+//!
+//! [[channels.namespaces]]               # channel "chat:room1" is in namespace "chat"
+//! name = "chat"                         # ^[-a-zA-Z0-9_]{2,}$, unique
+//! allow_subscribe_for_client = true     # same four options as above, all off by default
+//! allow_publish_for_subscriber = true
+//! allow_publish_for_client = false
+//! allow_user_limited_channels = false
+//!
+//! [client]
+//! ping_interval = "25s"        # server pings; must exceed pong_timeout
+//! pong_timeout = "8s"          # time to answer a ping before close 3012
+//! connect_timeout = "10s"      # time to send connect before close 3502
+//! max_queue_size = 1048576     # bytes queued for writing before close 3008 (slow)
+//! max_message_size = 65536     # largest inbound message, bytes
+//! expired_close_delay = "25s"  # grace after the connection token expires before close 3005
+//! ```
+//!
+//! # Dev mode
+//!
+//! With no token key *and* no API key configured anywhere, the node runs in dev mode: a random
+//! HMAC secret and API key are generated ([`DevMode`]) and every client may subscribe to any
+//! channel (`channels.insecure`). Configuring only one of the two is an error.
+
+mod raw;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use herald_engine::config::{
+    ChannelConfig, ChannelOptions, ClientConfig, Namespace, TokenConfig, TokenKey,
+};
+
+use self::raw::RawConfig;
+
+/// Prefix of configuration environment variables: `HERALD_<SECTION>__<KEY>`.
+pub const ENV_PREFIX: &str = "HERALD";
+
+/// HMAC secrets shorter than this get a warning.
+const MIN_HMAC_SECRET_LEN: usize = 32;
+
+/// The validated configuration of a node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// How tokens are verified. In dev mode: the generated HMAC secret.
+    pub token: TokenConfig,
+    pub api: ApiConfig,
+    pub broker: BrokerConfig,
+    pub channels: ChannelConfig,
+    pub client: ClientConfig,
+    /// `Some` when running in dev mode (no keys configured): the generated secrets.
+    pub dev: Option<DevMode>,
+    /// Non-fatal findings (e.g. a short HMAC secret) the binary should log at start.
+    pub warnings: Vec<String>,
+}
+
+/// `[server]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Browser `Origin` values allowed to connect, lower-cased; `"*"` allows any. Requests without
+    /// an `Origin` header always pass.
+    pub allowed_origins: Vec<String>,
+    /// Node name; default: the host name, or `herald`.
+    pub name: String,
+    /// How long a graceful shutdown waits for connections to close.
+    pub shutdown_timeout: Duration,
+}
+
+/// `[api]`, validated.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// Key of the server API. In dev mode: the generated key.
+    pub key: String,
+}
+
+impl fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `[broker]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerConfig {
+    /// In-process broker: a single node.
+    Memory,
+}
+
+/// Generated secrets of a node running in dev mode.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DevMode {
+    /// Random HMAC secret (64 hex characters) tokens are verified with.
+    pub hmac_secret: String,
+    /// Random server API key (64 hex characters).
+    pub api_key: String,
+}
+
+impl fmt::Debug for DevMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DevMode")
+            .field("hmac_secret", &"<redacted>")
+            .field("api_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Values from command-line flags; they override the file and the environment.
+#[derive(Default, Clone, PartialEq, Eq)]
+pub struct Overrides {
+    /// `server.listen`
+    pub listen: Option<String>,
+    /// `api.key`
+    pub api_key: Option<String>,
+    /// `auth.hmac_secret`
+    pub hmac_secret: Option<String>,
+}
+
+impl fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Overrides")
+            .field("listen", &self.listen)
+            .field("api_key", &redact(&self.api_key))
+            .field("hmac_secret", &redact(&self.hmac_secret))
+            .finish()
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML/YAML/JSON.
+    #[error("cannot parse config file {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    /// The file extension does not name a supported format.
+    #[error(
+        "config file {}: unsupported format (use a .toml, .yaml, .yml or .json extension)",
+        path.display()
+    )]
+    UnsupportedFormat { path: PathBuf },
+    /// Every problem found, one per entry, each naming its key.
+    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<String>),
+}
+
+impl Config {
+    /// Loads the configuration. Layers, later ones win: defaults < `file` (if `Some`) <
+    /// environment `HERALD_<SECTION>__<KEY>` (`env`: the variables to use; `None` = the process
+    /// environment) < `overrides` (flags).
+    pub fn load(
+        file: Option<&Path>,
+        env: Option<HashMap<String, String>>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut builder = ::config::Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(read_file(path)?);
+        }
+        let env = env.unwrap_or_else(|| {
+            // Variables that are not valid Unicode cannot be configuration; skip them.
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect()
+        });
+        let (env, env_warnings) = config_env_vars(env);
+        // `try_parsing` stays off: it would turn `0123` into `123` and long digit strings into
+        // floats, mangling secrets. Booleans and numbers are parsed from strings on
+        // deserialization instead, and lists are split by the `allowed_origins` deserializer.
+        builder = builder.add_source(
+            ::config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(env)),
+        );
+        let flags = [
+            ("server.listen", &overrides.listen),
+            ("api.key", &overrides.api_key),
+            ("auth.hmac_secret", &overrides.hmac_secret),
+        ];
+        for (key, value) in flags {
+            if let Some(value) = value {
+                builder = builder
+                    .set_override(key, value.as_str())
+                    .map_err(|e| ConfigError::Invalid(vec![format!("{key}: {e}")]))?;
+            }
+        }
+        let merged = builder
+            .build()
+            .map_err(|e| ConfigError::Invalid(vec![e.to_string()]))?;
+        let raw = RawConfig::from_merged(&merged);
+        let mut config = Config::build_and_validate(raw)?;
+        config.warnings.splice(0..0, env_warnings);
+        Ok(config)
+    }
+
+    /// Checks every key of `raw` (plus the problems found while reading it) and builds the
+    /// validated configuration, or reports all problems together.
+    pub(crate) fn build_and_validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
+        let mut problems = std::mem::take(&mut raw.problems);
+        let mut warnings = Vec::new();
+        let failed = |section: &str| raw.failed.contains(&section);
+
+        // [server]
+        let listen = parse_listen(&raw.server.listen, &mut problems);
+        let mut allowed_origins = Vec::new();
+        for (i, origin) in raw.server.allowed_origins.iter().enumerate() {
+            match check_origin(origin) {
+                Ok(origin) => allowed_origins.push(origin),
+                Err(why) => problems.push(format!(
+                    "server.allowed_origins[{i}]: {origin:?} {why} (expected scheme://host[:port], e.g. https://app.example, or \"*\")"
+                )),
+            }
+        }
+        let name = match raw.server.name.as_deref().map(str::trim) {
+            Some("") => {
+                problems.push("server.name: must not be empty".to_owned());
+                String::new()
+            }
+            Some(name) => name.to_owned(),
+            None => hostname(),
+        };
+        let shutdown_timeout = parse_duration(
+            "server.shutdown_timeout",
+            &raw.server.shutdown_timeout,
+            &mut problems,
+        );
+
+        // [auth] and [api]
+        let hmac_secret = non_empty(&raw.auth.hmac_secret);
+        let rsa_public_key = non_empty(&raw.auth.rsa_public_key).map(unescape_pem);
+        let ecdsa_public_key = non_empty(&raw.auth.ecdsa_public_key).map(unescape_pem);
+        let api_key = non_empty(&raw.api.key);
+        let mut token_keys = Vec::new();
+        if let Some(secret) = hmac_secret {
+            if secret.len() < MIN_HMAC_SECRET_LEN {
+                warnings.push(format!(
+                    "auth.hmac_secret is {} bytes; use at least {MIN_HMAC_SECRET_LEN} random bytes",
+                    secret.len()
+                ));
+            }
+            token_keys.push(TokenKey::Hmac(secret.as_bytes().to_vec()));
+        }
+        for (key, pem, kind) in [
+            ("auth.rsa_public_key", &rsa_public_key, PemKind::Rsa),
+            ("auth.ecdsa_public_key", &ecdsa_public_key, PemKind::Ecdsa),
+        ] {
+            if let Some(pem) = pem
+                && let Some(key) = check_pem(key, pem, kind, &mut problems)
+            {
+                token_keys.push(key);
+            }
+        }
+        let key_count = [
+            hmac_secret.is_some(),
+            rsa_public_key.is_some(),
+            ecdsa_public_key.is_some(),
+        ]
+        .into_iter()
+        .filter(|set| *set)
+        .count();
+        if key_count > 1 {
+            problems.push(
+                "auth: set only one of hmac_secret, rsa_public_key, ecdsa_public_key".to_owned(),
+            );
+        }
+        let mut dev = None;
+        if key_count == 0 && api_key.is_none() {
+            if !failed("auth") && !failed("api") {
+                dev = Some(DevMode {
+                    hmac_secret: random_hex(32),
+                    api_key: random_hex(32),
+                });
+            }
+        } else if key_count == 0 {
+            if !failed("auth") {
+                problems.push(
+                    "auth: a token key (hmac_secret, rsa_public_key or ecdsa_public_key) is required when api.key is set (or remove both to run in dev mode)".to_owned(),
+                );
+            }
+        } else if api_key.is_none() && !failed("api") {
+            problems.push(
+                "api.key: is required when auth is configured (or remove both to run in dev mode)"
+                    .to_owned(),
+            );
+        }
+        let key = match &dev {
+            Some(dev) => TokenKey::Hmac(dev.hmac_secret.as_bytes().to_vec()),
+            None => token_keys
+                .into_iter()
+                .next()
+                .unwrap_or(TokenKey::Hmac(Vec::new())),
+        };
+        let token = TokenConfig {
+            key,
+            audience: non_empty(&raw.auth.audience).map(str::to_owned),
+            issuer: non_empty(&raw.auth.issuer).map(str::to_owned),
+        };
+        let api = ApiConfig {
+            key: match &dev {
+                Some(dev) => dev.api_key.clone(),
+                None => api_key.unwrap_or_default().to_owned(),
+            },
+        };
+
+        // [broker]
+        let broker = match raw.broker.kind.trim() {
+            "memory" => BrokerConfig::Memory,
+            "redis" => {
+                problems.push(
+                    "broker.kind: \"redis\" is not supported yet (supported: memory)".to_owned(),
+                );
+                BrokerConfig::Memory
+            }
+            other => {
+                problems.push(format!(
+                    "broker.kind: {other:?} is not a known broker kind (supported: memory)"
+                ));
+                BrokerConfig::Memory
+            }
+        };
+
+        // [channels]
+        let c = &raw.channels;
+        let without_namespace = ChannelOptions {
+            allow_subscribe_for_client: c.allow_subscribe_for_client,
+            allow_publish_for_subscriber: c.allow_publish_for_subscriber,
+            allow_publish_for_client: c.allow_publish_for_client,
+            allow_user_limited_channels: c.allow_user_limited_channels,
+        };
+        let max_channel_length = positive(
+            "channels.max_channel_length",
+            c.max_channel_length,
+            &mut problems,
+        );
+        let max_channels_per_client = positive(
+            "channels.max_channels_per_client",
+            c.max_channels_per_client,
+            &mut problems,
+        );
+        let mut namespaces: Vec<Namespace> = Vec::new();
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, ns) in c.namespaces.iter().enumerate() {
+            let key = format!("channels.namespaces[{i}].name");
+            if ns.name.is_empty() {
+                problems.push(format!("{key}: is required"));
+            } else if !valid_namespace_name(&ns.name) {
+                problems.push(format!(
+                    "{key}: {:?} must match ^[-a-zA-Z0-9_]{{2,}}$",
+                    ns.name
+                ));
+            } else if let Some(first) = seen.get(ns.name.as_str()) {
+                problems.push(format!(
+                    "{key}: duplicate namespace {:?} (already defined by channels.namespaces[{first}])",
+                    ns.name
+                ));
+            } else {
+                seen.insert(&ns.name, i);
+            }
+            namespaces.push(Namespace {
+                name: ns.name.clone(),
+                options: ChannelOptions {
+                    allow_subscribe_for_client: ns.allow_subscribe_for_client,
+                    allow_publish_for_subscriber: ns.allow_publish_for_subscriber,
+                    allow_publish_for_client: ns.allow_publish_for_client,
+                    allow_user_limited_channels: ns.allow_user_limited_channels,
+                },
+            });
+        }
+        let channels = ChannelConfig {
+            without_namespace,
+            namespaces,
+            max_channel_length,
+            max_channels_per_client,
+            insecure: dev.is_some(),
+        };
+
+        // [client]
+        let cl = &raw.client;
+        let ping_interval =
+            parse_duration("client.ping_interval", &cl.ping_interval, &mut problems);
+        let pong_timeout = parse_duration("client.pong_timeout", &cl.pong_timeout, &mut problems);
+        let connect_timeout =
+            parse_duration("client.connect_timeout", &cl.connect_timeout, &mut problems);
+        let expired_close_delay = parse_duration(
+            "client.expired_close_delay",
+            &cl.expired_close_delay,
+            &mut problems,
+        );
+        for (key, value) in [
+            ("client.pong_timeout", pong_timeout),
+            ("client.connect_timeout", connect_timeout),
+        ] {
+            if value == Some(Duration::ZERO) {
+                problems.push(format!("{key}: must be greater than 0"));
+            }
+        }
+        if let (Some(ping), Some(pong)) = (ping_interval, pong_timeout)
+            && ping <= pong
+        {
+            problems.push(format!(
+                "client.ping_interval: {} must exceed client.pong_timeout ({})",
+                humantime::format_duration(ping),
+                humantime::format_duration(pong)
+            ));
+        }
+        let defaults = ClientConfig::default();
+        let client = ClientConfig {
+            ping_interval: ping_interval.unwrap_or(defaults.ping_interval),
+            pong_timeout: pong_timeout.unwrap_or(defaults.pong_timeout),
+            connect_timeout: connect_timeout.unwrap_or(defaults.connect_timeout),
+            max_queue_bytes: positive("client.max_queue_size", cl.max_queue_size, &mut problems),
+            max_message_size: positive(
+                "client.max_message_size",
+                cl.max_message_size,
+                &mut problems,
+            ),
+            expired_close_delay: expired_close_delay.unwrap_or(defaults.expired_close_delay),
+        };
+
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(problems));
+        }
+        Ok(Config {
+            server: ServerConfig {
+                listen: listen.expect("checked above"),
+                allowed_origins,
+                name,
+                shutdown_timeout: shutdown_timeout.expect("checked above"),
+            },
+            token,
+            api,
+            broker,
+            channels,
+            client,
+            dev,
+            warnings,
+        })
+    }
+
+    /// A readable multi-line summary for `herald check-config`. Secrets are never shown: only
+    /// whether a key is set and its kind.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        let options = |o: &ChannelOptions| {
+            let mut on = Vec::new();
+            if o.allow_subscribe_for_client {
+                on.push("subscribe_for_client");
+            }
+            if o.allow_publish_for_subscriber {
+                on.push("publish_for_subscriber");
+            }
+            if o.allow_publish_for_client {
+                on.push("publish_for_client");
+            }
+            if o.allow_user_limited_channels {
+                on.push("user_limited_channels");
+            }
+            if on.is_empty() {
+                "nothing allowed".to_owned()
+            } else {
+                format!("allow {}", on.join(", "))
+            }
+        };
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+
+        if self.dev.is_some() {
+            let _ = writeln!(
+                s,
+                "mode:      DEV (no keys configured: generated token secret and API key; any client may subscribe to any channel)"
+            );
+        } else {
+            let _ = writeln!(s, "mode:      production");
+        }
+        let _ = writeln!(s, "[server]");
+        let _ = writeln!(s, "  listen:           {}", self.server.listen);
+        let _ = writeln!(s, "  name:             {}", self.server.name);
+        let origins = if self.server.allowed_origins.is_empty() {
+            "none (only clients without an Origin header)".to_owned()
+        } else {
+            self.server.allowed_origins.join(", ")
+        };
+        let _ = writeln!(s, "  allowed_origins:  {origins}");
+        let _ = writeln!(s, "  shutdown_timeout: {}", d(self.server.shutdown_timeout));
+        let _ = writeln!(s, "[auth]");
+        let generated = if self.dev.is_some() {
+            ", generated"
+        } else {
+            ""
+        };
+        let key = match &self.token.key {
+            TokenKey::Hmac(_) => format!("HMAC secret (HS256/HS384/HS512) <redacted{generated}>"),
+            TokenKey::RsaPem(_) => "RSA public key (RS*/PS*)".to_owned(),
+            TokenKey::EcdsaPem(_) => "ECDSA public key (ES256/ES384)".to_owned(),
+        };
+        let _ = writeln!(s, "  token key:        {key}");
+        let _ = writeln!(
+            s,
+            "  audience:         {}",
+            self.token.audience.as_deref().unwrap_or("(not checked)")
+        );
+        let _ = writeln!(
+            s,
+            "  issuer:           {}",
+            self.token.issuer.as_deref().unwrap_or("(not checked)")
+        );
+        let _ = writeln!(s, "[api]");
+        let _ = writeln!(s, "  key:              set <redacted{generated}>");
+        let _ = writeln!(s, "[broker]");
+        let _ = writeln!(
+            s,
+            "  kind:             {}",
+            match self.broker {
+                BrokerConfig::Memory => "memory",
+            }
+        );
+        let ch = &self.channels;
+        let _ = writeln!(s, "[channels]");
+        let _ = writeln!(s, "  insecure:         {}", yes_no(ch.insecure));
+        let _ = writeln!(s, "  without namespace: {}", options(&ch.without_namespace));
+        let _ = writeln!(s, "  max_channel_length: {}", ch.max_channel_length);
+        let _ = writeln!(
+            s,
+            "  max_channels_per_client: {}",
+            ch.max_channels_per_client
+        );
+        if ch.namespaces.is_empty() {
+            let _ = writeln!(s, "  namespaces:       (none)");
+        }
+        for ns in &ch.namespaces {
+            let _ = writeln!(s, "  namespace {:?}: {}", ns.name, options(&ns.options));
+        }
+        let c = &self.client;
+        let _ = writeln!(s, "[client]");
+        let _ = writeln!(s, "  ping_interval:    {}", d(c.ping_interval));
+        let _ = writeln!(s, "  pong_timeout:     {}", d(c.pong_timeout));
+        let _ = writeln!(s, "  connect_timeout:  {}", d(c.connect_timeout));
+        let _ = writeln!(s, "  max_queue_size:   {} bytes", c.max_queue_bytes);
+        let _ = writeln!(s, "  max_message_size: {} bytes", c.max_message_size);
+        let _ = writeln!(s, "  expired_close_delay: {}", d(c.expired_close_delay));
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning: {w}");
+        }
+        s
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl Config {
+    /// A valid non-dev configuration for tests: listen `127.0.0.1:0`, HMAC secret
+    /// `test-secret-0123456789abcdef0123456789`, API key `test-api-key`, and namespace `chat`
+    /// where clients may subscribe and subscribers may publish.
+    pub fn for_test() -> Config {
+        Config {
+            server: ServerConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                allowed_origins: Vec::new(),
+                name: "herald-test".to_owned(),
+                shutdown_timeout: Duration::from_secs(10),
+            },
+            token: TokenConfig {
+                key: TokenKey::Hmac(b"test-secret-0123456789abcdef0123456789".to_vec()),
+                audience: None,
+                issuer: None,
+            },
+            api: ApiConfig {
+                key: "test-api-key".to_owned(),
+            },
+            broker: BrokerConfig::Memory,
+            channels: ChannelConfig {
+                namespaces: vec![Namespace {
+                    name: "chat".to_owned(),
+                    options: ChannelOptions {
+                        allow_subscribe_for_client: true,
+                        allow_publish_for_subscriber: true,
+                        ..ChannelOptions::default()
+                    },
+                }],
+                ..ChannelConfig::default()
+            },
+            client: ClientConfig::default(),
+            dev: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Parses the configuration file into a `config` source, picking the format by extension.
+fn read_file(path: &Path) -> Result<::config::Config, ConfigError> {
+    use ::config::FileFormat;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let format = match ext.as_deref() {
+        Some("toml") => FileFormat::Toml,
+        Some("yaml" | "yml") => FileFormat::Yaml,
+        Some("json") => FileFormat::Json,
+        _ => {
+            return Err(ConfigError::UnsupportedFormat {
+                path: path.to_owned(),
+            });
+        }
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    ::config::Config::builder()
+        .add_source(::config::File::from_str(&text, format))
+        .build()
+        .map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+/// Keeps the configuration variables (`HERALD_<SECTION>__<KEY>`) and warns about other `HERALD_*`
+/// variables that look like a misspelled key. `HERALD_CONFIG` (the `--config` flag) is not a key.
+fn config_env_vars(env: HashMap<String, String>) -> (HashMap<String, String>, Vec<String>) {
+    let prefix = format!("{ENV_PREFIX}_");
+    let mut warnings = Vec::new();
+    let mut vars = HashMap::new();
+    for (name, value) in env {
+        let Some(rest) = name
+            .get(..prefix.len())
+            .filter(|p| p.eq_ignore_ascii_case(&prefix))
+            .map(|_| &name[prefix.len()..])
+        else {
+            continue;
+        };
+        if rest.contains("__") {
+            vars.insert(name, value);
+        } else if !rest.eq_ignore_ascii_case("CONFIG") && !rest.is_empty() {
+            warnings.push(format!(
+                "environment variable {name} is ignored: configuration variables are named {ENV_PREFIX}_<SECTION>__<KEY>, e.g. HERALD_SERVER__LISTEN"
+            ));
+        }
+    }
+    warnings.sort();
+    (vars, warnings)
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.trim().is_empty())
+}
+
+/// PEM keys in environment variables are often written on one line with literal `\n`.
+fn unescape_pem(pem: &str) -> String {
+    let pem = pem.trim();
+    if !pem.contains('\n') && pem.contains("\\n") {
+        pem.replace("\\n", "\n")
+    } else {
+        pem.to_owned()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum PemKind {
+    Rsa,
+    Ecdsa,
+}
+
+fn check_pem(key: &str, pem: &str, kind: PemKind, problems: &mut Vec<String>) -> Option<TokenKey> {
+    use jsonwebtoken::DecodingKey;
+    if pem.contains("PRIVATE KEY") {
+        problems.push(format!(
+            "{key}: this is a private key; configure the public key (openssl pkey -in key.pem -pubout)"
+        ));
+        return None;
+    }
+    let parsed = match kind {
+        PemKind::Rsa => DecodingKey::from_rsa_pem(pem.as_bytes()),
+        PemKind::Ecdsa => DecodingKey::from_ec_pem(pem.as_bytes()),
+    };
+    match parsed {
+        Ok(_) => Some(match kind {
+            PemKind::Rsa => TokenKey::RsaPem(pem.as_bytes().to_vec()),
+            PemKind::Ecdsa => TokenKey::EcdsaPem(pem.as_bytes().to_vec()),
+        }),
+        Err(e) => {
+            let expected = match kind {
+                PemKind::Rsa => "an RSA public key",
+                PemKind::Ecdsa => "an ECDSA (P-256/P-384) public key",
+            };
+            problems.push(format!(
+                "{key}: not a valid PEM {expected} ({e}); expected \"-----BEGIN PUBLIC KEY-----\\n...\""
+            ));
+            None
+        }
+    }
+}
+
+fn parse_listen(value: &str, problems: &mut Vec<String>) -> Option<SocketAddr> {
+    match value.trim().parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.push(format!(
+                "server.listen: {value:?} is not a socket address (expected host:port, e.g. 127.0.0.1:8000)"
+            ));
+            None
+        }
+    }
+}
+
+fn parse_duration(key: &str, value: &str, problems: &mut Vec<String>) -> Option<Duration> {
+    match humantime::parse_duration(value.trim()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            problems.push(format!(
+                "{key}: {value:?} is not a duration ({e}; expected e.g. \"25s\", \"1m30s\", \"500ms\")"
+            ));
+            None
+        }
+    }
+}
+
+fn positive(key: &str, value: i64, problems: &mut Vec<String>) -> usize {
+    match usize::try_from(value) {
+        Ok(v) if v > 0 => v,
+        _ => {
+            problems.push(format!("{key}: must be greater than 0 (got {value})"));
+            0
+        }
+    }
+}
+
+fn valid_namespace_name(name: &str) -> bool {
+    name.len() >= 2
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Checks an `allowed_origins` entry; returns it lower-cased (browsers send lower-case origins).
+fn check_origin(origin: &str) -> Result<String, &'static str> {
+    if origin == "*" {
+        return Ok(origin.to_owned());
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return Err("has no scheme");
+    };
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
+        return Err("has an invalid scheme");
+    }
+    if rest.is_empty() {
+        return Err("has no host");
+    }
+    if rest.contains(['/', '?', '#']) {
+        return Err("must not have a path or a trailing slash");
+    }
+    Ok(origin.to_ascii_lowercase())
+}
+
+/// The host name, or `herald` when it cannot be found.
+fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_owned())
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| "herald".to_owned())
+}
+
+/// `bytes` random bytes, hex-encoded.
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore as _;
+    use std::fmt::Write as _;
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    buf.iter()
+        .fold(String::with_capacity(bytes * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}

@@ -1,0 +1,86 @@
+//! The embedded broker of a node that runs alone: a publication goes straight to the local hub.
+
+use std::sync::{Arc, OnceLock};
+
+use herald_protocol::proto::Publication;
+
+use super::{Broker, BrokerError, BrokerEventHandler, StreamPosition};
+
+#[derive(Default)]
+pub struct MemoryBroker {
+    handler: OnceLock<Arc<dyn BrokerEventHandler>>,
+}
+
+impl MemoryBroker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait::async_trait]
+impl Broker for MemoryBroker {
+    fn start(&self, handler: Arc<dyn BrokerEventHandler>) {
+        let _ = self.handler.set(handler);
+    }
+
+    async fn publish(
+        &self,
+        channel: &str,
+        publication: Publication,
+    ) -> Result<Option<StreamPosition>, BrokerError> {
+        let handler = self
+            .handler
+            .get()
+            .ok_or_else(|| BrokerError::Unavailable("broker not started".into()))?;
+        handler.handle_publication(channel, publication);
+        Ok(None)
+    }
+
+    async fn subscribe(&self, _channel: &str) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, _channel: &str) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<(), BrokerError> {
+        match self.handler.get() {
+            Some(_) => Ok(()),
+            None => Err(BrokerError::Unavailable("broker not started".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(String, Publication)>>);
+    impl BrokerEventHandler for Recorder {
+        fn handle_publication(&self, channel: &str, publication: Publication) {
+            self.0.lock().unwrap().push((channel.into(), publication));
+        }
+    }
+
+    #[tokio::test]
+    async fn publishes_reach_the_handler_in_order() {
+        let broker = MemoryBroker::new();
+        assert!(broker.health().await.is_err(), "not ready before start");
+        let rec = Arc::new(Recorder::default());
+        broker.start(rec.clone());
+        assert!(broker.health().await.is_ok());
+        for i in 0..3u8 {
+            let publication = Publication {
+                data: bytes::Bytes::from(vec![b'0' + i]),
+                ..Default::default()
+            };
+            broker.publish("ch", publication).await.unwrap();
+        }
+        let got = rec.0.lock().unwrap();
+        let data: Vec<_> = got.iter().map(|(_, p)| p.data.clone()).collect();
+        assert_eq!(data, vec!["0", "1", "2"]);
+    }
+}

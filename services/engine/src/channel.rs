@@ -1,0 +1,150 @@
+//! Channel names and the rules that apply to them: namespace lookup, private (`$`) channels and
+//! user-limited channels (`news#42`, `dialog#42,43`).
+
+use std::collections::HashMap;
+
+use crate::config::{ChannelConfig, ChannelOptions};
+
+/// Separates the namespace from the rest of a channel name: `chat:room1`.
+pub const NAMESPACE_BOUNDARY: char = ':';
+/// Separates the user list of a user-limited channel: `news#42`.
+pub const USER_BOUNDARY: char = '#';
+/// Channels starting with it always need a subscription token.
+pub const PRIVATE_PREFIX: char = '$';
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelError {
+    #[error("channel name is empty")]
+    Empty,
+    #[error("channel name is longer than {max} bytes")]
+    TooLong { max: usize },
+    #[error("unknown namespace {0:?}")]
+    UnknownNamespace(String),
+}
+
+/// Options granted to every channel in dev mode, where anyone may do anything.
+static INSECURE: ChannelOptions = ChannelOptions {
+    allow_subscribe_for_client: true,
+    allow_publish_for_subscriber: true,
+    allow_publish_for_client: true,
+    allow_user_limited_channels: true,
+};
+
+/// Resolves a channel name to its options. Built once per node; lookups are lock-free reads.
+#[derive(Debug)]
+pub struct ChannelRules {
+    without_namespace: ChannelOptions,
+    namespaces: HashMap<String, ChannelOptions>,
+    max_length: usize,
+    insecure: bool,
+}
+
+impl ChannelRules {
+    pub fn new(config: &ChannelConfig) -> Self {
+        Self {
+            without_namespace: config.without_namespace.clone(),
+            namespaces: config
+                .namespaces
+                .iter()
+                .map(|ns| (ns.name.clone(), ns.options.clone()))
+                .collect(),
+            max_length: config.max_channel_length,
+            insecure: config.insecure,
+        }
+    }
+
+    pub fn insecure(&self) -> bool {
+        self.insecure
+    }
+
+    /// Validates the name and finds the options of its namespace.
+    pub fn resolve(&self, channel: &str) -> Result<&ChannelOptions, ChannelError> {
+        if channel.is_empty() {
+            return Err(ChannelError::Empty);
+        }
+        if channel.len() > self.max_length {
+            return Err(ChannelError::TooLong {
+                max: self.max_length,
+            });
+        }
+        if self.insecure {
+            return Ok(&INSECURE);
+        }
+        match namespace_of(channel) {
+            None => Ok(&self.without_namespace),
+            Some(ns) => self
+                .namespaces
+                .get(ns)
+                .ok_or_else(|| ChannelError::UnknownNamespace(ns.to_string())),
+        }
+    }
+}
+
+/// The namespace of a channel: the part before the first `:`, after a leading `$`.
+pub fn namespace_of(channel: &str) -> Option<&str> {
+    let name = channel.strip_prefix(PRIVATE_PREFIX).unwrap_or(channel);
+    name.split_once(NAMESPACE_BOUNDARY).map(|(ns, _)| ns)
+}
+
+pub fn is_private(channel: &str) -> bool {
+    channel.starts_with(PRIVATE_PREFIX)
+}
+
+/// For a user-limited channel (`news#42`, `dialog#42,43`), whether `user` is one of its users.
+/// `None` when the channel is not user-limited.
+pub fn user_limited_allows(channel: &str, user: &str) -> Option<bool> {
+    let (_, users) = channel.rsplit_once(USER_BOUNDARY)?;
+    Some(!user.is_empty() && users.split(',').any(|u| u == user))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Namespace;
+
+    fn rules() -> ChannelRules {
+        ChannelRules::new(&ChannelConfig {
+            namespaces: vec![Namespace {
+                name: "chat".into(),
+                options: ChannelOptions {
+                    allow_subscribe_for_client: true,
+                    ..Default::default()
+                },
+            }],
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn namespace_is_the_part_before_the_first_colon() {
+        assert_eq!(namespace_of("chat:room:1"), Some("chat"));
+        assert_eq!(namespace_of("$chat:room"), Some("chat"));
+        assert_eq!(namespace_of("room"), None);
+    }
+
+    #[test]
+    fn resolve_finds_namespace_options_and_rejects_unknown() {
+        let r = rules();
+        assert!(r.resolve("chat:1").unwrap().allow_subscribe_for_client);
+        assert!(!r.resolve("news").unwrap().allow_subscribe_for_client);
+        assert_eq!(
+            r.resolve("nope:1"),
+            Err(ChannelError::UnknownNamespace("nope".into()))
+        );
+        assert_eq!(r.resolve(""), Err(ChannelError::Empty));
+        assert_eq!(r.resolve(&"a".repeat(255)).map(|_| ()), Ok(()));
+        assert_eq!(
+            r.resolve(&"a".repeat(256)),
+            Err(ChannelError::TooLong { max: 255 })
+        );
+    }
+
+    #[test]
+    fn user_limited_channels_list_their_users() {
+        assert_eq!(user_limited_allows("news#42", "42"), Some(true));
+        assert_eq!(user_limited_allows("dialog#42,43", "43"), Some(true));
+        assert_eq!(user_limited_allows("dialog#42,43", "4"), Some(false));
+        assert_eq!(user_limited_allows("news#", ""), Some(false));
+        assert_eq!(user_limited_allows("news", "42"), None);
+    }
+}

@@ -1,0 +1,18 @@
+//! Requests the node sends to a live session through its outbound queue (server API subscribe
+//! and unsubscribe of a user), so the session stays the only owner of its subscription state.
+
+use bytes::Bytes;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Subscribe the connection to a channel on the server's behalf (a server-side subscription).
+    Subscribe {
+        channel: String,
+        /// Channel info for the subscriber, raw JSON.
+        info: Option<Bytes>,
+        /// Data for the client in the subscribe push, raw JSON.
+        data: Option<Bytes>,
+    },
+    /// Remove the connection from a channel and tell the client.
+    Unsubscribe { channel: String },
+}

@@ -1,0 +1,254 @@
+//! The hub: which local connections are subscribed to which channel, and the fan-out of a
+//! publication to them.
+//!
+//! Channels are spread over shards by hash, each behind its own `RwLock`, so subscribes to
+//! different channels and deliveries never meet on one global lock. A delivery holds only the
+//! read lock of its channel's shard while it pushes the same encoded bytes into every
+//! subscriber's bounded queue; a push never waits.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use herald_protocol::Format;
+
+use crate::outbound::Outbound;
+
+const SHARDS: usize = 64;
+
+/// Identifies a connection inside this node (cheaper to hash than the client id string).
+pub type ConnId = u64;
+
+#[derive(Clone, Debug)]
+pub struct Subscriber {
+    pub outbound: Outbound,
+    pub format: Format,
+}
+
+type Shard = RwLock<HashMap<Arc<str>, HashMap<ConnId, Subscriber>>>;
+
+pub struct Hub {
+    shards: Box<[Shard]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// What a subscribe or unsubscribe did to the channel on this node: the broker needs a
+/// node-level subscription only for the first local subscriber, and can drop it after the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// The first local subscriber arrived / the last one left.
+    Edge,
+    /// Others were (and are) subscribed.
+    Unchanged,
+    /// The connection was already subscribed / was not subscribed.
+    Noop,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+        }
+    }
+
+    fn shard(&self, channel: &str) -> &Shard {
+        let mut h = self.hasher.build_hasher();
+        channel.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    pub fn subscribe(&self, channel: &str, conn: ConnId, subscriber: Subscriber) -> Membership {
+        let mut shard = write(self.shard(channel));
+        let subs = match shard.get_mut(channel) {
+            Some(subs) => subs,
+            None => shard.entry(Arc::from(channel)).or_default(),
+        };
+        let first = subs.is_empty();
+        if subs.insert(conn, subscriber).is_some() {
+            return Membership::Noop;
+        }
+        if first {
+            Membership::Edge
+        } else {
+            Membership::Unchanged
+        }
+    }
+
+    pub fn unsubscribe(&self, channel: &str, conn: ConnId) -> Membership {
+        let mut shard = write(self.shard(channel));
+        let Some(subs) = shard.get_mut(channel) else {
+            return Membership::Noop;
+        };
+        if subs.remove(&conn).is_none() {
+            return Membership::Noop;
+        }
+        if subs.is_empty() {
+            shard.remove(channel);
+            Membership::Edge
+        } else {
+            Membership::Unchanged
+        }
+    }
+
+    /// Whether any local connection is subscribed to the channel.
+    pub fn has_subscribers(&self, channel: &str) -> bool {
+        read(self.shard(channel)).contains_key(channel)
+    }
+
+    /// Pushes one publication to every local subscriber of `channel`. `encode` is called at most
+    /// once per wire format, however many subscribers there are; `None` means the publication
+    /// cannot be represented in that format (binary data for a JSON client), and such
+    /// subscribers are closed with 3506. Returns how many subscribers took it (a slow one is cut
+    /// off by its own queue and not counted).
+    pub fn deliver(&self, channel: &str, mut encode: impl FnMut(Format) -> Option<Bytes>) -> usize {
+        let shard = read(self.shard(channel));
+        let Some(subs) = shard.get(channel) else {
+            return 0;
+        };
+        let mut json: Option<Option<Bytes>> = None;
+        let mut protobuf: Option<Option<Bytes>> = None;
+        let mut delivered = 0;
+        for sub in subs.values() {
+            let slot = match sub.format {
+                Format::Json => &mut json,
+                Format::Protobuf => &mut protobuf,
+            };
+            let Some(bytes) = slot.get_or_insert_with(|| encode(sub.format)).clone() else {
+                sub.outbound
+                    .close(herald_protocol::codes::disconnect::INAPPROPRIATE_PROTOCOL);
+                continue;
+            };
+            if sub.outbound.push(bytes) {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Number of channels with local subscribers, and number of (channel, connection) pairs.
+    pub fn counts(&self) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(channels, subs), shard| {
+            let shard = read(shard);
+            (
+                channels + shard.len(),
+                subs + shard.values().map(HashMap::len).sum::<usize>(),
+            )
+        })
+    }
+
+    /// Every channel with local subscribers and its number of local subscribers.
+    pub fn channels(&self) -> Vec<(String, usize)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = read(shard);
+            out.extend(shard.iter().map(|(ch, subs)| (ch.to_string(), subs.len())));
+        }
+        out
+    }
+}
+
+// Nothing that can panic runs under these locks, so poisoning cannot leave a shard half-updated.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::Outgoing;
+
+    fn sub(format: Format) -> (Subscriber, Outbound) {
+        let outbound = Outbound::new(1024);
+        (
+            Subscriber {
+                outbound: outbound.clone(),
+                format,
+            },
+            outbound,
+        )
+    }
+
+    fn drained(q: &Outbound) -> Vec<Bytes> {
+        let mut items = Vec::new();
+        q.drain(&mut items);
+        items
+            .into_iter()
+            .filter_map(|i| match i {
+                Outgoing::Frame(b) => Some(b),
+                Outgoing::Control(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn membership_edges_are_first_join_and_last_leave() {
+        let hub = Hub::new();
+        let (a, _) = sub(Format::Json);
+        let (b, _) = sub(Format::Json);
+        assert_eq!(hub.subscribe("ch", 1, a.clone()), Membership::Edge);
+        assert_eq!(hub.subscribe("ch", 1, a), Membership::Noop);
+        assert_eq!(hub.subscribe("ch", 2, b), Membership::Unchanged);
+        assert_eq!(hub.unsubscribe("ch", 1), Membership::Unchanged);
+        assert_eq!(hub.unsubscribe("ch", 1), Membership::Noop);
+        assert_eq!(hub.unsubscribe("ch", 2), Membership::Edge);
+        assert!(!hub.has_subscribers("ch"));
+        assert_eq!(hub.counts(), (0, 0));
+    }
+
+    #[test]
+    fn deliver_encodes_once_per_format_and_shares_the_bytes() {
+        let hub = Hub::new();
+        let mut queues = Vec::new();
+        for id in 0..10 {
+            let format = if id % 2 == 0 { Format::Json } else { Format::Protobuf };
+            let (s, q) = sub(format);
+            hub.subscribe("ch", id, s);
+            queues.push(q);
+        }
+        let mut encodes = Vec::new();
+        let n = hub.deliver("ch", |f| {
+            encodes.push(f);
+            Some(Bytes::from(format!("{f:?}")))
+        });
+        assert_eq!(n, 10);
+        encodes.sort_by_key(|f| *f == Format::Protobuf);
+        assert_eq!(encodes, vec![Format::Json, Format::Protobuf]);
+        let first = drained(&queues[0]).pop().unwrap();
+        let third = drained(&queues[2]).pop().unwrap();
+        assert_eq!(first.as_ptr(), third.as_ptr(), "same allocation, not a copy");
+        assert_eq!(hub.deliver("other", |_| unreachable!()), 0);
+    }
+
+    #[test]
+    fn a_full_queue_does_not_stop_delivery_to_others() {
+        let hub = Hub::new();
+        let slow = Outbound::new(4);
+        hub.subscribe(
+            "ch",
+            1,
+            Subscriber {
+                outbound: slow.clone(),
+                format: Format::Json,
+            },
+        );
+        let (fast, fast_q) = sub(Format::Json);
+        hub.subscribe("ch", 2, fast);
+        for _ in 0..3 {
+            hub.deliver("ch", |_| Some(Bytes::from_static(b"xyz")));
+        }
+        assert!(slow.is_closed());
+        assert_eq!(drained(&fast_q).len(), 3);
+    }
+}

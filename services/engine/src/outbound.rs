@@ -1,0 +1,219 @@
+//! The bounded outbound queue of one connection.
+//!
+//! The hub pushes already-encoded frames into it from any thread without ever waiting; the
+//! connection's own task drains everything queued at once, so one wake-up becomes one write.
+//! The bound is in bytes: a client that cannot keep up is cut off with 3008 (slow) instead of
+//! growing the node's memory, and nobody else notices.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use herald_protocol::codes::{self, Disconnect};
+use tokio::sync::Notify;
+
+use crate::control::Control;
+
+/// What a connection's task takes out of its queue.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// One encoded reply or push, ready to be joined into a frame.
+    Frame(Bytes),
+    /// A request from the node (server API) that the session itself must apply.
+    Control(Control),
+}
+
+/// Bytes a control message is charged against the bound, so a flood of them is bounded too.
+const CONTROL_COST: usize = 64;
+
+/// The sending side of a connection's queue; cheap to clone, held by the hub and the registry.
+#[derive(Clone)]
+pub struct Outbound {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    notify: Notify,
+    limit: usize,
+}
+
+#[derive(Default)]
+struct State {
+    items: VecDeque<Outgoing>,
+    bytes: usize,
+    close: Option<Disconnect>,
+}
+
+impl Outbound {
+    pub fn new(limit_bytes: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                notify: Notify::new(),
+                limit: limit_bytes,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the queue inconsistent (every mutation is
+        // a single push or clear), so a poisoned lock is still usable.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues one encoded frame. Returns false when the connection is closing or the frame did
+    /// not fit; in the latter case the connection is marked slow and will be closed with 3008.
+    pub fn push(&self, frame: Bytes) -> bool {
+        self.enqueue(frame.len(), Outgoing::Frame(frame))
+    }
+
+    /// Queues a request for the session (server API subscribe/unsubscribe).
+    pub fn control(&self, control: Control) -> bool {
+        self.enqueue(CONTROL_COST, Outgoing::Control(control))
+    }
+
+    fn enqueue(&self, size: usize, item: Outgoing) -> bool {
+        let mut state = self.lock();
+        if state.close.is_some() {
+            return false;
+        }
+        if state.bytes + size > self.shared.limit {
+            // Drop what is queued: a slow client is not flushed, it is cut off.
+            state.items = VecDeque::new();
+            state.bytes = 0;
+            state.close = Some(codes::disconnect::SLOW);
+            drop(state);
+            self.shared.notify.notify_one();
+            return false;
+        }
+        let was_empty = state.items.is_empty();
+        state.items.push_back(item);
+        state.bytes += size;
+        drop(state);
+        if was_empty {
+            self.shared.notify.notify_one();
+        }
+        true
+    }
+
+    /// Asks the connection to close after writing what is already queued. The first close wins.
+    pub fn close(&self, disconnect: Disconnect) {
+        let mut state = self.lock();
+        if state.close.is_none() {
+            state.close = Some(disconnect);
+            drop(state);
+            self.shared.notify.notify_one();
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().close.is_some()
+    }
+
+    /// Bytes currently queued.
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Resolves when there is something to drain or the connection must close. Only the
+    /// connection's own task calls it (a single consumer).
+    pub async fn ready(&self) {
+        loop {
+            {
+                let state = self.lock();
+                if !state.items.is_empty() || state.close.is_some() {
+                    return;
+                }
+            }
+            // A notify between the check above and this await is kept as a permit.
+            self.shared.notify.notified().await;
+        }
+    }
+
+    /// Moves everything queued into `into`. Returns the close request, if any, after the items
+    /// queued before it.
+    pub fn drain(&self, into: &mut Vec<Outgoing>) -> Option<Disconnect> {
+        let mut state = self.lock();
+        into.extend(state.items.drain(..));
+        state.bytes = 0;
+        state.close.clone()
+    }
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("limit", &self.shared.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(items: Vec<Outgoing>) -> Vec<Bytes> {
+        items
+            .into_iter()
+            .map(|i| match i {
+                Outgoing::Frame(b) => b,
+                Outgoing::Control(_) => panic!("unexpected control"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn drains_everything_queued_in_order() {
+        let q = Outbound::new(1024);
+        assert!(q.push(Bytes::from_static(b"a")));
+        assert!(q.push(Bytes::from_static(b"b")));
+        q.ready().await;
+        let mut out = Vec::new();
+        assert_eq!(q.drain(&mut out), None);
+        assert_eq!(frames(out), vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+        assert_eq!(q.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn overflow_marks_the_connection_slow_and_drops_the_backlog() {
+        let q = Outbound::new(10);
+        assert!(q.push(Bytes::from_static(b"12345")));
+        assert!(q.push(Bytes::from_static(b"12345")));
+        assert!(!q.push(Bytes::from_static(b"1")));
+        q.ready().await;
+        let mut out = Vec::new();
+        assert_eq!(q.drain(&mut out), Some(codes::disconnect::SLOW));
+        assert!(out.is_empty());
+        assert!(!q.push(Bytes::from_static(b"x")), "closed queues take nothing");
+    }
+
+    #[tokio::test]
+    async fn close_keeps_queued_frames_before_it() {
+        let q = Outbound::new(100);
+        q.push(Bytes::from_static(b"last words"));
+        q.close(codes::disconnect::FORCE_DISCONNECT);
+        q.close(codes::disconnect::SHUTDOWN);
+        let mut out = Vec::new();
+        assert_eq!(q.drain(&mut out), Some(codes::disconnect::FORCE_DISCONNECT));
+        assert_eq!(frames(out).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn ready_wakes_on_a_push_from_another_task() {
+        let q = Outbound::new(100);
+        let producer = q.clone();
+        let waiter = tokio::spawn(async move {
+            q.ready().await;
+            let mut out = Vec::new();
+            q.drain(&mut out);
+            out.len()
+        });
+        tokio::task::yield_now().await;
+        producer.push(Bytes::from_static(b"x"));
+        assert_eq!(waiter.await.unwrap(), 1);
+    }
+}

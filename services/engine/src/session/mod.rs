@@ -1,0 +1,251 @@
+//! The session: one client connection's protocol state machine, transport-free.
+//!
+//! The connection's task owns the `Session` and drives it with three calls: [`Session::handle_frame`]
+//! for every inbound transport frame, [`Session::drain`] when its outbound queue is ready, and
+//! [`Session::on_timer`] at [`Session::deadline`]. Each returns a [`Flow`]; `Close` carries the
+//! disconnect code the transport must send. Dropping the session removes it from the hub and the
+//! registry, so cleanup happens however the connection ends.
+
+mod commands;
+mod timers;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use herald_protocol::codec::{self, Format};
+use herald_protocol::codes::{self, Disconnect};
+use herald_protocol::proto::{Command, Reply};
+
+use crate::control::Control;
+use crate::error::CommandError;
+use crate::hub::{ConnId, Subscriber};
+use crate::node::Node;
+use crate::outbound::{Outbound, Outgoing};
+
+use timers::Timers;
+
+/// What the transport must do after a call into the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Close the connection with this code and reason.
+    Close(Disconnect),
+}
+
+pub struct Session {
+    node: Node,
+    conn: ConnId,
+    format: Format,
+    outbound: Outbound,
+    state: State,
+    timers: Timers,
+    /// Reused between drains so a drain allocates nothing in the steady state.
+    scratch: Vec<Outgoing>,
+}
+
+enum State {
+    /// Waiting for the connect command.
+    Connecting,
+    /// A connect failed with an error reply; the client must go away and come back.
+    Failed,
+    Connected(Box<Connected>),
+}
+
+struct Connected {
+    client_id: Arc<str>,
+    user: Arc<str>,
+    /// Connection info from the token, raw JSON (shown to others in client publications).
+    info: Option<Bytes>,
+    channels: HashMap<String, ChannelSub>,
+}
+
+struct ChannelSub {
+    /// Channel info from the subscription token or the server API, raw JSON.
+    info: Option<Bytes>,
+}
+
+impl Session {
+    pub(crate) fn new(node: Node, conn: ConnId, format: Format) -> Self {
+        let config = node.client_config();
+        let outbound = Outbound::new(config.max_queue_bytes);
+        let timers = Timers::connecting(Instant::now(), config);
+        Self {
+            node,
+            conn,
+            format,
+            outbound,
+            state: State::Connecting,
+            timers,
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The queue the transport waits on (`ready`) before calling [`Session::drain`].
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
+    }
+
+    /// The client id, once connected.
+    pub fn client_id(&self) -> Option<&str> {
+        match &self.state {
+            State::Connected(c) => Some(&c.client_id),
+            _ => None,
+        }
+    }
+
+    /// Decodes one transport frame (one or more commands) and handles each in order.
+    pub async fn handle_frame(&mut self, frame: &[u8]) -> Flow {
+        let commands = match codec::decode_commands(self.format, frame) {
+            Ok(commands) => commands,
+            Err(e) => {
+                tracing::debug!(error = %e, "malformed frame");
+                return Flow::Close(codes::disconnect::BAD_REQUEST);
+            }
+        };
+        for command in commands {
+            if let Flow::Close(d) = self.handle_command(command).await {
+                return Flow::Close(d);
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn handle_command(&mut self, command: Command) -> Flow {
+        let id = command.id;
+        let Some(method) = commands::Method::of(command) else {
+            // An empty command is the pong of protocol v2; anything else without a method is
+            // garbage.
+            if id == 0 && matches!(self.state, State::Connected(_)) && self.timers.pong_received()
+            {
+                return Flow::Continue;
+            }
+            return Flow::Close(codes::disconnect::BAD_REQUEST);
+        };
+        if id == 0 && !method.allows_zero_id() {
+            return Flow::Close(codes::disconnect::BAD_REQUEST);
+        }
+        let result = match (&self.state, method) {
+            (State::Connecting, commands::Method::Connect(req)) => self.handle_connect(req).await,
+            (State::Connected(_), commands::Method::Connect(_))
+            | (State::Connecting | State::Failed, _) => {
+                return Flow::Close(codes::disconnect::BAD_REQUEST);
+            }
+            (State::Connected(_), method) => self.dispatch(method).await,
+        };
+        match result {
+            Ok(Some(mut reply)) => {
+                reply.id = id;
+                self.send(&reply);
+                Flow::Continue
+            }
+            Ok(None) => Flow::Continue,
+            Err(CommandError::Reply(code)) => {
+                self.send(&Reply {
+                    id,
+                    error: Some(code.to_proto()),
+                    ..Default::default()
+                });
+                Flow::Continue
+            }
+            Err(CommandError::Disconnect(d)) => Flow::Close(d),
+        }
+    }
+
+    /// When the transport must call [`Session::on_timer`] next.
+    pub fn deadline(&self) -> Instant {
+        self.timers.next()
+    }
+
+    /// Sends pings, and closes connections that are stale, silent or expired.
+    pub fn on_timer(&mut self, now: Instant) -> Flow {
+        let connected = matches!(self.state, State::Connected(_));
+        match self.timers.fire(now, connected) {
+            timers::Due::Nothing => Flow::Continue,
+            timers::Due::Ping => {
+                self.outbound.push(codec::ping(self.format));
+                Flow::Continue
+            }
+            timers::Due::Close(d) => Flow::Close(d),
+        }
+    }
+
+    /// Moves everything queued into `frame` as one transport frame (replies joined the way the
+    /// format wants) and applies server requests. A slow client's backlog is not flushed.
+    pub async fn drain(&mut self, frame: &mut BytesMut) -> Flow {
+        let mut items = std::mem::take(&mut self.scratch);
+        let close = self.outbound.drain(&mut items);
+        for item in items.drain(..) {
+            match item {
+                Outgoing::Frame(bytes) => codec::append_to_frame(self.format, &bytes, frame),
+                Outgoing::Control(control) => self.apply_control(control).await,
+            }
+        }
+        self.scratch = items;
+        match close {
+            None => Flow::Continue,
+            Some(d) => {
+                if d == codes::disconnect::SLOW {
+                    frame.clear();
+                }
+                Flow::Close(d)
+            }
+        }
+    }
+
+    async fn apply_control(&mut self, control: Control) {
+        let result = match control {
+            Control::Subscribe {
+                channel,
+                info,
+                data,
+            } => self.server_subscribe(channel, info, data).await,
+            Control::Unsubscribe { channel } => {
+                self.server_unsubscribe(&channel);
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            tracing::info!(error = ?e, "server-side subscribe failed");
+        }
+    }
+
+    fn send(&self, reply: &Reply) -> bool {
+        self.outbound.push(codec::encode_reply(self.format, reply))
+    }
+
+    fn subscriber(&self) -> Subscriber {
+        Subscriber {
+            outbound: self.outbound.clone(),
+            format: self.format,
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Nothing may be queued for a connection that is gone.
+        self.outbound.close(codes::disconnect::CONNECTION_CLOSED);
+        if let State::Connected(c) = &self.state {
+            for channel in c.channels.keys() {
+                self.node.remove_subscription(channel, self.conn);
+            }
+            self.node.inner().registry.remove(&c.user, self.conn);
+        }
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("conn", &self.conn)
+            .field("format", &self.format)
+            .field("client", &self.client_id())
+            .finish_non_exhaustive()
+    }
+}

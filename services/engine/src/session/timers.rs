@@ -1,0 +1,156 @@
+//! The clocks of a session: the connect deadline, the ping/pong cycle and token expiry.
+
+use std::time::{Duration, Instant};
+
+use herald_protocol::codes::{self, Disconnect};
+use rand::Rng;
+
+use crate::config::ClientConfig;
+
+pub(super) enum Due {
+    Nothing,
+    Ping,
+    Close(Disconnect),
+}
+
+#[derive(Debug)]
+pub(super) struct Timers {
+    ping_interval: Duration,
+    pong_timeout: Duration,
+    expired_close_delay: Duration,
+    /// Before connect: when a silent connection is dropped as stale.
+    connect_deadline: Option<Instant>,
+    next_ping: Option<Instant>,
+    pong_deadline: Option<Instant>,
+    /// When an expired connection is closed (expiry plus grace for a refresh).
+    expire_close: Option<Instant>,
+}
+
+impl Timers {
+    pub(super) fn connecting(now: Instant, config: &ClientConfig) -> Self {
+        Self {
+            ping_interval: config.ping_interval,
+            pong_timeout: config.pong_timeout,
+            expired_close_delay: config.expired_close_delay,
+            connect_deadline: Some(now + config.connect_timeout),
+            next_ping: None,
+            pong_deadline: None,
+            expire_close: None,
+        }
+    }
+
+    /// Starts the ping cycle. The first ping is spread over `[interval/2, interval)` so a
+    /// reconnect storm does not turn into synchronized ping storms.
+    pub(super) fn connected(&mut self, now: Instant) {
+        self.connect_deadline = None;
+        let half = self.ping_interval / 2;
+        let jitter = rand::rng().random_range(0..half.as_millis().max(1) as u64);
+        self.next_ping = Some(now + half + Duration::from_millis(jitter));
+    }
+
+    /// The connection token expires in `ttl` (None: never).
+    pub(super) fn set_expiry(&mut self, now: Instant, ttl: Option<Duration>) {
+        self.expire_close = ttl.map(|ttl| now + ttl + self.expired_close_delay);
+    }
+
+    /// A pong arrived: true when a ping was waiting for it.
+    pub(super) fn pong_received(&mut self) -> bool {
+        self.pong_deadline.take().is_some()
+    }
+
+    pub(super) fn next(&self) -> Instant {
+        [
+            self.connect_deadline,
+            self.next_ping,
+            self.pong_deadline,
+            self.expire_close,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        // Nothing scheduled: far enough to never fire, near enough not to overflow.
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    pub(super) fn fire(&mut self, now: Instant, connected: bool) -> Due {
+        if !connected {
+            return match self.connect_deadline {
+                Some(t) if now >= t => Due::Close(codes::disconnect::STALE),
+                _ => Due::Nothing,
+            };
+        }
+        if self.pong_deadline.is_some_and(|t| now >= t) {
+            return Due::Close(codes::disconnect::NO_PONG);
+        }
+        if self.expire_close.is_some_and(|t| now >= t) {
+            return Due::Close(codes::disconnect::EXPIRED);
+        }
+        match self.next_ping {
+            Some(t) if now >= t => {
+                self.next_ping = Some(now + self.ping_interval);
+                // Keep an earlier deadline if a previous ping is still unanswered.
+                self.pong_deadline
+                    .get_or_insert(now + self.pong_timeout);
+                Due::Ping
+            }
+            _ => Due::Nothing,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ClientConfig {
+        ClientConfig::default()
+    }
+
+    #[test]
+    fn silent_connection_goes_stale_after_connect_timeout() {
+        let t0 = Instant::now();
+        let mut t = Timers::connecting(t0, &config());
+        assert_eq!(t.next(), t0 + Duration::from_secs(10));
+        assert!(matches!(t.fire(t0 + Duration::from_secs(9), false), Due::Nothing));
+        assert!(matches!(
+            t.fire(t0 + Duration::from_secs(10), false),
+            Due::Close(d) if d == codes::disconnect::STALE
+        ));
+    }
+
+    #[test]
+    fn first_ping_is_jittered_then_regular_and_a_missing_pong_closes() {
+        let t0 = Instant::now();
+        let mut t = Timers::connecting(t0, &config());
+        t.connected(t0);
+        let first = t.next();
+        assert!(first >= t0 + Duration::from_millis(12_500) && first < t0 + Duration::from_secs(25));
+        assert!(matches!(t.fire(first, true), Due::Ping));
+        assert_eq!(t.next(), first + Duration::from_secs(8), "pong deadline");
+        assert!(t.pong_received());
+        assert!(!t.pong_received(), "a second pong is unsolicited");
+        assert_eq!(t.next(), first + Duration::from_secs(25));
+        let second = t.next();
+        assert!(matches!(t.fire(second, true), Due::Ping));
+        assert!(matches!(
+            t.fire(second + Duration::from_secs(8), true),
+            Due::Close(d) if d == codes::disconnect::NO_PONG
+        ));
+    }
+
+    #[test]
+    fn expiry_closes_after_the_grace_delay() {
+        let t0 = Instant::now();
+        let mut t = Timers::connecting(t0, &config());
+        t.connected(t0);
+        t.set_expiry(t0, Some(Duration::from_secs(5)));
+        assert_eq!(t.next(), t0 + Duration::from_secs(30));
+        t.next_ping = None;
+        assert!(matches!(
+            t.fire(t0 + Duration::from_secs(30), true),
+            Due::Close(d) if d == codes::disconnect::EXPIRED
+        ));
+        t.set_expiry(t0, None);
+        assert!(matches!(t.fire(t0 + Duration::from_secs(30), true), Due::Nothing));
+    }
+}

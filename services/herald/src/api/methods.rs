@@ -1,0 +1,267 @@
+//! One function per server API method: parse the params, call the node, shape the result.
+
+use base64::Engine as _;
+use bytes::Bytes;
+use herald_engine::{Node, PublishOptions};
+use herald_protocol::codes::{self, Disconnect};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::error::{ApiErrorBody, bad_request};
+use super::types::*;
+
+#[derive(Debug)]
+pub enum CallError {
+    /// The body is not JSON of the method's shape (HTTP 400).
+    Parse(String),
+    /// No such method (HTTP 404).
+    UnknownMethod,
+    /// A well-formed request that failed (an `error` in the reply).
+    Api(ApiErrorBody),
+}
+
+impl From<ApiErrorBody> for CallError {
+    fn from(e: ApiErrorBody) -> Self {
+        CallError::Api(e)
+    }
+}
+
+fn parse<T: DeserializeOwned>(params: &[u8]) -> Result<T, CallError> {
+    let params = if params.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        params
+    };
+    serde_json::from_slice(params).map_err(|e| CallError::Parse(e.to_string()))
+}
+
+fn to_value<T: serde::Serialize>(v: T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+pub async fn call(node: &Node, method: &str, params: &[u8]) -> Result<Value, CallError> {
+    match method {
+        "publish" => publish(node, parse(params)?).await.map(to_value),
+        "broadcast" => Ok(to_value(broadcast(node, parse(params)?).await?)),
+        "subscribe" => subscribe(node, parse(params)?).map(to_value),
+        "unsubscribe" => unsubscribe(node, parse(params)?).map(to_value),
+        "disconnect" => disconnect(node, parse(params)?).map(to_value),
+        "info" => Ok(to_value(info(node))),
+        "channels" => Ok(to_value(channels(node, parse(params)?))),
+        "presence" | "presence_stats" | "history" | "history_remove" => {
+            Err(ApiErrorBody::from(codes::NOT_AVAILABLE).into())
+        }
+        _ => Err(CallError::UnknownMethod),
+    }
+}
+
+/// `/api/batch`: every command in order (or concurrently with `parallel`), one reply each.
+pub async fn batch(node: &Node, body: &[u8]) -> Result<Value, CallError> {
+    let request: BatchRequest = parse(body)?;
+    let run = |command: std::collections::BTreeMap<String, Raw>| async move {
+        let Some((method, params)) = command.into_iter().next() else {
+            return json!({"error": bad_request()});
+        };
+        match call(node, &method, params.get().as_bytes()).await {
+            Ok(v) => json!({ method: v }),
+            Err(CallError::Api(e)) => json!({"error": e}),
+            Err(CallError::Parse(_)) => json!({"error": bad_request()}),
+            Err(CallError::UnknownMethod) => {
+                json!({"error": ApiErrorBody::from(codes::METHOD_NOT_FOUND)})
+            }
+        }
+    };
+    let replies = if request.parallel {
+        futures_util::future::join_all(request.commands.into_iter().map(run)).await
+    } else {
+        let mut replies = Vec::with_capacity(request.commands.len());
+        for command in request.commands {
+            replies.push(run(command).await);
+        }
+        replies
+    };
+    Ok(json!({ "replies": replies }))
+}
+
+fn payload(data: &Option<Raw>, b64data: &str) -> Result<Bytes, CallError> {
+    if let Some(data) = raw_bytes(data) {
+        return Ok(data);
+    }
+    if !b64data.is_empty() {
+        return base64::engine::general_purpose::STANDARD
+            .decode(b64data)
+            .map(Bytes::from)
+            .map_err(|_| bad_request().into());
+    }
+    Err(bad_request().into())
+}
+
+async fn publish(node: &Node, req: PublishRequest) -> Result<PublishResult, CallError> {
+    if req.channel.is_empty() {
+        return Err(bad_request().into());
+    }
+    let data = payload(&req.data, &req.b64data)?;
+    publish_one(node, &req.channel, data, &req.tags).await
+}
+
+async fn publish_one(
+    node: &Node,
+    channel: &str,
+    data: Bytes,
+    tags: &std::collections::BTreeMap<String, String>,
+) -> Result<PublishResult, CallError> {
+    let position = node
+        .publish(
+            channel,
+            data,
+            PublishOptions {
+                info: None,
+                tags: tags.clone(),
+            },
+        )
+        .await
+        .map_err(|e| CallError::Api((&e).into()))?;
+    Ok(match position {
+        Some(p) => PublishResult {
+            offset: Some(p.offset),
+            epoch: Some(p.epoch),
+        },
+        None => PublishResult::default(),
+    })
+}
+
+async fn broadcast(node: &Node, req: BroadcastRequest) -> Result<BroadcastResult, CallError> {
+    if req.channels.is_empty() {
+        return Err(bad_request().into());
+    }
+    let data = payload(&req.data, &req.b64data)?;
+    let mut responses = Vec::with_capacity(req.channels.len());
+    for channel in &req.channels {
+        responses.push(
+            match publish_one(node, channel, data.clone(), &req.tags).await {
+                Ok(r) => Outcome::Result(r),
+                Err(CallError::Api(e)) => Outcome::Error(e),
+                Err(_) => Outcome::Error(bad_request()),
+            },
+        );
+    }
+    Ok(BroadcastResult { responses })
+}
+
+fn client_filter(client: &str) -> Option<&str> {
+    (!client.is_empty()).then_some(client)
+}
+
+fn subscribe(node: &Node, req: SubscribeRequest) -> Result<Empty, CallError> {
+    if req.user.is_empty() || req.channel.is_empty() {
+        return Err(bad_request().into());
+    }
+    node.subscribe(
+        &req.user,
+        &req.channel,
+        client_filter(&req.client),
+        raw_bytes(&req.info),
+        raw_bytes(&req.data),
+    )
+    .map_err(|e| CallError::Api((&e).into()))?;
+    Ok(Empty {})
+}
+
+fn unsubscribe(node: &Node, req: UnsubscribeRequest) -> Result<Empty, CallError> {
+    if req.user.is_empty() || req.channel.is_empty() {
+        return Err(bad_request().into());
+    }
+    node.unsubscribe(&req.user, &req.channel, client_filter(&req.client))
+        .map_err(|e| CallError::Api((&e).into()))?;
+    Ok(Empty {})
+}
+
+fn disconnect(node: &Node, req: DisconnectRequest) -> Result<Empty, CallError> {
+    if req.user.is_empty() {
+        return Err(bad_request().into());
+    }
+    let disconnect = match req.disconnect {
+        None => codes::disconnect::FORCE_DISCONNECT,
+        Some(spec) => {
+            // Custom codes must stay in the ranges clients understand.
+            let code = u16::try_from(spec.code)
+                .ok()
+                .filter(|c| (3000..5000).contains(c))
+                .ok_or_else(bad_request)?;
+            Disconnect::custom(code, spec.reason)
+        }
+    };
+    node.disconnect(
+        &req.user,
+        client_filter(&req.client),
+        &req.whitelist,
+        disconnect,
+    );
+    Ok(Empty {})
+}
+
+fn info(node: &Node) -> InfoResult {
+    let i = node.info();
+    InfoResult {
+        nodes: vec![NodeResult {
+            uid: i.uid,
+            name: i.name,
+            version: i.version,
+            num_clients: i.num_clients,
+            num_users: i.num_users,
+            num_channels: i.num_channels,
+            num_subs: i.num_subs,
+            uptime: i.uptime.as_secs(),
+        }],
+    }
+}
+
+fn channels(node: &Node, req: ChannelsRequest) -> ChannelsResult {
+    ChannelsResult {
+        channels: node
+            .channels()
+            .into_iter()
+            .filter(|(ch, _)| req.pattern.is_empty() || glob_match(&req.pattern, ch))
+            .map(|(ch, n)| (ch, ChannelInfo { num_clients: n }))
+            .collect(),
+    }
+}
+
+/// Glob with `*` (any run, possibly empty) and `?` (one character).
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn glob() {
+        assert!(glob_match("chat:*", "chat:room"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("c?at:*1", "chat:room1"));
+        assert!(!glob_match("chat:*", "news:1"));
+        assert!(!glob_match("a?", "a"));
+    }
+}

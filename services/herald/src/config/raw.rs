@@ -1,0 +1,372 @@
+//! The raw, unvalidated configuration as it comes out of the file/env/flag layers.
+//!
+//! Every section rejects unknown keys (`deny_unknown_fields`) so a typo is an error that names
+//! the key instead of a silently ignored setting. Every key has a default in code; the values are
+//! checked and converted by [`super::Config::build_and_validate`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+/// Names of the top-level sections, in the order they are documented.
+pub(crate) const SECTIONS: &[&str] = &["server", "auth", "api", "broker", "channels", "client"];
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawServer {
+    /// Address to listen on, `host:port`. Default `127.0.0.1:8000`; use `0.0.0.0:8000` in a
+    /// container.
+    pub listen: String,
+    /// Browser `Origin` values allowed to connect (`"*"` = any). Requests without an `Origin`
+    /// header (servers, mobile apps, CLI tools) always pass. In the environment: a
+    /// comma-separated list.
+    #[serde(deserialize_with = "string_list")]
+    pub allowed_origins: Vec<String>,
+    /// Node name shown in logs and stats. Default: the host name, or `herald`.
+    pub name: Option<String>,
+    /// How long a graceful shutdown waits for connections to close. Default `10s`.
+    pub shutdown_timeout: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8000".to_owned(),
+            allowed_origins: Vec::new(),
+            name: None,
+            shutdown_timeout: "10s".to_owned(),
+        }
+    }
+}
+
+/// `[auth]`: how connection and subscription tokens are verified.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawAuth {
+    /// Shared secret for HS256/HS384/HS512 tokens.
+    pub hmac_secret: Option<String>,
+    /// PEM public key for RS256/RS384/RS512 (and PS*) tokens.
+    pub rsa_public_key: Option<String>,
+    /// PEM public key for ES256/ES384 tokens.
+    pub ecdsa_public_key: Option<String>,
+    /// When set, the token's `aud` claim must contain it.
+    pub audience: Option<String>,
+    /// When set, the token's `iss` claim must equal it.
+    pub issuer: Option<String>,
+}
+
+/// `[api]`: the server API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawApi {
+    /// Key of the server API (`Authorization: apikey <key>` or `X-API-Key: <key>`).
+    pub key: Option<String>,
+}
+
+/// `[broker]`: how nodes exchange publications.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawBroker {
+    /// `memory` (single node). Default `memory`.
+    pub kind: String,
+}
+
+impl Default for RawBroker {
+    fn default() -> Self {
+        Self {
+            kind: "memory".to_owned(),
+        }
+    }
+}
+
+/// `[channels]`: options of channels without a namespace, limits, and the namespaces.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawChannels {
+    pub allow_subscribe_for_client: bool,
+    pub allow_publish_for_subscriber: bool,
+    pub allow_publish_for_client: bool,
+    pub allow_user_limited_channels: bool,
+    /// Longest accepted channel name, in bytes. Default 255.
+    pub max_channel_length: i64,
+    /// Most channels one connection may be subscribed to. Default 128.
+    pub max_channels_per_client: i64,
+    pub namespaces: Vec<RawNamespace>,
+}
+
+impl Default for RawChannels {
+    fn default() -> Self {
+        Self {
+            allow_subscribe_for_client: false,
+            allow_publish_for_subscriber: false,
+            allow_publish_for_client: false,
+            allow_user_limited_channels: false,
+            max_channel_length: 255,
+            max_channels_per_client: 128,
+            namespaces: Vec::new(),
+        }
+    }
+}
+
+/// One `[[channels.namespaces]]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawNamespace {
+    pub name: String,
+    pub allow_subscribe_for_client: bool,
+    pub allow_publish_for_subscriber: bool,
+    pub allow_publish_for_client: bool,
+    pub allow_user_limited_channels: bool,
+}
+
+/// `[client]`: limits and timings of client sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawClient {
+    pub ping_interval: String,
+    pub pong_timeout: String,
+    pub connect_timeout: String,
+    pub max_queue_size: i64,
+    pub max_message_size: i64,
+    pub expired_close_delay: String,
+}
+
+impl Default for RawClient {
+    fn default() -> Self {
+        Self {
+            ping_interval: "25s".to_owned(),
+            pong_timeout: "8s".to_owned(),
+            connect_timeout: "10s".to_owned(),
+            max_queue_size: 1024 * 1024,
+            max_message_size: 64 * 1024,
+            expired_close_delay: "25s".to_owned(),
+        }
+    }
+}
+
+/// All sections. A section that failed to deserialize keeps its defaults and is listed in
+/// `failed`, so checks that span sections can stay quiet about it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RawConfig {
+    pub server: RawServer,
+    pub auth: RawAuth,
+    pub api: RawApi,
+    pub broker: RawBroker,
+    pub channels: RawChannels,
+    pub client: RawClient,
+    /// Sections that could not be read (their problems are in `problems`).
+    pub failed: Vec<&'static str>,
+    /// Problems found while reading the sections, each naming its key.
+    pub problems: Vec<String>,
+}
+
+impl RawConfig {
+    /// Splits the merged layers into sections and deserializes each one on its own, so a problem
+    /// in one section does not hide the problems of the others.
+    pub(crate) fn from_merged(merged: &::config::Config) -> RawConfig {
+        let mut raw = RawConfig::default();
+        let mut top: BTreeMap<String, ::config::Value> = match merged.clone().try_deserialize() {
+            Ok(top) => top,
+            Err(err) => {
+                raw.problems.push(format!("configuration root: {err}"));
+                return raw;
+            }
+        };
+        for name in top.keys() {
+            if !SECTIONS.contains(&name.as_str()) {
+                let hint = did_you_mean(name, SECTIONS)
+                    .map(|s| format!("did you mean `{s}`? "))
+                    .unwrap_or_default();
+                raw.problems.push(format!(
+                    "{name}: unknown section ({hint}known sections: {})",
+                    SECTIONS.join(", ")
+                ));
+            }
+        }
+        section(&mut raw, &mut top, "server", |raw, v| raw.server = v);
+        section(&mut raw, &mut top, "auth", |raw, v| raw.auth = v);
+        section(&mut raw, &mut top, "api", |raw, v| raw.api = v);
+        section(&mut raw, &mut top, "broker", |raw, v| raw.broker = v);
+        section(&mut raw, &mut top, "channels", |raw, v| raw.channels = v);
+        section(&mut raw, &mut top, "client", |raw, v| raw.client = v);
+        raw
+    }
+}
+
+fn section<T: for<'de> Deserialize<'de>>(
+    raw: &mut RawConfig,
+    top: &mut BTreeMap<String, ::config::Value>,
+    name: &'static str,
+    set: impl FnOnce(&mut RawConfig, T),
+) {
+    let Some(value) = top.remove(name) else {
+        return;
+    };
+    match T::deserialize(value) {
+        Ok(v) => set(raw, v),
+        Err(err) => {
+            raw.failed.push(name);
+            raw.problems.push(describe(name, err));
+        }
+    }
+}
+
+/// Turns a `config` deserialization error into `<full.key>: <problem>`.
+fn describe(section: &str, err: ::config::ConfigError) -> String {
+    use ::config::ConfigError as E;
+    let join = |key: Option<&str>| match key.map(fix_path).as_deref() {
+        None | Some("") => section.to_owned(),
+        Some(k) if k.starts_with('[') => format!("{section}{k}"),
+        Some(k) => format!("{section}.{k}"),
+    };
+    let from = |origin: &Option<String>| match origin.as_deref() {
+        Some(o) => format!(" (from {o})"),
+        None => String::new(),
+    };
+    match err {
+        E::Type {
+            origin,
+            unexpected,
+            expected,
+            key,
+        } => format!(
+            "{}: invalid value: {unexpected}, expected {expected}{}",
+            join(key.as_deref()),
+            from(&origin)
+        ),
+        E::At { error, origin, key } => {
+            let path = join(key.as_deref());
+            match *error {
+                E::Message(msg) => format!("{}{}", message(&path, &msg), from(&origin)),
+                E::NotFound(field) => format!("{path}.{field}: is required"),
+                other => format!("{path}: {other}{}", from(&origin)),
+            }
+        }
+        E::NotFound(key) => format!("{}: is required", join(Some(&key))),
+        E::Message(msg) => message(section, &msg),
+        other => format!("{section}: {other}"),
+    }
+}
+
+/// `config` joins an index and a following field without a dot (`namespaces[0]name`); put it back.
+fn fix_path(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 4);
+    let mut chars = key.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == ']' && chars.peek().is_some_and(|n| *n != '[' && *n != '.') {
+            out.push('.');
+        }
+    }
+    out
+}
+
+/// Rewrites serde's `unknown field `x`, expected one of ...` into `<path>.x: unknown key ...`.
+fn message(path: &str, msg: &str) -> String {
+    if let Some(rest) = msg.strip_prefix("unknown field `")
+        && let Some((field, expected)) = rest.split_once('`')
+    {
+        let expected = expected.trim_start_matches(", ");
+        let known: Vec<&str> = expected
+            .split('`')
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 1)
+            .map(|(_, s)| s)
+            .collect();
+        return match did_you_mean(field, &known) {
+            Some(s) => format!("{path}.{field}: unknown key (did you mean `{s}`?)"),
+            None => format!("{path}.{field}: unknown key ({expected})"),
+        };
+    }
+    format!("{path}: {msg}")
+}
+
+/// The closest known name, when it is close enough to be a likely typo.
+fn did_you_mean<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (levenshtein(name, k), *k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// A list of strings given as a list (files) or as one comma-separated string (environment).
+/// Entries are trimmed; empty entries are dropped, so `""` and `[]` are both the empty list.
+fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    struct ListVisitor;
+
+    impl<'de> Visitor<'de> for ListVisitor {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of strings or a comma-separated string")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect())
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                let item = item.trim();
+                if !item.is_empty() {
+                    out.push(item.to_owned());
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    deserializer.deserialize_any(ListVisitor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typo_hint() {
+        assert_eq!(
+            did_you_mean(
+                "alow_subscribe_for_client",
+                &["allow_subscribe_for_client", "name"]
+            ),
+            Some("allow_subscribe_for_client")
+        );
+        assert_eq!(did_you_mean("sever", SECTIONS), Some("server"));
+        assert_eq!(did_you_mean("zzzzzz", SECTIONS), None);
+        assert_eq!(fix_path("namespaces[0]name"), "namespaces[0].name");
+        assert_eq!(fix_path("a[0][1].b"), "a[0][1].b");
+    }
+}

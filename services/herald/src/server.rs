@@ -1,0 +1,171 @@
+//! Assembles a node and its actix-web application, and runs it until a shutdown signal.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::Context as _;
+use herald_engine::{Broker, MemoryBroker, Node, NodeConfig};
+
+use crate::api::{self, ApiState};
+use crate::config::{BrokerConfig, Config};
+use crate::transport::origin::OriginPolicy;
+use crate::transport::websocket::{self, WebsocketConfig};
+
+/// The version clients see in the connect reply.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Builds the node (engine and broker) a configuration describes.
+pub fn build_node(config: &Config) -> anyhow::Result<Node> {
+    let broker: Arc<dyn Broker> = match config.broker {
+        BrokerConfig::Memory => Arc::new(MemoryBroker::new()),
+    };
+    let node = Node::new(
+        NodeConfig {
+            name: config.server.name.clone(),
+            version: VERSION.to_string(),
+            client: config.client.clone(),
+            channels: config.channels.clone(),
+            token: config.token.clone(),
+        },
+        broker,
+    )
+    .context("token key")?;
+    Ok(node)
+}
+
+/// Serves `node` on `listener` until `shutdown` resolves; then asks every client to reconnect
+/// elsewhere (3001) and stops within `server.shutdown_timeout`. Must run inside an actix system.
+pub async fn serve(
+    config: Config,
+    node: Node,
+    listener: TcpListener,
+    workers: Option<usize>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let ws_config = WebsocketConfig {
+        origins: OriginPolicy::new(&config.server.allowed_origins),
+        max_message_size: config.client.max_message_size,
+    };
+    let api_state = web::Data::new(ApiState {
+        node: node.clone(),
+        key: config.api.key.clone(),
+    });
+    let node_data = web::Data::new(node.clone());
+    let ws_data = web::Data::new(ws_config);
+    let max_body = config.client.max_message_size.max(1024 * 1024);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(node_data.clone())
+            .app_data(ws_data.clone())
+            .app_data(api_state.clone())
+            .app_data(web::PayloadConfig::new(max_body))
+            .route("/connection/websocket", web::get().to(websocket::handler))
+            .route("/health", web::get().to(health))
+            .route("/ready", web::get().to(ready))
+            .configure(api::configure)
+    })
+    .listen(listener)?
+    .shutdown_timeout(config.server.shutdown_timeout.as_secs())
+    .disable_signals();
+    if let Some(workers) = workers {
+        server = server.workers(workers);
+    }
+    let server = server.run();
+    let handle = server.handle();
+    let mut server = std::pin::pin!(server);
+    tokio::select! {
+        result = &mut server => return result.context("http server"),
+        () = shutdown => {}
+    }
+    tracing::info!("shutting down: closing client connections");
+    node.shutdown();
+    // The server future runs the stop command, so it must be polled while the stop is awaited.
+    let (_, result) = tokio::join!(handle.stop(true), server);
+    result.context("http server")
+}
+
+/// Process alive.
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Ready to serve: not shutting down and the broker is usable.
+async fn ready(node: web::Data<Node>) -> HttpResponse {
+    match node.health().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "unavailable", "error": e.to_string()})),
+    }
+}
+
+/// A node running on its own thread and actix system; for tests and embedding.
+pub struct RunningNode {
+    pub addr: SocketAddr,
+    pub node: Node,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningNode {
+    /// Binds `config.server.listen` (port 0 picks a free port) and starts serving.
+    pub fn start(config: Config) -> anyhow::Result<RunningNode> {
+        let listener = TcpListener::bind(config.server.listen)
+            .with_context(|| format!("bind {}", config.server.listen))?;
+        let addr = listener.local_addr()?;
+        let node = build_node(&config)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = node.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("herald-{addr}"))
+            .spawn(move || {
+                actix_web::rt::System::new().block_on(serve(
+                    config,
+                    serving,
+                    listener,
+                    Some(2),
+                    async {
+                        let _ = stopped.await;
+                    },
+                ))
+            })?;
+        Ok(RunningNode {
+            addr,
+            node,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/connection/websocket", self.addr)
+    }
+
+    /// Graceful shutdown; waits for the server thread.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow::anyhow!("server thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}

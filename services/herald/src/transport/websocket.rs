@@ -1,0 +1,167 @@
+//! The bidirectional WebSocket transport on `/connection/websocket` (actix-ws).
+//!
+//! One task per connection: it reads frames into the session, writes everything the session
+//! queued as one frame per wake-up, and fires the session's timers. JSON goes in text frames,
+//! Protobuf in binary frames.
+
+use std::time::Instant;
+
+use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use herald_engine::{Flow, Node, Session};
+use herald_protocol::Format;
+use herald_protocol::codes::{Disconnect, disconnect};
+
+use super::origin::OriginPolicy;
+
+const SUBPROTOCOL_JSON: &str = "centrifuge-json";
+const SUBPROTOCOL_PROTOBUF: &str = "centrifuge-protobuf";
+
+/// WebSocket close code for a message over the size limit (RFC 6455).
+const MESSAGE_TOO_BIG: u16 = 1009;
+
+/// What the WebSocket endpoint needs from the node.
+#[derive(Clone)]
+pub struct WebsocketConfig {
+    pub origins: OriginPolicy,
+    pub max_message_size: usize,
+}
+
+pub async fn handler(
+    req: HttpRequest,
+    body: web::Payload,
+    node: web::Data<Node>,
+    config: web::Data<WebsocketConfig>,
+) -> actix_web::Result<HttpResponse> {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    if !config.origins.allows(origin) {
+        tracing::info!(origin, "websocket origin not allowed (see server.allowed_origins)");
+        return Ok(HttpResponse::Forbidden().body("request Origin is not allowed\n"));
+    }
+    if node.is_shutting_down() {
+        return Ok(HttpResponse::ServiceUnavailable().body("node is shutting down\n"));
+    }
+    let (response, ws, stream) = actix_ws::handle_with_protocols(
+        &req,
+        body,
+        &[SUBPROTOCOL_JSON, SUBPROTOCOL_PROTOBUF],
+    )?;
+    let format = negotiated_format(&req, &response);
+    let stream = stream
+        .max_frame_size(config.max_message_size)
+        .aggregate_continuations()
+        .max_continuation_size(config.max_message_size);
+    let session = node.session(format);
+    actix_web::rt::spawn(run(session, ws, stream));
+    Ok(response)
+}
+
+/// Protobuf when the `centrifuge-protobuf` subprotocol was agreed or the URL asks for it
+/// (`?format=protobuf` or `?cf_protocol=protobuf`); JSON otherwise.
+fn negotiated_format(req: &HttpRequest, response: &HttpResponse) -> Format {
+    let agreed = response
+        .headers()
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok());
+    if agreed == Some(SUBPROTOCOL_PROTOBUF) {
+        return Format::Protobuf;
+    }
+    let query = req.query_string();
+    let asks_protobuf = query.split('&').any(|pair| {
+        matches!(
+            pair.split_once('='),
+            Some(("format" | "cf_protocol", "protobuf"))
+        )
+    });
+    if asks_protobuf {
+        Format::Protobuf
+    } else {
+        Format::Json
+    }
+}
+
+async fn run(
+    mut session: Session,
+    mut ws: actix_ws::Session,
+    mut stream: actix_ws::AggregatedMessageStream,
+) {
+    let format = session.format();
+    let outbound = session.outbound().clone();
+    let mut frame = BytesMut::new();
+    let close: Option<Disconnect> = loop {
+        let deadline = tokio::time::Instant::from_std(session.deadline());
+        tokio::select! {
+            biased;
+            _ = outbound.ready() => {
+                let flow = session.drain(&mut frame).await;
+                if !frame.is_empty() && let Err(d) = write(&mut ws, format, frame.split().freeze()).await {
+                    break Some(d);
+                }
+                if let Flow::Close(d) = flow {
+                    break Some(d);
+                }
+            }
+            message = stream.recv() => match message {
+                Some(Ok(AggregatedMessage::Text(text))) => {
+                    if let Flow::Close(d) = session.handle_frame(text.as_bytes()).await {
+                        break Some(d);
+                    }
+                }
+                Some(Ok(AggregatedMessage::Binary(bytes))) => {
+                    if let Flow::Close(d) = session.handle_frame(&bytes).await {
+                        break Some(d);
+                    }
+                }
+                Some(Ok(AggregatedMessage::Ping(payload))) => {
+                    if ws.pong(&payload).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(Ok(AggregatedMessage::Pong(_))) => {}
+                Some(Ok(AggregatedMessage::Close(_))) | None => break None,
+                Some(Err(ProtocolError::Overflow)) => {
+                    break Some(Disconnect::custom(MESSAGE_TOO_BIG, "message too big"));
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "websocket protocol error");
+                    break Some(disconnect::BAD_REQUEST);
+                }
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                if let Flow::Close(d) = session.on_timer(Instant::now()) {
+                    break Some(d);
+                }
+            }
+        }
+    };
+    // Replies queued before a close still go out (a slow client's backlog does not).
+    if close.as_ref().is_some_and(|d| *d != disconnect::SLOW) {
+        let _ = session.drain(&mut frame).await;
+        if !frame.is_empty() {
+            let _ = write(&mut ws, format, frame.split().freeze()).await;
+        }
+    }
+    // Leave the hub before the network goodbye, as centrifuge does.
+    drop(session);
+    let reason = close.map(|d| CloseReason {
+        code: CloseCode::Other(d.code),
+        description: Some(d.reason.into_owned()),
+    });
+    let _ = ws.close(reason).await;
+}
+
+async fn write(ws: &mut actix_ws::Session, format: Format, frame: Bytes) -> Result<(), Disconnect> {
+    let sent = match format {
+        Format::Json => match ByteString::try_from(frame) {
+            Ok(text) => ws.text(text).await,
+            Err(_) => return Err(disconnect::INAPPROPRIATE_PROTOCOL),
+        },
+        Format::Protobuf => ws.binary(frame).await,
+    };
+    sent.map_err(|_| disconnect::WRITE_ERROR)
+}
