@@ -7,13 +7,13 @@
 //! subscriber's bounded queue; a push never waits.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use herald_protocol::Format;
 
 use crate::outbound::Outbound;
+use crate::sharded::Sharded;
 
 const SHARDS: usize = 64;
 
@@ -26,11 +26,8 @@ pub struct Subscriber {
     pub format: Format,
 }
 
-type Shard = RwLock<HashMap<Arc<str>, HashMap<ConnId, Subscriber>>>;
-
 pub struct Hub {
-    shards: Box<[Shard]>,
-    hasher: std::collections::hash_map::RandomState,
+    channels: Sharded<HashMap<ConnId, Subscriber>>,
 }
 
 /// What a subscribe or unsubscribe did to the channel on this node: the broker needs a
@@ -54,19 +51,12 @@ impl Default for Hub {
 impl Hub {
     pub fn new() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            hasher: Default::default(),
+            channels: Sharded::new(SHARDS),
         }
     }
 
-    fn shard(&self, channel: &str) -> &Shard {
-        let mut h = self.hasher.build_hasher();
-        channel.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
-    }
-
     pub fn subscribe(&self, channel: &str, conn: ConnId, subscriber: Subscriber) -> Membership {
-        let mut shard = write(self.shard(channel));
+        let mut shard = self.channels.write(channel);
         let subs = match shard.get_mut(channel) {
             Some(subs) => subs,
             None => shard.entry(Arc::from(channel)).or_default(),
@@ -83,7 +73,7 @@ impl Hub {
     }
 
     pub fn unsubscribe(&self, channel: &str, conn: ConnId) -> Membership {
-        let mut shard = write(self.shard(channel));
+        let mut shard = self.channels.write(channel);
         let Some(subs) = shard.get_mut(channel) else {
             return Membership::Noop;
         };
@@ -100,7 +90,7 @@ impl Hub {
 
     /// Whether any local connection is subscribed to the channel.
     pub fn has_subscribers(&self, channel: &str) -> bool {
-        read(self.shard(channel)).contains_key(channel)
+        self.channels.read(channel).contains_key(channel)
     }
 
     /// Pushes one publication to every local subscriber of `channel`. `encode` is called at most
@@ -109,7 +99,7 @@ impl Hub {
     /// subscribers are closed with 3506. Returns how many subscribers took it (a slow one is cut
     /// off by its own queue and not counted).
     pub fn deliver(&self, channel: &str, mut encode: impl FnMut(Format) -> Option<Bytes>) -> usize {
-        let shard = read(self.shard(channel));
+        let shard = self.channels.read(channel);
         let Some(subs) = shard.get(channel) else {
             return 0;
         };
@@ -135,33 +125,22 @@ impl Hub {
 
     /// Number of channels with local subscribers, and number of (channel, connection) pairs.
     pub fn counts(&self) -> (usize, usize) {
-        self.shards.iter().fold((0, 0), |(channels, subs), shard| {
-            let shard = read(shard);
-            (
-                channels + shard.len(),
-                subs + shard.values().map(HashMap::len).sum::<usize>(),
-            )
-        })
+        let (mut channels, mut subs) = (0, 0);
+        self.channels.for_each_shard(|shard| {
+            channels += shard.len();
+            subs += shard.values().map(HashMap::len).sum::<usize>();
+        });
+        (channels, subs)
     }
 
     /// Every channel with local subscribers and its number of local subscribers.
     pub fn channels(&self) -> Vec<(String, usize)> {
         let mut out = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = read(shard);
+        self.channels.for_each_shard(|shard| {
             out.extend(shard.iter().map(|(ch, subs)| (ch.to_string(), subs.len())));
-        }
+        });
         out
     }
-}
-
-// Nothing that can panic runs under these locks, so poisoning cannot leave a shard half-updated.
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -212,7 +191,11 @@ mod tests {
         let hub = Hub::new();
         let mut queues = Vec::new();
         for id in 0..10 {
-            let format = if id % 2 == 0 { Format::Json } else { Format::Protobuf };
+            let format = if id % 2 == 0 {
+                Format::Json
+            } else {
+                Format::Protobuf
+            };
             let (s, q) = sub(format);
             hub.subscribe("ch", id, s);
             queues.push(q);
@@ -227,7 +210,11 @@ mod tests {
         assert_eq!(encodes, vec![Format::Json, Format::Protobuf]);
         let first = drained(&queues[0]).pop().unwrap();
         let third = drained(&queues[2]).pop().unwrap();
-        assert_eq!(first.as_ptr(), third.as_ptr(), "same allocation, not a copy");
+        assert_eq!(
+            first.as_ptr(),
+            third.as_ptr(),
+            "same allocation, not a copy"
+        );
         assert_eq!(hub.deliver("other", |_| unreachable!()), 0);
     }
 

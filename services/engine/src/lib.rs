@@ -10,9 +10,9 @@
 //! and drain bytes from it; the binary hands it an already validated configuration.
 
 pub mod auth;
-pub mod config;
 pub mod broker;
 pub mod channel;
+pub mod config;
 pub mod control;
 pub mod error;
 pub mod hub;
@@ -20,6 +20,7 @@ pub mod node;
 pub mod outbound;
 pub mod registry;
 pub mod session;
+mod sharded;
 
 pub use broker::{Broker, BrokerError, MemoryBroker};
 pub use node::{Node, NodeConfig, NodeInfo, PublishOptions};

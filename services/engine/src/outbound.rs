@@ -174,7 +174,10 @@ mod tests {
         q.ready().await;
         let mut out = Vec::new();
         assert_eq!(q.drain(&mut out), None);
-        assert_eq!(frames(out), vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+        assert_eq!(
+            frames(out),
+            vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]
+        );
         assert_eq!(q.queued_bytes(), 0);
     }
 
@@ -188,7 +191,10 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(q.drain(&mut out), Some(codes::disconnect::SLOW));
         assert!(out.is_empty());
-        assert!(!q.push(Bytes::from_static(b"x")), "closed queues take nothing");
+        assert!(
+            !q.push(Bytes::from_static(b"x")),
+            "closed queues take nothing"
+        );
     }
 
     #[tokio::test]

@@ -3,11 +3,11 @@
 //! Sharded by user like the hub is by channel.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use crate::hub::ConnId;
 use crate::outbound::Outbound;
+use crate::sharded::Sharded;
 
 const SHARDS: usize = 32;
 
@@ -17,11 +17,8 @@ pub struct ClientHandle {
     pub outbound: Outbound,
 }
 
-type Shard = RwLock<HashMap<Arc<str>, HashMap<ConnId, ClientHandle>>>;
-
 pub struct Registry {
-    shards: Box<[Shard]>,
-    hasher: std::collections::hash_map::RandomState,
+    users: Sharded<HashMap<ConnId, ClientHandle>>,
 }
 
 impl Default for Registry {
@@ -33,24 +30,17 @@ impl Default for Registry {
 impl Registry {
     pub fn new() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            hasher: Default::default(),
+            users: Sharded::new(SHARDS),
         }
     }
 
-    fn shard(&self, user: &str) -> &Shard {
-        let mut h = self.hasher.build_hasher();
-        user.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
-    }
-
     pub fn add(&self, user: &Arc<str>, conn: ConnId, handle: ClientHandle) {
-        let mut shard = self.shard(user).write().unwrap_or_else(|p| p.into_inner());
+        let mut shard = self.users.write(user);
         shard.entry(user.clone()).or_default().insert(conn, handle);
     }
 
     pub fn remove(&self, user: &str, conn: ConnId) {
-        let mut shard = self.shard(user).write().unwrap_or_else(|p| p.into_inner());
+        let mut shard = self.users.write(user);
         if let Some(conns) = shard.get_mut(user) {
             conns.remove(&conn);
             if conns.is_empty() {
@@ -61,7 +51,7 @@ impl Registry {
 
     /// The connections of a user, optionally only the one with the given client id.
     pub fn connections_of(&self, user: &str, client: Option<&str>) -> Vec<ClientHandle> {
-        let shard = self.shard(user).read().unwrap_or_else(|p| p.into_inner());
+        let shard = self.users.read(user);
         shard
             .get(user)
             .map(|conns| {
@@ -76,21 +66,18 @@ impl Registry {
 
     /// Calls `f` for every connection of the node (shutdown).
     pub fn for_each(&self, mut f: impl FnMut(&ClientHandle)) {
-        for shard in self.shards.iter() {
-            let shard = shard.read().unwrap_or_else(|p| p.into_inner());
-            shard.values().flat_map(HashMap::values).for_each(&mut f);
-        }
+        self.users
+            .for_each_shard(|shard| shard.values().flat_map(HashMap::values).for_each(&mut f));
     }
 
     /// (connections, distinct users)
     pub fn counts(&self) -> (usize, usize) {
-        self.shards.iter().fold((0, 0), |(clients, users), shard| {
-            let shard = shard.read().unwrap_or_else(|p| p.into_inner());
-            (
-                clients + shard.values().map(HashMap::len).sum::<usize>(),
-                users + shard.len(),
-            )
-        })
+        let (mut clients, mut users) = (0, 0);
+        self.users.for_each_shard(|shard| {
+            clients += shard.values().map(HashMap::len).sum::<usize>();
+            users += shard.len();
+        });
+        (clients, users)
     }
 }
 

@@ -680,8 +680,12 @@ fn read_file(path: &Path) -> Result<::config::Config, ConfigError> {
         })
 }
 
+/// `HERALD_*` variables that are not configuration keys: `HERALD_CONFIG` (the `--config` flag) and
+/// `HERALD_LOG` (the log filter).
+const NOT_CONFIG_VARS: &[&str] = &["CONFIG", "LOG"];
+
 /// Keeps the configuration variables (`HERALD_<SECTION>__<KEY>`) and warns about other `HERALD_*`
-/// variables that look like a misspelled key. `HERALD_CONFIG` (the `--config` flag) is not a key.
+/// variables (e.g. `HERALD_LISTEN`), which look like a misspelled key.
 fn config_env_vars(env: HashMap<String, String>) -> (HashMap<String, String>, Vec<String>) {
     let prefix = format!("{ENV_PREFIX}_");
     let mut warnings = Vec::new();
@@ -696,7 +700,8 @@ fn config_env_vars(env: HashMap<String, String>) -> (HashMap<String, String>, Ve
         };
         if rest.contains("__") {
             vars.insert(name, value);
-        } else if !rest.eq_ignore_ascii_case("CONFIG") && !rest.is_empty() {
+        } else if !rest.is_empty() && !NOT_CONFIG_VARS.iter().any(|v| rest.eq_ignore_ascii_case(v))
+        {
             warnings.push(format!(
                 "environment variable {name} is ignored: configuration variables are named {ENV_PREFIX}_<SECTION>__<KEY>, e.g. HERALD_SERVER__LISTEN"
             ));
@@ -797,7 +802,8 @@ fn valid_namespace_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Checks an `allowed_origins` entry; returns it lower-cased (browsers send lower-case origins).
+/// Checks an `allowed_origins` entry; returns it lower-cased and without a trailing slash, the
+/// way browsers send the `Origin` header. `*` may stand for subdomains (`https://*.example.com`).
 fn check_origin(origin: &str) -> Result<String, &'static str> {
     if origin == "*" {
         return Ok(origin.to_owned());
@@ -815,10 +821,15 @@ fn check_origin(origin: &str) -> Result<String, &'static str> {
     if rest.is_empty() {
         return Err("has no host");
     }
-    if rest.contains(['/', '?', '#']) {
-        return Err("must not have a path or a trailing slash");
+    // Browsers send no trailing slash; tolerate one in the configuration.
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return Err("has no host");
     }
-    Ok(origin.to_ascii_lowercase())
+    if rest.contains(['/', '?', '#']) {
+        return Err("must not have a path");
+    }
+    Ok(format!("{scheme}://{rest}").to_ascii_lowercase())
 }
 
 /// The host name, or `herald` when it cannot be found.

@@ -24,8 +24,10 @@ pub fn banner(config: &Config, dev: &DevMode) -> String {
     let lines = [
         String::new(),
         "==================== DEV MODE: NOT FOR PRODUCTION ====================".into(),
-        "No token key and no API key are configured, so this node generated them and lets any".into(),
-        "client subscribe and publish to any channel. Configure [auth] and [api] (see README).".into(),
+        "No token key and no API key are configured, so this node generated them and lets any"
+            .into(),
+        "client subscribe and publish to any channel. Configure [auth] and [api] (see README)."
+            .into(),
         String::new(),
         format!("  HMAC secret : {}", dev.hmac_secret),
         format!("  API key     : {}", dev.api_key),

@@ -17,3 +17,5 @@ pub mod server;
 pub mod transport;
 
 pub use server::{RunningNode, build_node, serve};
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -202,7 +202,11 @@ impl Session {
     }
 
     /// Subscribes the connection on the server's behalf (token `channels`, server API).
-    async fn add_server_side(&mut self, channel: &str, info: Option<Bytes>) -> Result<(), NodeError> {
+    async fn add_server_side(
+        &mut self,
+        channel: &str,
+        info: Option<Bytes>,
+    ) -> Result<(), NodeError> {
         self.node.inner().rules.resolve(channel)?;
         let c = self.connected();
         if c.channels.contains_key(channel) {
@@ -408,7 +412,6 @@ impl Session {
             r.sub_refresh = Some(SubRefreshResult {
                 expires: expires_at.is_some(),
                 ttl: ttl(expires_at, now),
-                ..Default::default()
             })
         })
     }

@@ -121,8 +121,7 @@ impl Session {
         let Some(method) = commands::Method::of(command) else {
             // An empty command is the pong of protocol v2; anything else without a method is
             // garbage.
-            if id == 0 && matches!(self.state, State::Connected(_)) && self.timers.pong_received()
-            {
+            if id == 0 && matches!(self.state, State::Connected(_)) && self.timers.pong_received() {
                 return Flow::Continue;
             }
             return Flow::Close(codes::disconnect::BAD_REQUEST);

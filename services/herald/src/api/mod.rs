@@ -152,7 +152,9 @@ async fn legacy(req: HttpRequest, body: web::Bytes, state: web::Data<ApiState>) 
         let params = command.params.map(|p| p.get().as_bytes()).unwrap_or(b"{}");
         let reply = match methods::call(&state.node, &command.method, params).await {
             Ok(v) => Wrapped::Result(v),
-            Err(CallError::UnknownMethod) => Wrapped::Error(herald_protocol::codes::METHOD_NOT_FOUND.into()),
+            Err(CallError::UnknownMethod) => {
+                Wrapped::Error(herald_protocol::codes::METHOD_NOT_FOUND.into())
+            }
             Err(CallError::Parse(_)) => Wrapped::Error(error::bad_request()),
             Err(CallError::Api(e)) => Wrapped::Error(e),
         };
@@ -172,18 +174,26 @@ mod tests {
     fn api_key_from_header_authorization_or_query() {
         let key = "s3cret";
         let ok = |r: HttpRequest| authorized(&r, key);
-        assert!(ok(TestRequest::default().insert_header(("X-API-Key", "s3cret")).to_http_request()));
+        assert!(ok(TestRequest::default()
+            .insert_header(("X-API-Key", "s3cret"))
+            .to_http_request()));
         assert!(ok(TestRequest::default()
             .insert_header(("Authorization", "apikey s3cret"))
             .to_http_request()));
-        assert!(ok(TestRequest::default().uri("/api/info?api_key=s3cret").to_http_request()));
-        assert!(!ok(TestRequest::default().insert_header(("X-API-Key", "s3cre")).to_http_request()));
+        assert!(ok(TestRequest::default()
+            .uri("/api/info?api_key=s3cret")
+            .to_http_request()));
+        assert!(!ok(TestRequest::default()
+            .insert_header(("X-API-Key", "s3cre"))
+            .to_http_request()));
         assert!(!ok(TestRequest::default()
             .insert_header(("Authorization", "Bearer s3cret"))
             .to_http_request()));
         assert!(!ok(TestRequest::default().to_http_request()));
         assert!(!authorized(
-            &TestRequest::default().insert_header(("X-API-Key", "")).to_http_request(),
+            &TestRequest::default()
+                .insert_header(("X-API-Key", ""))
+                .to_http_request(),
             ""
         ));
     }

@@ -201,7 +201,7 @@ fn every_key_in_a_file() {
         r#"
 [server]
 listen = "[::1]:9000"
-allowed_origins = ["https://App.example", "*"]
+allowed_origins = ["https://App.example", "*", "https://*.example.com/"]
 name = "node-7"
 shutdown_timeout = "3s"
 [auth]
@@ -235,7 +235,10 @@ expired_close_delay = "0s"
     )
     .unwrap();
     assert_eq!(cfg.server.listen, "[::1]:9000".parse().unwrap());
-    assert_eq!(cfg.server.allowed_origins, ["https://app.example", "*"]);
+    assert_eq!(
+        cfg.server.allowed_origins,
+        ["https://app.example", "*", "https://*.example.com"]
+    );
     assert_eq!(cfg.server.name, "node-7");
     assert_eq!(cfg.server.shutdown_timeout, Duration::from_secs(3));
     assert_eq!(cfg.token.audience.as_deref(), Some("herald"));
@@ -434,7 +437,11 @@ fn unknown_key_typo() {
 fn ignored_env_vars_warn() {
     let cfg = Config::load(
         None,
-        env(&[("HERALD_LISTEN", "1.2.3.4:5"), ("HERALD_CONFIG", "x.toml")]),
+        env(&[
+            ("HERALD_LISTEN", "1.2.3.4:5"),
+            ("HERALD_CONFIG", "x.toml"),
+            ("HERALD_LOG", "debug"),
+        ]),
         &Overrides::default(),
     )
     .unwrap();
@@ -654,7 +661,7 @@ fn several_errors_reported_together() {
         r#"
 [server]
 listen = "abc"
-allowed_origins = ["https://ok.example", "https://bad.example/"]
+allowed_origins = ["https://ok.example", "https://bad.example/path"]
 [auth]
 hmac_secret = "short"
 [broker]
@@ -699,7 +706,7 @@ fn short_hmac_secret_is_a_warning() {
 #[test]
 fn bad_origins() {
     let p = problems(load_toml(&format!(
-        "{AUTH}[server]\nallowed_origins = [\"app.example\", \"https://a.example/\", \"https://\"]\n"
+        "{AUTH}[server]\nallowed_origins = [\"app.example\", \"https://a.example/app\", \"https://\"]\n"
     )));
     assert_eq!(p.len(), 3, "{p:#?}");
     assert!(p[0].starts_with("server.allowed_origins[0]: \"app.example\" has no scheme"));

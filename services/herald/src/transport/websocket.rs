@@ -40,17 +40,17 @@ pub async fn handler(
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok());
     if !config.origins.allows(origin) {
-        tracing::info!(origin, "websocket origin not allowed (see server.allowed_origins)");
+        tracing::info!(
+            origin,
+            "websocket origin not allowed (see server.allowed_origins)"
+        );
         return Ok(HttpResponse::Forbidden().body("request Origin is not allowed\n"));
     }
     if node.is_shutting_down() {
         return Ok(HttpResponse::ServiceUnavailable().body("node is shutting down\n"));
     }
-    let (response, ws, stream) = actix_ws::handle_with_protocols(
-        &req,
-        body,
-        &[SUBPROTOCOL_JSON, SUBPROTOCOL_PROTOBUF],
-    )?;
+    let (response, ws, stream) =
+        actix_ws::handle_with_protocols(&req, body, &[SUBPROTOCOL_JSON, SUBPROTOCOL_PROTOBUF])?;
     let format = negotiated_format(&req, &response);
     let stream = stream
         .max_frame_size(config.max_message_size)

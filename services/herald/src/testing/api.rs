@@ -1,0 +1,97 @@
+//! A deliberately small HTTP/1.1 client for the server API, so tests see exactly the status and
+//! body the node sends.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub addr: SocketAddr,
+    pub key: String,
+}
+
+impl Api {
+    pub fn new(addr: SocketAddr, key: &str) -> Self {
+        Self {
+            addr,
+            key: key.to_string(),
+        }
+    }
+
+    /// POST `/api/<method>` with the key; returns status and body.
+    pub async fn post(&self, method: &str, body: &str) -> (u16, String) {
+        let headers = [("X-API-Key", self.key.as_str())];
+        self.request("POST", &format!("/api/{method}"), &headers, body)
+            .await
+    }
+
+    /// POST and parse a 200 JSON body.
+    pub async fn call(&self, method: &str, body: serde_json::Value) -> serde_json::Value {
+        let (status, body) = self.post(method, &body.to_string()).await;
+        assert_eq!(status, 200, "api {method}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("api {method}: {e}: {body}"))
+    }
+
+    /// Any request; `Connection: close`, so the body is whatever comes until EOF.
+    pub async fn request(
+        &self,
+        verb: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.addr).await.expect("connect api");
+        let mut request = format!(
+            "{verb} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("write api request");
+        let mut raw = Vec::new();
+        stream
+            .read_to_end(&mut raw)
+            .await
+            .expect("read api response");
+        let raw = String::from_utf8_lossy(&raw);
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        let body = if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
+        (status, body)
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}

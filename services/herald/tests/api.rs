@@ -1,0 +1,270 @@
+//! The server API over real HTTP: key checks, request validation, result shapes, and the
+//! methods that act on connected clients.
+
+use herald::RunningNode;
+use herald::config::Config;
+use herald::testing::{Api, TEST_API_KEY, WsClient, token};
+use serde_json::{Value, json};
+
+fn node() -> RunningNode {
+    RunningNode::start(Config::for_test()).expect("start node")
+}
+
+async fn connected(node: &RunningNode, user: &str) -> WsClient {
+    let mut c = WsClient::connect(&node.ws_url()).await;
+    c.handshake(&token(user)).await;
+    c
+}
+
+fn parse(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[tokio::test]
+async fn api_key_is_required_and_checked() {
+    let node = node();
+    let body = r#"{"channel":"chat:1","data":{}}"#;
+    let wrong = Api::new(node.addr, "wrong-key");
+    assert_eq!(wrong.post("publish", body).await, (401, String::new()));
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let (status, _) = api.request("POST", "/api/publish", &[], body).await;
+    assert_eq!(status, 401, "missing key");
+    let (status, _) = api
+        .request(
+            "POST",
+            "/api/publish",
+            &[("Authorization", "apikey test-api-key")],
+            body,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = api
+        .request("POST", "/api/publish?api_key=test-api-key", &[], body)
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn malformed_and_invalid_requests() {
+    let node = node();
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let (status, _) = api.post("publish", "{not json").await;
+    assert_eq!(status, 400);
+    let (status, body) = api.post("publish", r#"{"channel":"chat:1"}"#).await;
+    assert_eq!(
+        (status, parse(&body)),
+        (200, json!({"error":{"code":107,"message":"bad request"}}))
+    );
+    let (_, body) = api.post("publish", r#"{"channel":"","data":1}"#).await;
+    assert_eq!(parse(&body)["error"]["code"], 107);
+    let (_, body) = api
+        .post("publish", r#"{"channel":"nope:1","data":1}"#)
+        .await;
+    assert_eq!(
+        parse(&body),
+        json!({"error":{"code":102,"message":"unknown channel"}})
+    );
+    let (status, _) = api.post("no_such_method", "{}").await;
+    assert_eq!(status, 404);
+    let (status, _) = api.request("GET", "/api/publish", &[], "").await;
+    assert_eq!(status, 405);
+
+    // Transport error mode: the status carries the error.
+    let (status, body) = api
+        .request(
+            "POST",
+            "/api/publish",
+            &[
+                ("X-API-Key", TEST_API_KEY),
+                ("X-Centrifugo-Error-Mode", "transport"),
+            ],
+            r#"{"channel":"nope:1","data":1}"#,
+        )
+        .await;
+    assert_eq!(
+        (status, parse(&body)),
+        (404, json!({"code":102,"message":"unknown channel"}))
+    );
+}
+
+#[tokio::test]
+async fn broadcast_and_batch_shapes() {
+    let node = node();
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let mut c = connected(&node, "alice").await;
+    c.subscribe(2, "chat:a").await;
+    c.subscribe(3, "chat:b").await;
+
+    let r = api
+        .call(
+            "broadcast",
+            json!({"channels":["chat:a","nope:x","chat:b"],"data":{"k":1}}),
+        )
+        .await;
+    assert_eq!(
+        r,
+        json!({"result":{"responses":[
+            {"result":{}},
+            {"error":{"code":102,"message":"unknown channel"}},
+            {"result":{}}
+        ]}})
+    );
+    assert_eq!(c.publication().await.0, "chat:a");
+    assert_eq!(c.publication().await.0, "chat:b");
+
+    let r = api
+        .call(
+            "batch",
+            json!({"commands":[
+                {"publish":{"channel":"chat:a","data":{"n":1}}},
+                {"publish":{"channel":"nope:1","data":{}}},
+                {"info":{}}
+            ]}),
+        )
+        .await;
+    let replies = r["replies"].as_array().expect("replies");
+    assert_eq!(replies[0], json!({"publish":{}}));
+    assert_eq!(replies[1]["error"]["code"], 102);
+    assert_eq!(replies[2]["info"]["nodes"][0]["num_clients"], 1);
+}
+
+#[tokio::test]
+async fn info_and_channels_count_what_is_connected() {
+    let node = node();
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let mut a = connected(&node, "alice").await;
+    let mut a2 = connected(&node, "alice").await;
+    let mut b = connected(&node, "bob").await;
+    a.subscribe(2, "chat:1").await;
+    a2.subscribe(2, "chat:1").await;
+    b.subscribe(2, "chat:2").await;
+
+    let info = api.call("info", json!({})).await;
+    let n = &info["result"]["nodes"][0];
+    assert_eq!(n["num_clients"], 3);
+    assert_eq!(n["num_users"], 2);
+    assert_eq!(n["num_channels"], 2);
+    assert_eq!(n["num_subs"], 3);
+    assert_eq!(n["name"], "herald-test");
+    assert!(n["uid"].is_string() && n["uptime"].is_number());
+
+    let channels = api.call("channels", json!({})).await;
+    assert_eq!(
+        channels,
+        json!({"result":{"channels":{"chat:1":{"num_clients":2},"chat:2":{"num_clients":1}}}})
+    );
+    let filtered = api.call("channels", json!({"pattern":"chat:2*"})).await;
+    assert_eq!(
+        filtered,
+        json!({"result":{"channels":{"chat:2":{"num_clients":1}}}})
+    );
+}
+
+#[tokio::test]
+async fn disconnect_reaches_every_connection_of_the_user_with_its_code() {
+    let node = node();
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let mut a1 = connected(&node, "alice").await;
+    let mut a2 = connected(&node, "alice").await;
+    let mut bob = connected(&node, "bob").await;
+    api.call(
+        "disconnect",
+        json!({"user":"alice","disconnect":{"code":4501,"reason":"banned"}}),
+    )
+    .await;
+    for c in [&mut a1, &mut a2] {
+        let closed = c.closed().await;
+        assert_eq!((closed.code, closed.reason.as_str()), (4501, "banned"));
+    }
+    bob.send_json(&[json!({"id":3,"ping":{}})]).await;
+    assert!(bob.reply(3).await.ping.is_some());
+    // Default code when none is given.
+    api.call("disconnect", json!({"user":"bob"})).await;
+    assert_eq!(bob.closed().await.code, 3503);
+    let (_, body) = api
+        .post("disconnect", r#"{"user":"x","disconnect":{"code":1000}}"#)
+        .await;
+    assert_eq!(
+        parse(&body)["error"]["code"],
+        107,
+        "reserved close codes are refused"
+    );
+}
+
+#[tokio::test]
+async fn server_subscribe_and_unsubscribe_of_a_user() {
+    let node = node();
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let mut c = connected(&node, "alice").await;
+    api.call(
+        "subscribe",
+        json!({"user":"alice","channel":"news","data":{"welcome":true}}),
+    )
+    .await;
+    let (push, raw) = loop {
+        let (reply, raw) = c.next_with_json().await;
+        if let Some(push) = reply.push {
+            break (push, raw);
+        }
+    };
+    assert_eq!(push.channel, "news");
+    assert_eq!(
+        raw,
+        json!({"push":{"channel":"news","subscribe":{"data":{"welcome":true}}}})
+    );
+    api.call("publish", json!({"channel":"news","data":{"n":1}}))
+        .await;
+    assert_eq!(c.publication().await.0, "news");
+
+    api.call("unsubscribe", json!({"user":"alice","channel":"news"}))
+        .await;
+    let (_, raw) = c.next_with_json().await;
+    assert_eq!(
+        raw,
+        json!({"push":{"channel":"news","unsubscribe":{"code":2000,"reason":"server unsubscribe"}}})
+    );
+    let info = api.call("info", json!({})).await;
+    assert_eq!(info["result"]["nodes"][0]["num_channels"], 0);
+}
+
+#[tokio::test]
+async fn legacy_single_endpoint_takes_newline_delimited_commands() {
+    let node = node();
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let (status, body) = api
+        .request(
+            "POST",
+            "/api",
+            &[("X-API-Key", TEST_API_KEY)],
+            "{\"method\":\"publish\",\"params\":{\"channel\":\"chat:1\",\"data\":{}}}\n{\"method\":\"publish\",\"params\":{\"channel\":\"nope:1\",\"data\":{}}}",
+        )
+        .await;
+    assert_eq!(status, 200);
+    let lines: Vec<Value> = body.lines().map(parse).collect();
+    assert_eq!(
+        lines,
+        vec![
+            json!({"result":{}}),
+            json!({"error":{"code":102,"message":"unknown channel"}})
+        ]
+    );
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let node = node();
+    let api = Api::new(node.addr, TEST_API_KEY);
+    assert_eq!(api.request("GET", "/health", &[], "").await.0, 200);
+    assert_eq!(api.request("GET", "/ready", &[], "").await.0, 200);
+    node.node.shutdown();
+    let (status, body) = api.request("GET", "/ready", &[], "").await;
+    assert_eq!(status, 503, "{body}");
+}
+
+#[tokio::test]
+async fn shutdown_asks_clients_to_reconnect() {
+    let node = node();
+    let mut c = connected(&node, "alice").await;
+    node.node.shutdown();
+    assert_eq!(c.closed().await.code, 3001);
+}

@@ -1,0 +1,472 @@
+//! The client protocol over real WebSockets against a node on a free port: connect, subscribe,
+//! publish, server-side subscriptions, and every way a bad client is answered.
+
+use std::time::Duration;
+
+use herald::RunningNode;
+use herald::config::Config;
+use herald::testing::{Api, TEST_API_KEY, WsClient, sign_connect, sub_token, token, unix_now};
+use herald_engine::auth::{HmacAlg, NewConnectToken, TokenSigner};
+use herald_protocol::Format;
+use herald_protocol::proto::{Command, PublishRequest, SubscribeRequest};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+fn start(config: Config) -> RunningNode {
+    RunningNode::start(config).expect("start node")
+}
+
+fn node() -> RunningNode {
+    start(Config::for_test())
+}
+
+async fn connected(node: &RunningNode, user: &str) -> WsClient {
+    let mut c = WsClient::connect(&node.ws_url()).await;
+    c.handshake(&token(user)).await;
+    c
+}
+
+#[tokio::test]
+async fn connect_reply_carries_client_version_ping_pong_and_expiry() {
+    let node = node();
+    let mut c = WsClient::connect(&node.ws_url()).await;
+    c.send_json(&[json!({"id":1,"connect":{"token":token("alice"),"name":"js"}})])
+        .await;
+    let (reply, raw) = c.next_with_json().await;
+    let result = reply.connect.expect("connect result");
+    assert!(!result.client.is_empty());
+    assert_eq!(result.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(result.ping, 25);
+    assert!(result.pong);
+    assert!(result.expires);
+    assert!((3590..=3600).contains(&result.ttl), "ttl {}", result.ttl);
+    assert_eq!(raw["id"], 1);
+    assert!(raw["connect"]["client"].is_string());
+}
+
+#[tokio::test]
+async fn api_publication_reaches_subscribers_in_order() {
+    let node = node();
+    let mut json_client = connected(&node, "alice").await;
+    let mut pb_client = WsClient::connect_with(&node.ws_url(), Format::Protobuf, &[]).await;
+    pb_client.handshake(&token("bob")).await;
+    assert!(
+        json_client
+            .subscribe(2, "chat:room")
+            .await
+            .subscribe
+            .is_some()
+    );
+    assert!(
+        pb_client
+            .subscribe(2, "chat:room")
+            .await
+            .subscribe
+            .is_some()
+    );
+
+    let api = Api::new(node.addr, TEST_API_KEY);
+    for n in 0..20 {
+        let r = api
+            .call(
+                "publish",
+                json!({"channel":"chat:room","data":{"n":n,"text":"héllo"}}),
+            )
+            .await;
+        assert_eq!(r, json!({"result":{}}));
+    }
+    for client in [&mut json_client, &mut pb_client] {
+        for n in 0..20 {
+            let (channel, publication) = client.publication().await;
+            assert_eq!(channel, "chat:room");
+            let data: serde_json::Value = serde_json::from_slice(&publication.data).unwrap();
+            assert_eq!(data, json!({"n":n,"text":"héllo"}));
+        }
+    }
+}
+
+#[tokio::test]
+async fn raw_json_push_matches_the_wire_format() {
+    let node = node();
+    let mut c = connected(&node, "alice").await;
+    c.subscribe(2, "chat:x").await;
+    Api::new(node.addr, TEST_API_KEY)
+        .call("publish", json!({"channel":"chat:x","data":{"text":"hi"}}))
+        .await;
+    let (_, raw) = c.next_with_json().await;
+    assert_eq!(
+        raw,
+        json!({"push":{"channel":"chat:x","pub":{"data":{"text":"hi"}}}})
+    );
+}
+
+#[tokio::test]
+async fn commands_batched_in_one_frame_are_answered_in_order() {
+    let node = node();
+    let mut c = WsClient::connect(&node.ws_url()).await;
+    c.send_json(&[
+        json!({"id":1,"connect":{"token":token("alice")}}),
+        json!({"id":2,"subscribe":{"channel":"chat:a"}}),
+        json!({"id":3,"subscribe":{"channel":"chat:b","unknown_field":true,"flag":1}}),
+    ])
+    .await;
+    assert!(c.next().await.connect.is_some());
+    let two = c.next().await;
+    assert_eq!((two.id, two.subscribe.is_some()), (2, true));
+    let three = c.next().await;
+    assert_eq!((three.id, three.subscribe.is_some()), (3, true));
+}
+
+#[tokio::test]
+async fn token_channels_become_server_side_subscriptions() {
+    let node = node();
+    let mut c = WsClient::connect(&node.ws_url()).await;
+    let reply = c
+        .handshake(&sign_connect(NewConnectToken {
+            sub: "alice".into(),
+            exp: Some(unix_now() + 60),
+            channels: vec!["news".into(), "chat:general".into()],
+            ..Default::default()
+        }))
+        .await;
+    let subs = reply.connect.unwrap().subs;
+    assert!(subs.contains_key("news") && subs.contains_key("chat:general"));
+    Api::new(node.addr, TEST_API_KEY)
+        .call("publish", json!({"channel":"news","data":{"n":1}}))
+        .await;
+    assert_eq!(c.publication().await.0, "news");
+}
+
+#[tokio::test]
+async fn subscribe_errors_follow_the_protocol_codes() {
+    let mut config = Config::for_test();
+    config.channels.max_channels_per_client = 3;
+    config.channels.namespaces[0]
+        .options
+        .allow_user_limited_channels = true;
+    let node = start(config);
+    let mut c = connected(&node, "42").await;
+
+    let code = |r: herald_protocol::proto::Reply| r.error.map(|e| e.code);
+    assert_eq!(
+        code(c.subscribe(2, "nope:room").await),
+        Some(102),
+        "unknown namespace"
+    );
+    assert_eq!(
+        code(c.subscribe(3, "news").await),
+        Some(103),
+        "not allowed without token"
+    );
+    assert_eq!(
+        code(c.subscribe(4, "$chat:secret").await),
+        Some(103),
+        "private needs token"
+    );
+    assert_eq!(code(c.subscribe(5, "chat:1").await), None);
+    assert_eq!(
+        code(c.subscribe(6, "chat:1").await),
+        Some(105),
+        "already subscribed"
+    );
+    assert_eq!(
+        code(c.subscribe(7, &"x".repeat(256)).await),
+        Some(107),
+        "too long"
+    );
+    assert_eq!(code(c.subscribe(8, "").await), Some(107), "empty");
+    assert_eq!(
+        code(c.subscribe(9, "chat:news#42").await),
+        None,
+        "listed user"
+    );
+    assert_eq!(
+        code(c.subscribe(10, "chat:dm#7,8").await),
+        Some(103),
+        "not listed"
+    );
+    assert_eq!(code(c.subscribe(11, "chat:3").await), None);
+    assert_eq!(
+        code(c.subscribe(12, "chat:4").await),
+        Some(106),
+        "channel limit"
+    );
+}
+
+#[tokio::test]
+async fn subscription_token_grants_a_channel_the_namespace_does_not() {
+    let node = node();
+    let mut c = connected(&node, "alice").await;
+    let with = |channel: &str, token: String| Command {
+        id: 2,
+        subscribe: Some(SubscribeRequest {
+            channel: channel.into(),
+            token,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    c.send(&[with("$private", sub_token("alice", "$private"))])
+        .await;
+    let ok = c.reply(2).await;
+    assert!(ok.error.is_none(), "{ok:?}");
+
+    // Someone else's token, and a token for another channel, are refused.
+    let mut d = connected(&node, "bob").await;
+    d.send(&[with("$private", sub_token("alice", "$private"))])
+        .await;
+    assert_eq!(d.reply(2).await.error.unwrap().code, 103);
+    d.send(&[with("$other", sub_token("bob", "$private"))])
+        .await;
+    assert_eq!(d.reply(2).await.error.unwrap().code, 103);
+    let forged = TokenSigner::hmac(b"another-secret-another-secret-123", HmacAlg::HS256)
+        .sign(&serde_json::json!({"sub":"bob","channel":"$private"}))
+        .unwrap();
+    d.send(&[with("$private", forged)]).await;
+    assert_eq!(d.reply(2).await.error.unwrap().code, 103);
+}
+
+#[tokio::test]
+async fn client_publish_only_where_the_namespace_allows_it() {
+    let mut config = Config::for_test();
+    config
+        .channels
+        .namespaces
+        .push(herald_engine::config::Namespace {
+            name: "feed".into(),
+            options: herald_engine::config::ChannelOptions {
+                allow_subscribe_for_client: true,
+                ..Default::default()
+            },
+        });
+    let node = start(config);
+    let mut alice = connected(&node, "alice").await;
+    let mut bob = connected(&node, "bob").await;
+    bob.subscribe(2, "chat:room").await;
+    alice.subscribe(2, "feed:x").await;
+
+    let publish = |id: u32, channel: &str| Command {
+        id,
+        publish: Some(PublishRequest {
+            channel: channel.into(),
+            data: bytes::Bytes::from_static(br#"{"from":"alice"}"#),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    // Not subscribed to chat:room: publish_for_subscriber does not cover alice yet.
+    alice.send(&[publish(3, "chat:room")]).await;
+    assert_eq!(alice.reply(3).await.error.unwrap().code, 103);
+    alice.subscribe(4, "chat:room").await;
+    alice.send(&[publish(5, "chat:room")]).await;
+    assert!(alice.reply(5).await.publish.is_some());
+    let (_, publication) = bob.publication().await;
+    assert_eq!(&publication.data[..], br#"{"from":"alice"}"#);
+    let info = publication.info.expect("publisher info");
+    assert_eq!(info.user, "alice");
+    // feed: subscribers may not publish.
+    alice.send(&[publish(6, "feed:x")]).await;
+    assert_eq!(alice.reply(6).await.error.unwrap().code, 103);
+}
+
+#[tokio::test]
+async fn presence_history_rpc_answer_cleanly() {
+    let node = node();
+    let mut c = connected(&node, "alice").await;
+    c.subscribe(2, "chat:1").await;
+    c.send_json(&[
+        json!({"id":3,"presence":{"channel":"chat:1"}}),
+        json!({"id":4,"presence_stats":{"channel":"chat:1"}}),
+        json!({"id":5,"history":{"channel":"chat:1","limit":10}}),
+        json!({"id":6,"rpc":{"method":"x","data":{}}}),
+        json!({"id":7,"ping":{}}),
+    ])
+    .await;
+    assert_eq!(c.reply(3).await.error.unwrap().code, 108);
+    assert_eq!(c.reply(4).await.error.unwrap().code, 108);
+    assert_eq!(c.reply(5).await.error.unwrap().code, 108);
+    assert_eq!(c.reply(6).await.error.unwrap().code, 104);
+    assert!(c.reply(7).await.ping.is_some());
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused() {
+    let node = node();
+    let now = unix_now();
+
+    // Wrong key → invalid token, the connection ends for good.
+    let forged = TokenSigner::hmac(b"not-the-secret-not-the-secret-000", HmacAlg::HS256)
+        .sign(&json!({"sub":"mallory"}))
+        .unwrap();
+    let mut c = WsClient::connect(&node.ws_url()).await;
+    c.send_json(&[json!({"id":1,"connect":{"token":forged}})])
+        .await;
+    assert_eq!(c.closed().await.code, 3500);
+
+    // alg: none.
+    use base64::Engine as _;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let none = format!(
+        "{}.{}.",
+        b64(json!({"alg":"none","typ":"JWT"})),
+        b64(json!({"sub":"mallory"}))
+    );
+    let mut c = WsClient::connect(&node.ws_url()).await;
+    c.send_json(&[json!({"id":1,"connect":{"token":none}})])
+        .await;
+    assert_eq!(c.closed().await.code, 3500);
+
+    // Expired → error 109 so the SDK fetches a fresh token.
+    let expired = sign_connect(NewConnectToken {
+        sub: "alice".into(),
+        exp: Some(now - 10),
+        ..Default::default()
+    });
+    let mut c = WsClient::connect(&node.ws_url()).await;
+    c.send_json(&[json!({"id":1,"connect":{"token":expired}})])
+        .await;
+    let reply = c.reply(1).await;
+    assert_eq!(reply.error.unwrap().code, 109);
+
+    // No credentials at all.
+    let mut c = WsClient::connect(&node.ws_url()).await;
+    c.send_json(&[json!({"id":1,"connect":{}})]).await;
+    assert_eq!(c.closed().await.code, 3501);
+}
+
+#[tokio::test]
+async fn garbage_and_out_of_order_frames_close_with_bad_request() {
+    let node = node();
+    let cases: Vec<Message> = vec![
+        Message::text("this is not json"),
+        Message::text("[1,2,3]"),
+        Message::text(json!({"id":1,"subscribe":{"channel":"chat:1"}}).to_string()),
+        Message::text("{}"),
+        Message::binary(vec![0xff, 0xff, 0xff]),
+    ];
+    for frame in cases {
+        let mut c = WsClient::connect(&node.ws_url()).await;
+        c.send_raw(frame.clone()).await;
+        assert_eq!(c.closed().await.code, 3501, "{frame:?}");
+    }
+    // After connect: a pong nobody asked for, a command without id, a second connect.
+    for frame in [
+        json!({}),
+        json!({"subscribe":{"channel":"chat:1"}}),
+        json!({"id":9,"connect":{"token":token("alice")}}),
+    ] {
+        let mut c = connected(&node, "alice").await;
+        c.send_json(std::slice::from_ref(&frame)).await;
+        assert_eq!(c.closed().await.code, 3501, "{frame}");
+    }
+    // A garbage protobuf frame.
+    let mut c = WsClient::connect_with(&node.ws_url(), Format::Protobuf, &[]).await;
+    c.send_raw(Message::binary(vec![0x05, 0x01])).await;
+    assert_eq!(c.closed().await.code, 3501);
+}
+
+#[tokio::test]
+async fn oversized_frame_closes_with_1009_and_others_are_untouched() {
+    let mut config = Config::for_test();
+    config.client.max_message_size = 1024;
+    let node = start(config);
+    let mut bystander = connected(&node, "bob").await;
+    bystander.subscribe(2, "chat:1").await;
+    let mut c = connected(&node, "alice").await;
+    c.send_raw(Message::text(format!(
+        "{{\"id\":2,\"publish\":{{\"channel\":\"chat:1\",\"data\":\"{}\"}}}}",
+        "x".repeat(2000)
+    )))
+    .await;
+    assert_eq!(c.closed().await.code, 1009);
+    Api::new(node.addr, TEST_API_KEY)
+        .call("publish", json!({"channel":"chat:1","data":1}))
+        .await;
+    assert_eq!(bystander.publication().await.0, "chat:1");
+}
+
+#[tokio::test]
+async fn silent_connection_is_closed_as_stale() {
+    let mut config = Config::for_test();
+    config.client.connect_timeout = Duration::from_millis(300);
+    let node = start(config);
+    let mut c = WsClient::connect(&node.ws_url()).await;
+    assert_eq!(c.closed().await.code, 3502);
+}
+
+#[tokio::test]
+async fn pings_arrive_and_a_missing_pong_closes_with_3012() {
+    let mut config = Config::for_test();
+    config.client.ping_interval = Duration::from_millis(400);
+    config.client.pong_timeout = Duration::from_millis(200);
+    let node = start(config);
+
+    let mut good = connected(&node, "alice").await;
+    for _ in 0..3 {
+        let reply = good.next().await;
+        assert!(herald::testing::is_ping(&reply), "{reply:?}");
+        good.pong().await;
+    }
+    let mut silent = connected(&node, "bob").await;
+    assert_eq!(silent.closed().await.code, 3012);
+    // The one that answers is still served.
+    good.send_json(&[json!({"id":5,"ping":{}})]).await;
+    assert!(good.reply(5).await.ping.is_some());
+}
+
+#[tokio::test]
+async fn origin_check_blocks_foreign_browsers_only() {
+    let mut config = Config::for_test();
+    config.server.allowed_origins = vec!["https://app.example.com".into()];
+    let node = start(config);
+    let url = node.ws_url();
+    assert!(
+        WsClient::try_connect_with(&url, Format::Json, &[("Origin", "https://evil.example")])
+            .await
+            .is_err()
+    );
+    let mut ok =
+        WsClient::connect_with(&url, Format::Json, &[("Origin", "https://app.example.com")]).await;
+    ok.handshake(&token("alice")).await;
+    let mut no_origin = WsClient::connect(&url).await;
+    no_origin.handshake(&token("bob")).await;
+}
+
+#[tokio::test]
+async fn slow_consumer_is_cut_off_with_3008_while_a_fast_one_keeps_receiving() {
+    // Default 1 MiB queue: one API batch (100 × 4 KB) fits, the slow client's backlog does not.
+    let node = node();
+    let mut fast = connected(&node, "fast").await;
+    let mut slow = connected(&node, "slow").await;
+    fast.subscribe(2, "chat:firehose").await;
+    slow.subscribe(2, "chat:firehose").await;
+
+    // The slow client stops reading; the fast one reads everything concurrently. Enough data
+    // to fill the kernel's socket buffers and then the queue.
+    const BATCHES: usize = 60;
+    const PER_BATCH: usize = 100;
+    let payload = "y".repeat(4000);
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let reader = tokio::spawn(async move {
+        for n in 0..BATCHES * PER_BATCH {
+            let (_, publication) = fast.publication().await;
+            let data: serde_json::Value = serde_json::from_slice(&publication.data).unwrap();
+            assert_eq!(data["n"], n, "fast client lost or reordered a publication");
+        }
+        fast
+    });
+    for batch in 0..BATCHES {
+        let commands: Vec<_> = (0..PER_BATCH)
+            .map(|i| {
+                json!({"publish":{"channel":"chat:firehose","data":{"n":batch*PER_BATCH+i,"pad":payload}}})
+            })
+            .collect();
+        api.call("batch", json!({ "commands": commands })).await;
+    }
+    let mut fast = reader.await.expect("fast reader");
+    assert_eq!(slow.closed_within(Duration::from_secs(30)).await.code, 3008);
+    fast.send_json(&[json!({"id":9,"ping":{}})]).await;
+    assert!(fast.reply(9).await.ping.is_some());
+}
