@@ -16,6 +16,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod hub;
+pub mod metrics;
 pub mod node;
 pub mod outbound;
 pub mod registry;

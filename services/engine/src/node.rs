@@ -17,6 +17,7 @@ use crate::config::{ChannelConfig, ClientConfig, TokenConfig};
 use crate::control::Control;
 use crate::error::NodeError;
 use crate::hub::{ConnId, Hub, Membership, Subscriber};
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::session::Session;
 
@@ -49,6 +50,7 @@ pub(crate) struct Inner {
     pub(crate) hub: Hub,
     pub(crate) registry: Registry,
     pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) metrics: Metrics,
     started: Instant,
     next_conn: AtomicU64,
     shutting_down: AtomicBool,
@@ -88,6 +90,7 @@ impl Node {
             hub: Hub::new(),
             registry: Registry::new(),
             broker,
+            metrics: Metrics::default(),
             started: Instant::now(),
             next_conn: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
@@ -110,6 +113,10 @@ impl Node {
         &self.inner.uid
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     pub fn client_config(&self) -> &ClientConfig {
         &self.inner.client
     }
@@ -128,7 +135,9 @@ impl Node {
             tags: options.tags,
             ..Default::default()
         };
-        Ok(self.inner.broker.publish(channel, publication).await?)
+        let position = self.inner.broker.publish(channel, publication).await?;
+        self.inner.metrics.published();
+        Ok(position)
     }
 
     /// Disconnects the connections of a user (all, or the one with `client`), sparing the
@@ -286,11 +295,12 @@ impl BrokerEventHandler for Events {
             }),
             ..Default::default()
         };
-        inner.hub.deliver(channel, |format| {
+        let delivered = inner.hub.deliver(channel, |format| {
             codec::try_encode_reply(format, &reply)
                 .inspect_err(|e| tracing::debug!(channel, error = %e, "publication not encodable"))
                 .ok()
         });
+        inner.metrics.broadcast(delivered);
     }
 }
 

@@ -13,6 +13,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod devmode;
+pub mod metrics;
 pub mod server;
 pub mod transport;
 

@@ -10,6 +10,7 @@ use herald_engine::{Broker, MemoryBroker, Node, NodeConfig};
 
 use crate::api::{self, ApiState};
 use crate::config::{BrokerConfig, Config};
+use crate::metrics::{self, Telemetry};
 use crate::transport::origin::OriginPolicy;
 use crate::transport::websocket::{self, WebsocketConfig};
 
@@ -48,9 +49,11 @@ pub async fn serve(
         origins: OriginPolicy::new(&config.server.allowed_origins),
         max_message_size: config.client.max_message_size,
     };
+    let telemetry = web::Data::new(Telemetry::new(&node)?);
     let api_state = web::Data::new(ApiState {
         node: node.clone(),
         key: config.api.key.clone(),
+        telemetry: telemetry.clone(),
     });
     let node_data = web::Data::new(node.clone());
     let ws_data = web::Data::new(ws_config);
@@ -60,10 +63,12 @@ pub async fn serve(
             .app_data(node_data.clone())
             .app_data(ws_data.clone())
             .app_data(api_state.clone())
+            .app_data(telemetry.clone())
             .app_data(web::PayloadConfig::new(max_body))
             .route("/connection/websocket", web::get().to(websocket::handler))
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))
+            .route("/metrics", web::get().to(metrics::handler))
             .configure(api::configure)
     })
     .listen(listener)?

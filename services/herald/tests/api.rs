@@ -268,3 +268,51 @@ async fn shutdown_asks_clients_to_reconnect() {
     node.node.shutdown();
     assert_eq!(c.closed().await.code, 3001);
 }
+
+/// The value of a metric line `name{labels} value` (labels matched as a substring).
+fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(labels)
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_clients_commands_deliveries_and_disconnects() {
+    let node = node();
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let mut a = connected(&node, "alice").await;
+    let mut b = connected(&node, "bob").await;
+    a.subscribe(2, "chat:1").await;
+    b.subscribe(2, "chat:1").await;
+    assert_eq!(b.subscribe(3, "nope:1").await.error.unwrap().code, 102);
+    for _ in 0..3 {
+        api.call("publish", json!({"channel":"chat:1","data":{}}))
+            .await;
+    }
+    for _ in 0..3 {
+        a.publication().await;
+    }
+    api.call("disconnect", json!({"user":"bob"})).await;
+    assert_eq!(b.closed().await.code, 3503);
+
+    let (status, text) = api.request("GET", "/metrics", &[], "").await;
+    assert_eq!(status, 200);
+    let m = |name: &str, labels: &str| {
+        metric(&text, name, labels).unwrap_or_else(|| panic!("no {name}{{{labels}}} in\n{text}"))
+    };
+    assert_eq!(m("herald_clients", ""), 1.0);
+    assert_eq!(m("herald_client_connects_total", ""), 2.0);
+    assert_eq!(
+        m("herald_client_commands_total", "method=\"subscribe\""),
+        3.0
+    );
+    assert_eq!(m("herald_client_command_errors_total", "code=\"102\""), 1.0);
+    assert_eq!(m("herald_publications_published_total", ""), 3.0);
+    assert_eq!(m("herald_deliveries_total", ""), 6.0);
+    assert_eq!(m("herald_client_disconnects_total", "code=\"3503\""), 1.0);
+    assert_eq!(m("herald_api_requests_total", "method=\"publish\""), 3.0);
+}

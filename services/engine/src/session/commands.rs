@@ -69,6 +69,24 @@ impl Method {
         })
     }
 
+    /// Position in [`crate::metrics::COMMANDS`].
+    pub(super) fn index(&self) -> usize {
+        match self {
+            Method::Connect(_) => 0,
+            Method::Subscribe(_) => 1,
+            Method::Unsubscribe(_) => 2,
+            Method::Publish(_) => 3,
+            Method::Presence => 4,
+            Method::PresenceStats => 5,
+            Method::History => 6,
+            Method::Ping => 7,
+            Method::Send => 8,
+            Method::Rpc => 9,
+            Method::Refresh(_) => 10,
+            Method::SubRefresh(_) => 11,
+        }
+    }
+
     /// Only asynchronous messages may come without an id (they get no reply).
     pub(super) fn allows_zero_id(&self) -> bool {
         matches!(self, Method::Send)
@@ -146,6 +164,7 @@ impl Session {
             self.state = State::Failed;
             return Err(codes::TOKEN_EXPIRED.into());
         }
+        inner.metrics.connected();
         let client_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
         let user: Arc<str> = Arc::from(claims.sub.as_str());
         inner.registry.add(

@@ -126,6 +126,7 @@ impl Session {
             }
             return Flow::Close(codes::disconnect::BAD_REQUEST);
         };
+        self.node.metrics().command(method.index());
         if id == 0 && !method.allows_zero_id() {
             return Flow::Close(codes::disconnect::BAD_REQUEST);
         }
@@ -145,6 +146,7 @@ impl Session {
             }
             Ok(None) => Flow::Continue,
             Err(CommandError::Reply(code)) => {
+                self.node.metrics().command_error(code.code);
                 self.send(&Reply {
                     id,
                     error: Some(code.to_proto()),
@@ -223,6 +225,16 @@ impl Session {
             outbound: self.outbound.clone(),
             format: self.format,
         }
+    }
+}
+
+impl Session {
+    /// Ends the session, counting how it ended (`None`: the client went away). Dropping a
+    /// session cleans up just the same, without the count.
+    pub fn close(self, disconnect: Option<&Disconnect>) {
+        self.node
+            .metrics()
+            .disconnected(disconnect.map_or(codes::disconnect::CONNECTION_CLOSED.code, |d| d.code));
     }
 }
 

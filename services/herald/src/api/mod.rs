@@ -21,6 +21,7 @@ const ERROR_MODE_HEADER: &str = "x-centrifugo-error-mode";
 pub struct ApiState {
     pub node: Node,
     pub key: String,
+    pub telemetry: web::Data<crate::metrics::Telemetry>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -91,6 +92,7 @@ async fn call(
         return HttpResponse::Unauthorized().finish();
     }
     let method = method.into_inner();
+    state.telemetry.api_request(&method);
     let outcome = if method == "batch" {
         methods::batch(&state.node, &body).await
     } else {

@@ -147,7 +147,7 @@ async fn run(
         }
     }
     // Leave the hub before the network goodbye, as centrifuge does.
-    drop(session);
+    session.close(close.as_ref());
     let reason = close.map(|d| CloseReason {
         code: CloseCode::Other(d.code),
         description: Some(d.reason.into_owned()),
