@@ -1,0 +1,245 @@
+//! Sessions driven directly, without sockets: what a transport sees through `handle_frame`,
+//! `drain` and `on_timer`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use herald_engine::auth::{HmacAlg, NewConnectToken, TokenSigner};
+use herald_engine::config::{
+    ChannelConfig, ChannelOptions, ClientConfig, Namespace, TokenConfig, TokenKey,
+};
+use herald_engine::{Flow, MemoryBroker, Node, NodeConfig, PublishOptions, Session};
+use herald_protocol::Format;
+use herald_protocol::codes::disconnect;
+use serde_json::{Value, json};
+
+const SECRET: &[u8] = b"engine-test-secret-0123456789abcdef";
+
+fn node_with(client: ClientConfig) -> Node {
+    Node::new(
+        NodeConfig {
+            name: "test".into(),
+            version: "0.0.0-test".into(),
+            client,
+            channels: ChannelConfig {
+                namespaces: vec![Namespace {
+                    name: "chat".into(),
+                    options: ChannelOptions {
+                        allow_subscribe_for_client: true,
+                        allow_publish_for_subscriber: true,
+                        ..Default::default()
+                    },
+                }],
+                ..Default::default()
+            },
+            token: TokenConfig {
+                key: TokenKey::Hmac(SECRET.to_vec()),
+                audience: None,
+                issuer: None,
+            },
+        },
+        Arc::new(MemoryBroker::new()),
+    )
+    .unwrap()
+}
+
+fn node() -> Node {
+    node_with(ClientConfig::default())
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn token(user: &str, exp: u64) -> String {
+    TokenSigner::hmac(SECRET, HmacAlg::HS256)
+        .sign(&NewConnectToken {
+            sub: user.into(),
+            exp: Some(exp),
+            ..Default::default()
+        })
+        .unwrap()
+}
+
+async fn frame(session: &mut Session) -> (Flow, Vec<Value>) {
+    let mut buf = BytesMut::new();
+    let flow = session.drain(&mut buf).await;
+    let text = String::from_utf8(buf.to_vec()).unwrap();
+    let messages = text
+        .split('\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (flow, messages)
+}
+
+async fn connected(node: &Node, user: &str) -> Session {
+    let mut s = node.session(Format::Json);
+    let cmd = json!({"id":1,"connect":{"token":token(user, now() + 3600)}});
+    assert_eq!(
+        s.handle_frame(cmd.to_string().as_bytes()).await,
+        Flow::Continue
+    );
+    let (_, replies) = frame(&mut s).await;
+    assert!(replies[0]["connect"]["client"].is_string(), "{replies:?}");
+    s
+}
+
+#[tokio::test]
+async fn everything_queued_leaves_in_one_frame_in_order() {
+    let node = node();
+    let mut s = connected(&node, "alice").await;
+    s.handle_frame(br#"{"id":2,"subscribe":{"channel":"chat:1"}}"#)
+        .await;
+    for n in 0..5 {
+        node.publish(
+            "chat:1",
+            format!("{{\"n\":{n}}}").into(),
+            PublishOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let (flow, messages) = frame(&mut s).await;
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(messages[0], json!({"id":2,"subscribe":{}}));
+    let ns: Vec<_> = messages[1..]
+        .iter()
+        .map(|m| m["push"]["pub"]["data"]["n"].clone())
+        .collect();
+    assert_eq!(ns, vec![0, 1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn server_requests_are_applied_by_the_session_itself() {
+    let node = node();
+    let mut s = connected(&node, "alice").await;
+    assert_eq!(
+        node.subscribe("alice", "chat:x", None, None, None).unwrap(),
+        1
+    );
+    let (_, messages) = frame(&mut s).await;
+    assert!(
+        messages.is_empty(),
+        "the control is applied during this drain"
+    );
+    let (_, messages) = frame(&mut s).await;
+    assert_eq!(
+        messages,
+        vec![json!({"push":{"channel":"chat:x","subscribe":{}}})]
+    );
+    assert_eq!(node.info().num_subs, 1);
+
+    node.unsubscribe("alice", "chat:x", None).unwrap();
+    frame(&mut s).await;
+    let (_, messages) = frame(&mut s).await;
+    assert_eq!(messages[0]["push"]["unsubscribe"]["code"], 2000);
+    assert_eq!(node.info().num_subs, 0);
+}
+
+#[tokio::test]
+async fn dropping_a_session_leaves_the_hub_and_registry() {
+    let node = node();
+    let mut s = connected(&node, "alice").await;
+    s.handle_frame(br#"{"id":2,"subscribe":{"channel":"chat:1"}}"#)
+        .await;
+    assert_eq!((node.info().num_clients, node.info().num_subs), (1, 1));
+    drop(s);
+    assert_eq!((node.info().num_clients, node.info().num_subs), (0, 0));
+}
+
+#[tokio::test]
+async fn refresh_extends_the_connection_and_checks_the_user() {
+    let node = node();
+    let mut s = connected(&node, "alice").await;
+    let refresh = json!({"id":2,"refresh":{"token":token("alice", now() + 7200)}});
+    s.handle_frame(refresh.to_string().as_bytes()).await;
+    let (_, replies) = frame(&mut s).await;
+    let ttl = replies[0]["refresh"]["ttl"].as_u64().unwrap();
+    assert!((7190..=7200).contains(&ttl), "{replies:?}");
+    assert_eq!(replies[0]["refresh"]["expires"], true);
+
+    let other = json!({"id":3,"refresh":{"token":token("mallory", now() + 60)}});
+    assert_eq!(
+        s.handle_frame(other.to_string().as_bytes()).await,
+        Flow::Close(disconnect::INVALID_TOKEN)
+    );
+    let expired = json!({"id":3,"refresh":{"token":token("alice", now() - 1)}});
+    let mut s = connected(&node, "alice").await;
+    assert_eq!(
+        s.handle_frame(expired.to_string().as_bytes()).await,
+        Flow::Close(disconnect::EXPIRED)
+    );
+}
+
+#[tokio::test]
+async fn an_expired_connection_closes_after_the_grace_delay() {
+    let node = node_with(ClientConfig {
+        expired_close_delay: Duration::from_millis(50),
+        ..Default::default()
+    });
+    let mut s = node.session(Format::Json);
+    let cmd = json!({"id":1,"connect":{"token":token("alice", now() + 1)}});
+    s.handle_frame(cmd.to_string().as_bytes()).await;
+    let expiry = s.deadline();
+    assert!(expiry <= Instant::now() + Duration::from_millis(1100));
+    assert_eq!(s.on_timer(expiry), Flow::Close(disconnect::EXPIRED));
+}
+
+#[tokio::test]
+async fn a_failed_connect_leaves_the_session_unusable() {
+    let node = node();
+    let mut s = node.session(Format::Json);
+    let cmd = json!({"id":1,"connect":{"token":token("alice", now() - 5)}});
+    assert_eq!(
+        s.handle_frame(cmd.to_string().as_bytes()).await,
+        Flow::Continue
+    );
+    let (_, replies) = frame(&mut s).await;
+    assert_eq!(replies[0]["error"]["code"], 109);
+    let retry = json!({"id":2,"connect":{"token":token("alice", now() + 60)}});
+    assert_eq!(
+        s.handle_frame(retry.to_string().as_bytes()).await,
+        Flow::Close(disconnect::BAD_REQUEST)
+    );
+}
+
+#[tokio::test]
+async fn protobuf_sessions_get_delimited_frames() {
+    use prost::Message as _;
+    let node = node();
+    let mut s = node.session(Format::Protobuf);
+    let connect = herald_protocol::proto::Command {
+        id: 1,
+        connect: Some(herald_protocol::proto::ConnectRequest {
+            token: token("alice", now() + 60),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let subscribe = herald_protocol::proto::Command {
+        id: 2,
+        subscribe: Some(herald_protocol::proto::SubscribeRequest {
+            channel: "chat:1".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut buf = Vec::new();
+    connect.encode_length_delimited(&mut buf).unwrap();
+    subscribe.encode_length_delimited(&mut buf).unwrap();
+    assert_eq!(s.handle_frame(&buf).await, Flow::Continue);
+    let mut out = BytesMut::new();
+    s.drain(&mut out).await;
+    let mut rest = &out[..];
+    let first = herald_protocol::proto::Reply::decode_length_delimited(&mut rest).unwrap();
+    let second = herald_protocol::proto::Reply::decode_length_delimited(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    assert!(first.connect.is_some());
+    assert_eq!(second.id, 2);
+    assert!(second.subscribe.is_some());
+}
