@@ -1,0 +1,545 @@
+//! End-to-end tests with the official Centrifugo SDKs: centrifuge-js (JSON and Protobuf),
+//! centrifuge-python (JSON and Protobuf) and the `cent` server API client, each run as a real
+//! program (tests/sdk/js, tests/sdk/python) against an in-process node.
+//!
+//! The programs print one JSON line per event on stdout (`{"event":"subscribed"}`,
+//! `{"event":"publication","data":…}`, …) and exit 0 on success. Their dependencies are
+//! installed by `bash .ci/install-test-deps` (node_modules in tests/sdk/js, a virtualenv in
+//! `<workspace>/target/sdk-venv`); a missing install fails the tests rather than skipping them.
+//!
+//! Environment: `HERALD_TEST_NODE` (default `node`) and `HERALD_TEST_PYTHON` (default
+//! `<workspace>/target/sdk-venv/bin/python`) pick the interpreters; `HERALD_SDK_DEBUG=1` turns on
+//! the SDKs' debug logging (shown on failure).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use herald::RunningNode;
+use herald::config::{Config, Overrides};
+use herald_engine::auth::{HmacAlg, NewConnectToken, TokenSigner};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::task::JoinHandle;
+
+/// Publications per test.
+const N: usize = 20;
+/// Hard limit of one test.
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The programs' own deadline (`--timeout`), below [`TEST_TIMEOUT`] so that they report first.
+const PROGRAM_TIMEOUT_SECS: u32 = 40;
+const HMAC_SECRET: &str = "sdk-test-secret-0123456789abcdef0123456789";
+const API_KEY: &str = "sdk-test-api-key";
+const CHANNEL: &str = "chat:room";
+
+const INSTALL_HINT: &str = "run `bash .ci/install-test-deps` from the repository root";
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn workspace_dir() -> PathBuf {
+    manifest_dir().join("../..")
+}
+
+fn js_dir() -> PathBuf {
+    let dir = manifest_dir().join("tests/sdk/js");
+    assert!(
+        dir.join("node_modules/centrifuge/package.json").is_file()
+            && dir.join("node_modules/ws/package.json").is_file(),
+        "centrifuge-js is not installed in {}: {INSTALL_HINT}",
+        dir.display()
+    );
+    dir
+}
+
+fn python_dir() -> PathBuf {
+    manifest_dir().join("tests/sdk/python")
+}
+
+fn node_bin() -> String {
+    std::env::var("HERALD_TEST_NODE").unwrap_or_else(|_| "node".to_owned())
+}
+
+fn python_bin() -> PathBuf {
+    let python = match std::env::var_os("HERALD_TEST_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => workspace_dir().join("target/sdk-venv/bin/python"),
+    };
+    assert!(
+        python.exists(),
+        "Python for the SDK tests not found at {} (set HERALD_TEST_PYTHON or {INSTALL_HINT})",
+        python.display()
+    );
+    python
+}
+
+fn debug_flag() -> Option<&'static str> {
+    std::env::var("HERALD_SDK_DEBUG")
+        .is_ok_and(|v| !v.is_empty() && v != "0")
+        .then_some("--debug")
+}
+
+/// Starts a node with a `chat` namespace where clients may subscribe and subscribers may
+/// publish, configured through a TOML file as an operator would.
+fn start_node() -> RunningNode {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "herald-sdk-test-{}-{}.toml",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+name = "herald-sdk-test"
+shutdown_timeout = "2s"
+
+[auth]
+hmac_secret = "{HMAC_SECRET}"
+
+[api]
+key = "{API_KEY}"
+
+[[channels.namespaces]]
+name = "chat"
+allow_subscribe_for_client = true
+allow_publish_for_subscriber = true
+"#
+    );
+    std::fs::write(&path, toml).expect("write config file");
+    let config = Config::load(Some(&path), Some(HashMap::new()), &Overrides::default());
+    let _ = std::fs::remove_file(&path);
+    let config = config.expect("load test config");
+    RunningNode::start(config).expect("start node")
+}
+
+fn connect_token(user: &str) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    TokenSigner::hmac(HMAC_SECRET.as_bytes(), HmacAlg::HS256)
+        .sign(&NewConnectToken {
+            sub: user.to_owned(),
+            exp: Some(now + 3600),
+            ..Default::default()
+        })
+        .expect("sign connect token")
+}
+
+/// Calls a server API method over HTTP and returns the parsed reply (any status).
+async fn api_call(node: &RunningNode, method: &str, body: Value) -> (u16, Value) {
+    let url = format!("{}/api/{method}", node.http_url());
+    tokio::task::spawn_blocking(move || {
+        let agent = ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(10)))
+                .build(),
+        );
+        let mut response = agent
+            .post(&url)
+            .header("X-API-Key", API_KEY)
+            .content_type("application/json")
+            .send(body.to_string())
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("POST {url}: reading the reply: {e}"));
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("POST {url}: reply is not JSON ({e}): {text:?}"));
+        (status, value)
+    })
+    .await
+    .expect("api call task")
+}
+
+/// Publishes `{"n": i}` for i = 1..=N through the server API, one after the other.
+async fn publish_n(node: &RunningNode) {
+    for n in 1..=N {
+        let body = json!({"channel": CHANNEL, "data": {"n": n}});
+        let (status, reply) = api_call(node, "publish", body.clone()).await;
+        assert!(
+            status == 200 && reply.get("error").is_none() && reply["result"].is_object(),
+            "publish {body}: HTTP {status} {reply}"
+        );
+    }
+}
+
+/// One SDK program: its stdout read line by line, its stderr collected for failure messages.
+/// Killed when dropped (a failed or timed-out test).
+struct Program {
+    name: String,
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    stderr: Option<JoinHandle<String>>,
+    /// Every stdout line so far, for failure messages.
+    seen: Vec<String>,
+}
+
+impl Program {
+    fn spawn(name: &str, program: impl AsRef<std::ffi::OsStr>, dir: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(program.as_ref())
+            .args(args)
+            .current_dir(dir)
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{name}: cannot run {:?} ({e}); {INSTALL_HINT}",
+                    program.as_ref()
+                )
+            });
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let stderr = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let _ = stderr.read_to_end(&mut buf).await;
+            String::from_utf8_lossy(&buf).into_owned()
+        });
+        Program {
+            name: name.to_owned(),
+            child,
+            lines: BufReader::new(stdout).lines(),
+            stderr: Some(stderr),
+            seen: Vec::new(),
+        }
+    }
+
+    /// centrifuge-js program `script` (subscriber.mjs, publisher.mjs) with the common arguments.
+    fn js(script: &str, node: &RunningNode, user: &str, protobuf: bool, extra: &[&str]) -> Self {
+        let dir = js_dir();
+        let (url, token, count, timeout) = common_args(node, user);
+        let mut args = vec![
+            script,
+            "--url",
+            &url,
+            "--token",
+            &token,
+            "--channel",
+            CHANNEL,
+            "--count",
+            &count,
+            "--timeout",
+            &timeout,
+        ];
+        args.extend(protobuf.then_some("--protobuf"));
+        args.extend(debug_flag());
+        args.extend_from_slice(extra);
+        let codec = if protobuf { "protobuf" } else { "json" };
+        Program::spawn(&format!("{script} ({codec})"), node_bin(), &dir, &args)
+    }
+
+    /// centrifuge-python subscriber.py.
+    fn python_subscriber(node: &RunningNode, user: &str, protobuf: bool) -> Self {
+        let python = python_bin();
+        let (url, token, count, timeout) = common_args(node, user);
+        let mut args = vec![
+            "subscriber.py",
+            "--url",
+            &url,
+            "--token",
+            &token,
+            "--channel",
+            CHANNEL,
+            "--count",
+            &count,
+            "--timeout",
+            &timeout,
+        ];
+        args.extend(protobuf.then_some("--protobuf"));
+        args.extend(debug_flag());
+        let codec = if protobuf { "protobuf" } else { "json" };
+        Program::spawn(
+            &format!("subscriber.py ({codec})"),
+            python,
+            &python_dir(),
+            &args,
+        )
+    }
+
+    /// The next stdout line, parsed; fails the test (with the program's stderr) at end of output.
+    async fn next_event(&mut self) -> Value {
+        loop {
+            let line = self
+                .lines
+                .next_line()
+                .await
+                .unwrap_or_else(|e| panic!("{}: reading stdout: {e}", self.name));
+            let Some(line) = line else {
+                let status = self.child.wait().await;
+                let report = self.report().await;
+                panic!(
+                    "{}: stdout ended before the expected event (exit: {status:?})\n{report}",
+                    self.name
+                );
+            };
+            self.seen.push(line.clone());
+            match serde_json::from_str::<Value>(&line) {
+                Ok(v) if v.get("event").is_some() => {
+                    if v["event"] == "error" {
+                        let _ = self.child.wait().await;
+                        let report = self.report().await;
+                        panic!("{}: reported an error: {line}\n{report}", self.name);
+                    }
+                    return v;
+                }
+                _ => eprintln!("{}: ignoring stdout line {line:?}", self.name),
+            }
+        }
+    }
+
+    /// Reads events until one named `event`; any other event on the way fails the test.
+    async fn expect_event(&mut self, event: &str) -> Value {
+        let v = self.next_event().await;
+        if v["event"] != event {
+            let report = self.report().await;
+            panic!("{}: expected event {event:?}, got {v}\n{report}", self.name);
+        }
+        v
+    }
+
+    /// Expects exactly `expected` publications, in this order, then end of output and exit 0.
+    async fn expect_publications(&mut self, expected: &[Value]) {
+        for (i, want) in expected.iter().enumerate() {
+            let v = self.expect_event("publication").await;
+            if v["data"] != *want {
+                let report = self.report().await;
+                panic!(
+                    "{}: publication #{} is {}, expected {want} (publications must arrive \
+                     exactly once and in order)\n{report}",
+                    self.name,
+                    i + 1,
+                    v["data"]
+                );
+            }
+        }
+    }
+
+    /// Expects end of output and exit status 0.
+    async fn expect_success(mut self) {
+        while let Some(line) = self
+            .lines
+            .next_line()
+            .await
+            .unwrap_or_else(|e| panic!("{}: reading stdout: {e}", self.name))
+        {
+            self.seen.push(line.clone());
+            let report_needed = serde_json::from_str::<Value>(&line)
+                .map(|v| v.get("event").is_some())
+                .unwrap_or(false);
+            if report_needed {
+                let report = self.report().await;
+                panic!(
+                    "{}: unexpected event after the last one: {line}\n{report}",
+                    self.name
+                );
+            }
+        }
+        let status: ExitStatus = self.child.wait().await.expect("wait for program");
+        if !status.success() {
+            let report = self.report().await;
+            panic!("{}: exited with {status}\n{report}", self.name);
+        }
+    }
+
+    /// Stdout so far and the program's stderr (waits briefly for it).
+    async fn report(&mut self) -> String {
+        let _ = self.child.start_kill();
+        let stderr = match self.stderr.take() {
+            Some(h) => tokio::time::timeout(Duration::from_secs(5), h)
+                .await
+                .map(|r| r.unwrap_or_default())
+                .unwrap_or_else(|_| "<stderr not closed>".to_owned()),
+            None => String::new(),
+        };
+        format!(
+            "--- stdout of {} ---\n{}\n--- stderr of {} ---\n{}",
+            self.name,
+            self.seen.join("\n"),
+            self.name,
+            stderr
+        )
+    }
+}
+
+fn common_args(node: &RunningNode, user: &str) -> (String, String, String, String) {
+    (
+        node.ws_url(),
+        connect_token(user),
+        N.to_string(),
+        PROGRAM_TIMEOUT_SECS.to_string(),
+    )
+}
+
+/// Publications the server API test publishes: `{"n": 1}` … `{"n": N}`.
+fn api_publications() -> Vec<Value> {
+    (1..=N).map(|n| json!({"n": n})).collect()
+}
+
+/// Publications publisher.mjs sends over the client protocol.
+fn client_publications() -> Vec<Value> {
+    (1..=N).map(|n| json!({"n": n, "from": "js"})).collect()
+}
+
+/// Runs `body` with the hard per-test timeout; programs still running are killed (on drop).
+async fn with_timeout(name: &str, body: impl Future<Output = ()>) {
+    if tokio::time::timeout(TEST_TIMEOUT, body).await.is_err() {
+        panic!("{name}: timed out after {TEST_TIMEOUT:?}");
+    }
+}
+
+/// A subscriber program receives the N publications made through the server API, in order.
+async fn run_subscriber_test(make: impl FnOnce(&RunningNode) -> Program) {
+    let node = start_node();
+    let mut subscriber = make(&node);
+    subscriber.expect_event("subscribed").await;
+    publish_n(&node).await;
+    subscriber.expect_publications(&api_publications()).await;
+    subscriber.expect_success().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_json() {
+    with_timeout(
+        "js_json",
+        run_subscriber_test(|node| Program::js("subscriber.mjs", node, "alice", false, &[])),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_protobuf() {
+    with_timeout(
+        "js_protobuf",
+        run_subscriber_test(|node| Program::js("subscriber.mjs", node, "alice", true, &[])),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_json() {
+    with_timeout(
+        "python_json",
+        run_subscriber_test(|node| Program::python_subscriber(node, "alice", false)),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_protobuf() {
+    with_timeout(
+        "python_protobuf",
+        run_subscriber_test(|node| Program::python_subscriber(node, "alice", true)),
+    )
+    .await;
+}
+
+/// `cent` publishes through the server API (plus one batch and one info call, whose reply
+/// shapes cent validates); centrifuge-js receives the publications in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cent_publishes_to_js_subscriber() {
+    with_timeout("cent_publishes_to_js_subscriber", async {
+        let node = start_node();
+        let mut subscriber = Program::js("subscriber.mjs", &node, "alice", false, &[]);
+        subscriber.expect_event("subscribed").await;
+
+        let api = format!("{}/api", node.http_url());
+        let count = N.to_string();
+        let mut cent = Program::spawn(
+            "publish_cent.py",
+            python_bin(),
+            &python_dir(),
+            &[
+                "publish_cent.py",
+                "--api",
+                &api,
+                "--key",
+                API_KEY,
+                "--channel",
+                CHANNEL,
+                "--count",
+                &count,
+            ],
+        );
+        let summary = cent.expect_event("done").await;
+        assert_eq!(summary["published"], json!(N), "cent summary: {summary}");
+        assert_eq!(
+            summary["batch_replies"],
+            json!(2),
+            "cent summary: {summary}"
+        );
+        assert_eq!(summary["nodes"], json!(1), "cent summary: {summary}");
+        cent.expect_success().await;
+
+        subscriber.expect_publications(&api_publications()).await;
+        subscriber.expect_success().await;
+    })
+    .await;
+}
+
+/// A client-side publish (`publish` command of the client protocol) from a centrifuge-js client
+/// using Protobuf reaches a centrifuge-python subscriber using JSON, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_protobuf_client_publish_reaches_python_json_subscriber() {
+    with_timeout(
+        "js_protobuf_client_publish_reaches_python_json_subscriber",
+        client_publish_test(true, |node| {
+            Program::python_subscriber(node, "alice", false)
+        }),
+    )
+    .await;
+}
+
+/// Same with a centrifuge-js JSON publisher and a centrifuge-js Protobuf subscriber.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_json_client_publish_reaches_js_protobuf_subscriber() {
+    with_timeout(
+        "js_json_client_publish_reaches_js_protobuf_subscriber",
+        client_publish_test(false, |node| {
+            Program::js("subscriber.mjs", node, "alice", true, &[])
+        }),
+    )
+    .await;
+}
+
+async fn client_publish_test(
+    publisher_protobuf: bool,
+    make_subscriber: impl FnOnce(&RunningNode) -> Program,
+) {
+    let node = start_node();
+    let mut subscriber = make_subscriber(&node);
+    subscriber.expect_event("subscribed").await;
+
+    let mut publisher = Program::js("publisher.mjs", &node, "bob", publisher_protobuf, &[]);
+    publisher.expect_event("subscribed").await;
+    let mut acked = 0;
+    let mut echoed = Vec::new();
+    while acked < N || echoed.len() < N {
+        let v = publisher.next_event().await;
+        match v["event"].as_str() {
+            Some("published") => {
+                acked += 1;
+                assert_eq!(v["n"], json!(acked), "publisher acks out of order: {v}");
+            }
+            Some("publication") => echoed.push(v["data"].clone()),
+            _ => panic!("publisher: unexpected event {v}"),
+        }
+    }
+    assert_eq!(echoed, client_publications(), "publisher's own echo");
+    publisher.expect_success().await;
+
+    subscriber.expect_publications(&client_publications()).await;
+    subscriber.expect_success().await;
+}

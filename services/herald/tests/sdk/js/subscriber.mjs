@@ -1,0 +1,36 @@
+// subscriber.mjs --url WS --token T --channel C --count N [--protobuf] [--timeout S] [--debug]
+//
+// Connects with centrifuge-js, subscribes to C and prints {"event":"subscribed"} once
+// subscribed, then {"event":"publication","data":...} per publication; exits 0 after N
+// publications, non-zero on any error or after the timeout.
+import { parseArgs, emit, fail, succeed, deadline, newClient, decodeData } from './common.mjs';
+
+const args = parseArgs({
+  url: undefined,
+  token: undefined,
+  channel: undefined,
+  count: undefined,
+  protobuf: false,
+  timeout: 20,
+  debug: false,
+});
+if (!Number.isInteger(args.count) || args.count < 0) fail(`invalid --count ${args.count}`);
+
+let received = 0;
+deadline(args.timeout, () => `received ${received} of ${args.count} publications`);
+
+const { client } = await newClient(args);
+const sub = client.newSubscription(args.channel);
+sub.on('subscribed', (ctx) => {
+  emit({ event: 'subscribed', channel: ctx.channel });
+  if (args.count === 0) succeed(client);
+});
+sub.on('unsubscribed', (ctx) => fail(`unsubscribed: code=${ctx.code} reason=${ctx.reason}`));
+sub.on('error', (ctx) => fail(`subscription error (${ctx.type}): ${JSON.stringify(ctx.error)}`));
+sub.on('publication', (ctx) => {
+  received++;
+  emit({ event: 'publication', data: decodeData(ctx.data, args.protobuf), offset: ctx.offset ?? null });
+  if (received === args.count) succeed(client);
+});
+sub.subscribe();
+client.connect();
