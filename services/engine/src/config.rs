@@ -113,3 +113,91 @@ pub struct TokenConfig {
     /// When set, the `iss` claim must equal it.
     pub issuer: Option<String>,
 }
+
+/// One Redis deployment that holds a share of the channels.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RedisShardConfig {
+    /// A single Redis server (`redis://` or `rediss://` URL, password and db in the URL).
+    Standalone { url: String },
+    /// A Redis Cluster, given by one or more seed node URLs; channels use sharded PUB/SUB.
+    Cluster { urls: Vec<String> },
+}
+
+impl std::fmt::Debug for RedisShardConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // URLs may carry passwords.
+        match self {
+            RedisShardConfig::Standalone { url } => {
+                write!(f, "Standalone({})", redact_url(url))
+            }
+            RedisShardConfig::Cluster { urls } => f
+                .debug_tuple("Cluster")
+                .field(&urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>())
+                .finish(),
+        }
+    }
+}
+
+/// A URL with its password replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The Redis broker: nodes meet through Redis PUB/SUB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// Independent shards; a channel lives on one, chosen by a consistent hash of its name.
+    pub shards: Vec<RedisShardConfig>,
+    /// Prefix of every Redis channel and key Herald uses.
+    pub prefix: String,
+    /// How long connecting to Redis may take.
+    pub connect_timeout: Duration,
+    /// How long a Redis command (publish, subscribe) may take before the caller gets an error.
+    pub command_timeout: Duration,
+    /// Dedicated PUB/SUB connections per shard for channel subscriptions.
+    pub pubsub_connections: usize,
+    /// Most pooled connections per shard for publishing.
+    pub pool_size: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            shards: vec![RedisShardConfig::Standalone {
+                url: "redis://127.0.0.1:6379".into(),
+            }],
+            prefix: "herald".into(),
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+            pubsub_connections: 2,
+            pool_size: 32,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redact_url("redis://:s3cret@h:6379/0"),
+            "redis://:***@h:6379/0"
+        );
+        assert_eq!(
+            redact_url("rediss://user:pw@h:6379"),
+            "rediss://user:***@h:6379"
+        );
+        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+    }
+}

@@ -22,6 +22,8 @@ pub mod outbound;
 pub mod registry;
 pub mod session;
 mod sharded;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use broker::{Broker, BrokerError, MemoryBroker};
 pub use node::{Node, NodeConfig, NodeInfo, PublishOptions};

@@ -11,7 +11,9 @@ use herald_protocol::codes::{self, Disconnect};
 use herald_protocol::proto::{ClientInfo, Publication, Push, Reply};
 
 use crate::auth::{AuthError, TokenVerifier};
-use crate::broker::{Broker, BrokerError, BrokerEventHandler, StreamPosition};
+use crate::broker::{
+    Broker, BrokerError, BrokerEventHandler, NodeCommand, NodeStats, StreamPosition,
+};
 use crate::channel::ChannelRules;
 use crate::config::{ChannelConfig, ClientConfig, TokenConfig};
 use crate::control::Control;
@@ -31,7 +33,13 @@ pub struct NodeConfig {
     pub client: ClientConfig,
     pub channels: ChannelConfig,
     pub token: TokenConfig,
+    /// How often the node tells its peers it is alive; a peer silent for three intervals is
+    /// forgotten.
+    pub heartbeat_interval: Duration,
 }
+
+/// The default heartbeat interval of nodes.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
 
 /// A cheap handle to the node; clone it freely.
 #[derive(Clone)]
@@ -51,6 +59,9 @@ pub(crate) struct Inner {
     pub(crate) registry: Registry,
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) metrics: Metrics,
+    /// Other live nodes, by uid, with when they were last heard of.
+    peers: std::sync::Mutex<std::collections::HashMap<String, (NodeStats, Instant)>>,
+    heartbeat_interval: Duration,
     started: Instant,
     next_conn: AtomicU64,
     shutting_down: AtomicBool,
@@ -91,6 +102,8 @@ impl Node {
             registry: Registry::new(),
             broker,
             metrics: Metrics::default(),
+            peers: Default::default(),
+            heartbeat_interval: config.heartbeat_interval,
             started: Instant::now(),
             next_conn: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
@@ -140,65 +153,68 @@ impl Node {
         Ok(position)
     }
 
-    /// Disconnects the connections of a user (all, or the one with `client`), sparing the
-    /// client ids in `whitelist`. Returns how many were told to close.
-    pub fn disconnect(
+    /// Disconnects the connections of a user (all, or the one with `client`) on every node,
+    /// sparing the client ids in `whitelist`.
+    pub async fn disconnect(
         &self,
         user: &str,
         client: Option<&str>,
         whitelist: &[String],
         disconnect: Disconnect,
-    ) -> usize {
-        let mut closed = 0;
-        for handle in self.inner.registry.connections_of(user, client) {
-            if whitelist.iter().any(|w| **w == *handle.client_id) {
-                continue;
-            }
-            handle.outbound.close(disconnect.clone());
-            closed += 1;
-        }
-        closed
+    ) -> Result<(), NodeError> {
+        self.command(&NodeCommand::Disconnect {
+            user: user.into(),
+            client: client.map(Into::into),
+            whitelist: whitelist.to_vec(),
+            code: disconnect.code,
+            reason: disconnect.reason.into_owned(),
+        })
+        .await
     }
 
-    /// Unsubscribes the connections of a user from a channel.
-    pub fn unsubscribe(
+    /// Unsubscribes the connections of a user from a channel, on every node.
+    pub async fn unsubscribe(
         &self,
         user: &str,
         channel: &str,
         client: Option<&str>,
-    ) -> Result<usize, NodeError> {
+    ) -> Result<(), NodeError> {
         self.inner.rules.resolve(channel)?;
-        Ok(self.send_control(user, client, || Control::Unsubscribe {
-            channel: channel.to_string(),
-        }))
+        self.command(&NodeCommand::Unsubscribe {
+            user: user.into(),
+            channel: channel.into(),
+            client: client.map(Into::into),
+        })
+        .await
     }
 
-    /// Subscribes the connections of a user to a channel (server-side subscription).
-    pub fn subscribe(
+    /// Subscribes the connections of a user to a channel (server-side subscription), on every
+    /// node. `info` and `data` are raw JSON.
+    pub async fn subscribe(
         &self,
         user: &str,
         channel: &str,
         client: Option<&str>,
         info: Option<Bytes>,
         data: Option<Bytes>,
-    ) -> Result<usize, NodeError> {
+    ) -> Result<(), NodeError> {
         self.inner.rules.resolve(channel)?;
-        Ok(self.send_control(user, client, || Control::Subscribe {
-            channel: channel.to_string(),
-            info: info.clone(),
-            data: data.clone(),
-        }))
+        let text = |b: Option<Bytes>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
+        self.command(&NodeCommand::Subscribe {
+            user: user.into(),
+            channel: channel.into(),
+            client: client.map(Into::into),
+            info: text(info),
+            data: text(data),
+        })
+        .await
     }
 
-    fn send_control(&self, user: &str, client: Option<&str>, make: impl Fn() -> Control) -> usize {
-        self.inner
-            .registry
-            .connections_of(user, client)
-            .iter()
-            .filter(|h| h.outbound.control(make()))
-            .count()
+    async fn command(&self, command: &NodeCommand) -> Result<(), NodeError> {
+        Ok(self.inner.broker.publish_command(command).await?)
     }
 
+    /// This node's own counts.
     pub fn info(&self) -> NodeInfo {
         let (num_clients, num_users) = self.inner.registry.counts();
         let (num_channels, num_subs) = self.inner.hub.counts();
@@ -212,6 +228,58 @@ impl Node {
             num_subs,
             uptime: self.inner.started.elapsed(),
         }
+    }
+
+    /// This node and every live peer, this node first.
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        let mut nodes = vec![self.info()];
+        let expiry = self.inner.heartbeat_interval * 3;
+        let mut peers = self.inner.peers();
+        peers.retain(|_, (_, seen)| seen.elapsed() < expiry);
+        let mut others: Vec<NodeInfo> = peers
+            .values()
+            .map(|(s, _)| NodeInfo {
+                uid: s.uid.clone(),
+                name: s.name.clone(),
+                version: s.version.clone(),
+                num_clients: s.num_clients as usize,
+                num_users: s.num_users as usize,
+                num_channels: s.num_channels as usize,
+                num_subs: s.num_subs as usize,
+                uptime: Duration::from_secs(s.uptime),
+            })
+            .collect();
+        others.sort_by(|a, b| a.name.cmp(&b.name).then(a.uid.cmp(&b.uid)));
+        nodes.extend(others);
+        nodes
+    }
+
+    /// Tells the peers this node is alive, every heartbeat interval, until the node shuts down;
+    /// then says goodbye. Run it once, in the background.
+    pub async fn run_heartbeats(&self) {
+        let mut tick = tokio::time::interval(self.inner.heartbeat_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.is_shutting_down() {
+            tick.tick().await;
+            let info = self.info();
+            let heartbeat = NodeCommand::Heartbeat(NodeStats {
+                uid: info.uid,
+                name: info.name,
+                version: info.version,
+                num_clients: info.num_clients as u64,
+                num_users: info.num_users as u64,
+                num_channels: info.num_channels as u64,
+                num_subs: info.num_subs as u64,
+                uptime: info.uptime.as_secs(),
+            });
+            if let Err(e) = self.inner.broker.publish_command(&heartbeat).await {
+                tracing::debug!(error = %e, "heartbeat not sent");
+            }
+        }
+        let leave = NodeCommand::Leave {
+            uid: self.inner.uid.clone(),
+        };
+        let _ = self.inner.broker.publish_command(&leave).await;
     }
 
     /// Channels with subscribers on this node, with their number of subscribers.
@@ -279,6 +347,71 @@ impl Node {
     }
 }
 
+impl Inner {
+    fn peers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (NodeStats, Instant)>> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a node command to this node's own connections.
+    fn apply(&self, command: NodeCommand) {
+        match command {
+            NodeCommand::Disconnect {
+                user,
+                client,
+                whitelist,
+                code,
+                reason,
+            } => {
+                let disconnect = Disconnect::custom(code, reason);
+                for handle in self.registry.connections_of(&user, client.as_deref()) {
+                    if !whitelist.iter().any(|w| **w == *handle.client_id) {
+                        handle.outbound.close(disconnect.clone());
+                    }
+                }
+            }
+            NodeCommand::Subscribe {
+                user,
+                channel,
+                client,
+                info,
+                data,
+            } => {
+                let info = info.map(Bytes::from);
+                let data = data.map(Bytes::from);
+                for handle in self.registry.connections_of(&user, client.as_deref()) {
+                    handle.outbound.control(Control::Subscribe {
+                        channel: channel.clone(),
+                        info: info.clone(),
+                        data: data.clone(),
+                    });
+                }
+            }
+            NodeCommand::Unsubscribe {
+                user,
+                channel,
+                client,
+            } => {
+                for handle in self.registry.connections_of(&user, client.as_deref()) {
+                    handle.outbound.control(Control::Unsubscribe {
+                        channel: channel.clone(),
+                    });
+                }
+            }
+            NodeCommand::Heartbeat(stats) => {
+                if stats.uid != self.uid {
+                    self.peers()
+                        .insert(stats.uid.clone(), (stats, Instant::now()));
+                }
+            }
+            NodeCommand::Leave { uid } => {
+                self.peers().remove(&uid);
+            }
+        }
+    }
+}
+
 /// The node's side of the broker: hands publications to the hub, encoded once per format.
 struct Events(Weak<Inner>);
 
@@ -301,6 +434,18 @@ impl BrokerEventHandler for Events {
                 .ok()
         });
         inner.metrics.broadcast(delivered);
+    }
+
+    fn handle_command(&self, command: NodeCommand) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.apply(command);
+        }
+    }
+
+    fn has_subscribers(&self, channel: &str) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|inner| inner.hub.has_subscribers(channel))
     }
 }
 

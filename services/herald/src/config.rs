@@ -36,8 +36,21 @@
 //! key = "..."
 //!
 //! [broker]
-//! # "memory": a single node.
+//! # "memory": a single node. "redis": nodes share publications through Redis PUB/SUB.
 //! kind = "memory"
+//! # The keys below are used by kind = "redis" only (a warning if redis_urls is set with memory).
+//! # Each entry is one independent shard holding a share of the channels; port default 6379.
+//! #   redis://[user:password@]host[:port][/db]       one server (rediss:// for TLS)
+//! #   redis+cluster://[user:password@]h1:p1|h2:p2    one Redis Cluster by its seed nodes,
+//! #                                                  separated by "|" (rediss+cluster:// for TLS);
+//! #                                                  the first seed's user:password applies to all
+//! # Environment: HERALD_BROKER__REDIS_URLS=redis://a:6379,redis+cluster://:pw@b:7000|c:7001
+//! redis_urls = ["redis://127.0.0.1:6379"]
+//! prefix = "herald"             # of every Redis channel/key; ^[A-Za-z0-9_.:-]{1,64}$
+//! connect_timeout = "1s"        # (0, 60s]
+//! command_timeout = "1s"        # (0, 60s]; publish/subscribe fail after it
+//! pubsub_connections = 2        # PUB/SUB connections per shard, 1..=64
+//! pool_size = 32                # publishing connections per shard, 1..=1024
 //!
 //! [channels]
 //! # Options for channels without a namespace (all off by default):
@@ -82,7 +95,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use herald_engine::config::{
-    ChannelConfig, ChannelOptions, ClientConfig, Namespace, TokenConfig, TokenKey,
+    ChannelConfig, ChannelOptions, ClientConfig, Namespace, RedisConfig, RedisShardConfig,
+    TokenConfig, TokenKey, redact_url,
 };
 
 use self::raw::RawConfig;
@@ -142,6 +156,9 @@ impl fmt::Debug for ApiConfig {
 pub enum BrokerConfig {
     /// In-process broker: a single node.
     Memory,
+    /// Nodes share publications through Redis PUB/SUB (`broker.kind = "redis"`). Cluster seeds
+    /// are already split into one `redis://`/`rediss://` URL per seed.
+    Redis(RedisConfig),
 }
 
 /// Generated secrets of a node running in dev mode.
@@ -367,21 +384,7 @@ impl Config {
         };
 
         // [broker]
-        let broker = match raw.broker.kind.trim() {
-            "memory" => BrokerConfig::Memory,
-            "redis" => {
-                problems.push(
-                    "broker.kind: \"redis\" is not supported yet (supported: memory)".to_owned(),
-                );
-                BrokerConfig::Memory
-            }
-            other => {
-                problems.push(format!(
-                    "broker.kind: {other:?} is not a known broker kind (supported: memory)"
-                ));
-                BrokerConfig::Memory
-            }
-        };
+        let broker = build_broker(&raw.broker, &mut problems, &mut warnings);
 
         // [channels]
         let c = &raw.channels;
@@ -572,13 +575,32 @@ impl Config {
         let _ = writeln!(s, "[api]");
         let _ = writeln!(s, "  key:              set <redacted{generated}>");
         let _ = writeln!(s, "[broker]");
-        let _ = writeln!(
-            s,
-            "  kind:             {}",
-            match self.broker {
-                BrokerConfig::Memory => "memory",
+        match &self.broker {
+            BrokerConfig::Memory => {
+                let _ = writeln!(s, "  kind:             memory (single node)");
             }
-        );
+            BrokerConfig::Redis(r) => {
+                let _ = writeln!(s, "  kind:             redis");
+                for (i, shard) in r.shards.iter().enumerate() {
+                    let shard = match shard {
+                        RedisShardConfig::Standalone { url } => redact_url(url),
+                        RedisShardConfig::Cluster { urls } => format!(
+                            "cluster, seeds {}",
+                            urls.iter()
+                                .map(|u| redact_url(u))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    };
+                    let _ = writeln!(s, "  shard {i}:          {shard}");
+                }
+                let _ = writeln!(s, "  prefix:           {}", r.prefix);
+                let _ = writeln!(s, "  connect_timeout:  {}", d(r.connect_timeout));
+                let _ = writeln!(s, "  command_timeout:  {}", d(r.command_timeout));
+                let _ = writeln!(s, "  pubsub_connections: {}", r.pubsub_connections);
+                let _ = writeln!(s, "  pool_size:        {}", r.pool_size);
+            }
+        }
         let ch = &self.channels;
         let _ = writeln!(s, "[channels]");
         let _ = writeln!(s, "  insecure:         {}", yes_no(ch.insecure));
@@ -791,6 +813,309 @@ fn positive(key: &str, value: i64, problems: &mut Vec<String>) -> usize {
         _ => {
             problems.push(format!("{key}: must be greater than 0 (got {value})"));
             0
+        }
+    }
+}
+
+/// Longest Redis timeout accepted; longer ones would only hide an unreachable Redis.
+const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The accepted `broker.redis_urls` entries, for error messages.
+const REDIS_URL_SYNTAX: &str = "expected redis://[user:password@]host[:port][/db], rediss://..., or redis+cluster://[user:password@]host1:port1|host2:port2 (rediss+cluster:// for TLS) for a Redis Cluster; cluster seeds are separated by `|`, entries by `,`";
+
+/// Checks `[broker]`. The Redis keys are checked (and used) with `kind = "redis"` only.
+fn build_broker(
+    raw: &raw::RawBroker,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> BrokerConfig {
+    match raw.kind.trim() {
+        "memory" => {
+            if raw.redis_urls.as_ref().is_some_and(|urls| !urls.is_empty()) {
+                warnings.push(
+                    "broker.redis_urls is ignored: broker.kind is \"memory\" (set broker.kind = \"redis\" to use Redis)"
+                        .to_owned(),
+                );
+            }
+            return BrokerConfig::Memory;
+        }
+        "redis" => {}
+        other => {
+            problems.push(format!(
+                "broker.kind: {other:?} is not supported (supported: memory, redis)"
+            ));
+            return BrokerConfig::Memory;
+        }
+    }
+    let defaults = RedisConfig::default();
+
+    let mut shards = Vec::new();
+    match &raw.redis_urls {
+        None => shards = defaults.shards.clone(),
+        Some(urls) if urls.is_empty() => problems.push(format!(
+            "broker.redis_urls: must list at least one Redis URL with broker.kind = \"redis\" ({REDIS_URL_SYNTAX})"
+        )),
+        Some(urls) => {
+            // host:port (lower-cased, default port filled in) -> index of the entry that uses it.
+            let mut seen: HashMap<String, usize> = HashMap::new();
+            for (i, url) in urls.iter().enumerate() {
+                let key = format!("broker.redis_urls[{i}]");
+                let (shard, endpoints) = match parse_redis_url(url) {
+                    Ok(parsed) => parsed,
+                    Err(why) => {
+                        problems.push(format!("{key}: {:?} {why}", redact(url)));
+                        continue;
+                    }
+                };
+                let mut duplicate = None;
+                for endpoint in endpoints {
+                    if let Some(&first) = seen.get(&endpoint) {
+                        duplicate.get_or_insert((endpoint, first));
+                    } else {
+                        seen.insert(endpoint, i);
+                    }
+                }
+                match duplicate {
+                    Some((endpoint, first)) if first == i => problems.push(format!(
+                        "{key}: {:?} lists the seed {endpoint} more than once",
+                        redact(url)
+                    )),
+                    Some((endpoint, first)) => problems.push(format!(
+                        "{key}: {:?} duplicates broker.redis_urls[{first}] (both use {endpoint}); every entry must be a different Redis server or cluster",
+                        redact(url)
+                    )),
+                    None => shards.push(shard),
+                }
+            }
+        }
+    }
+
+    let prefix = raw.prefix.trim();
+    let prefix_ok = (1..=64).contains(&prefix.len())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b));
+    if !prefix_ok {
+        problems.push(format!(
+            "broker.prefix: {prefix:?} must match ^[A-Za-z0-9_.:-]{{1,64}}$"
+        ));
+    }
+
+    let mut timeout = |key: &str, value: &str, default: Duration| {
+        match parse_duration(key, value, problems) {
+            Some(d) if d.is_zero() => problems.push(format!("{key}: must be greater than 0")),
+            Some(d) if d > MAX_REDIS_TIMEOUT => problems.push(format!(
+                "{key}: {} is too long (at most {})",
+                humantime::format_duration(d),
+                humantime::format_duration(MAX_REDIS_TIMEOUT)
+            )),
+            Some(d) => return d,
+            None => {}
+        }
+        default
+    };
+    let connect_timeout = timeout(
+        "broker.connect_timeout",
+        &raw.connect_timeout,
+        defaults.connect_timeout,
+    );
+    let command_timeout = timeout(
+        "broker.command_timeout",
+        &raw.command_timeout,
+        defaults.command_timeout,
+    );
+
+    BrokerConfig::Redis(RedisConfig {
+        shards,
+        prefix: prefix.to_owned(),
+        connect_timeout,
+        command_timeout,
+        pubsub_connections: in_range(
+            "broker.pubsub_connections",
+            raw.pubsub_connections,
+            1..=64,
+            problems,
+        ),
+        pool_size: in_range("broker.pool_size", raw.pool_size, 1..=1024, problems),
+    })
+}
+
+/// A configured Redis URL for messages: the password (if any) replaced by `***`, also when the
+/// URL is too malformed for [`redact_url`] to find it.
+fn redact(url: &str) -> String {
+    let redacted = redact_url(url);
+    if redacted != url {
+        return redacted;
+    }
+    let Some(at) = url.rfind('@') else {
+        return redacted;
+    };
+    let start = url
+        .find("://")
+        .map(|i| i + 3)
+        .filter(|&i| i <= at)
+        .unwrap_or(0);
+    match url[start..at].find(':') {
+        Some(colon) => format!("{}:***{}", &url[..start + colon], &url[at..]),
+        // `user@host`: a user name only, no secret.
+        None => redacted,
+    }
+}
+
+/// Parses one `broker.redis_urls` entry into a shard and the `host:port` endpoints it uses
+/// (lower-cased, default port filled in; for duplicate checks). Errors never quote parts of the
+/// URL, which could be a misplaced password.
+fn parse_redis_url(entry: &str) -> Result<(RedisShardConfig, Vec<String>), String> {
+    let entry = entry.trim();
+    if entry.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "must not contain spaces (percent-encode them in a password) ({REDIS_URL_SYNTAX})"
+        ));
+    }
+    let Some((scheme, rest)) = entry.split_once("://") else {
+        return Err(format!("has no scheme ({REDIS_URL_SYNTAX})"));
+    };
+    let (tls, cluster) = match scheme.to_ascii_lowercase().as_str() {
+        "redis" => (false, false),
+        "rediss" => (true, false),
+        "redis+cluster" => (false, true),
+        "rediss+cluster" => (true, true),
+        "unix" | "redis+unix" => {
+            return Err(format!(
+                "is a Unix socket, which the Redis broker does not support ({REDIS_URL_SYNTAX})"
+            ));
+        }
+        _ => return Err(format!("has an unsupported scheme ({REDIS_URL_SYNTAX})")),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, suffix) = rest.split_at(authority_end);
+    let path_end = suffix.find(['?', '#']).unwrap_or(suffix.len());
+    let path = &suffix[..path_end];
+    let db = path.strip_prefix('/').unwrap_or(path);
+    if !db.is_empty() {
+        if !db.bytes().all(|b| b.is_ascii_digit()) || db.parse::<u32>().is_err() {
+            return Err("has a path that is not a database number (e.g. /0)".to_owned());
+        }
+        if cluster && db.parse::<u32>() != Ok(0) {
+            return Err(
+                "has a database number, but a Redis Cluster only has database 0".to_owned(),
+            );
+        }
+    }
+    let base = if tls { "rediss" } else { "redis" };
+
+    if !cluster {
+        if authority.contains('|') {
+            return Err(format!(
+                "has `|`, which separates seeds of redis+cluster:// URLs only ({REDIS_URL_SYNTAX})"
+            ));
+        }
+        let host_port = match authority.rfind('@') {
+            Some(at) => &authority[at + 1..],
+            None => authority,
+        };
+        let endpoint = parse_host_port(host_port).map_err(|why| with_comma_hint(why, host_port))?;
+        return Ok((
+            RedisShardConfig::Standalone {
+                url: entry.to_owned(),
+            },
+            vec![endpoint],
+        ));
+    }
+
+    let mut seeds = authority.split('|');
+    let first = seeds.next().unwrap_or_default();
+    let (userinfo, first) = match first.rfind('@') {
+        Some(at) => (&first[..=at], &first[at + 1..]),
+        None => ("", first),
+    };
+    let mut urls = Vec::new();
+    let mut endpoints = Vec::new();
+    for (n, seed) in std::iter::once(first).chain(seeds).enumerate() {
+        if seed.contains('@') {
+            return Err("has user:password on a seed other than the first; give it once, before the first seed, and it applies to every seed".to_owned());
+        }
+        endpoints.push(
+            parse_host_port(seed)
+                .map_err(|why| with_comma_hint(format!("{why} in seed {}", n + 1), seed))?,
+        );
+        urls.push(format!("{base}://{userinfo}{seed}{suffix}"));
+    }
+    Ok((RedisShardConfig::Cluster { urls }, endpoints))
+}
+
+/// `why`, plus a hint when `part` has the `,` someone used to separate cluster seeds.
+fn with_comma_hint(why: String, part: &str) -> String {
+    if part.contains(',') {
+        format!(
+            "{why} (cluster seeds are separated by `|`, not `,`: redis+cluster://host1:7000|host2:7001)"
+        )
+    } else {
+        why
+    }
+}
+
+/// Checks `host[:port]` (IPv6 in brackets) and returns it lower-cased with the port filled in
+/// (6379 when omitted).
+fn parse_host_port(host_port: &str) -> Result<String, String> {
+    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+        let Some((addr, after)) = v6.split_once(']') else {
+            return Err("has an unclosed [ in its IPv6 host".to_owned());
+        };
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err("has an invalid IPv6 host".to_owned());
+        }
+        let port = match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(port) => Some(port),
+                None => {
+                    return Err("has an invalid port (expected a number in 1..=65535)".to_owned());
+                }
+            },
+        };
+        (&host_port[..addr.len() + 2], port)
+    } else {
+        match host_port.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("has no host".to_owned());
+    }
+    if !host.starts_with('[')
+        && !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    {
+        return Err("has an invalid host".to_owned());
+    }
+    let port = match port {
+        None => 6379,
+        Some(port) => match port.parse::<u16>() {
+            Ok(n) if n > 0 && port.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => return Err("has an invalid port (expected a number in 1..=65535)".to_owned()),
+        },
+    };
+    Ok(format!("{}:{port}", host.to_ascii_lowercase()))
+}
+
+fn in_range(
+    key: &str,
+    value: i64,
+    range: std::ops::RangeInclusive<usize>,
+    problems: &mut Vec<String>,
+) -> usize {
+    match usize::try_from(value) {
+        Ok(v) if range.contains(&v) => v,
+        _ => {
+            problems.push(format!(
+                "{key}: must be in {}..={} (got {value})",
+                range.start(),
+                range.end()
+            ));
+            *range.start()
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context as _;
+use herald_engine::broker::RedisBroker;
 use herald_engine::{Broker, MemoryBroker, Node, NodeConfig};
 
 use crate::api::{self, ApiState};
@@ -19,8 +20,11 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Builds the node (engine and broker) a configuration describes.
 pub fn build_node(config: &Config) -> anyhow::Result<Node> {
-    let broker: Arc<dyn Broker> = match config.broker {
+    let broker: Arc<dyn Broker> = match &config.broker {
         BrokerConfig::Memory => Arc::new(MemoryBroker::new()),
+        BrokerConfig::Redis(redis) => {
+            Arc::new(RedisBroker::new(redis.clone()).context("redis broker")?)
+        }
     };
     let node = Node::new(
         NodeConfig {
@@ -29,6 +33,7 @@ pub fn build_node(config: &Config) -> anyhow::Result<Node> {
             client: config.client.clone(),
             channels: config.channels.clone(),
             token: config.token.clone(),
+            heartbeat_interval: herald_engine::node::HEARTBEAT_INTERVAL,
         },
         broker,
     )
@@ -79,6 +84,8 @@ pub async fn serve(
     }
     let server = server.run();
     let handle = server.handle();
+    let heartbeats = node.clone();
+    actix_web::rt::spawn(async move { heartbeats.run_heartbeats().await });
     let mut server = std::pin::pin!(server);
     tokio::select! {
         result = &mut server => return result.context("http server"),

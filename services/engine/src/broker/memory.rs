@@ -4,7 +4,7 @@ use std::sync::{Arc, OnceLock};
 
 use herald_protocol::proto::Publication;
 
-use super::{Broker, BrokerError, BrokerEventHandler, StreamPosition};
+use super::{Broker, BrokerError, BrokerEventHandler, NodeCommand, StreamPosition};
 
 #[derive(Default)]
 pub struct MemoryBroker {
@@ -36,6 +36,15 @@ impl Broker for MemoryBroker {
         Ok(None)
     }
 
+    async fn publish_command(&self, command: &NodeCommand) -> Result<(), BrokerError> {
+        let handler = self
+            .handler
+            .get()
+            .ok_or_else(|| BrokerError::Unavailable("broker not started".into()))?;
+        handler.handle_command(command.clone());
+        Ok(())
+    }
+
     async fn subscribe(&self, _channel: &str) -> Result<(), BrokerError> {
         Ok(())
     }
@@ -62,6 +71,10 @@ mod tests {
     impl BrokerEventHandler for Recorder {
         fn handle_publication(&self, channel: &str, publication: Publication) {
             self.0.lock().unwrap().push((channel.into(), publication));
+        }
+        fn handle_command(&self, _command: NodeCommand) {}
+        fn has_subscribers(&self, _channel: &str) -> bool {
+            false
         }
     }
 

@@ -5,13 +5,17 @@
 //! of a subscribed channel back into the node through [`BrokerEventHandler`]. The in-memory
 //! broker serves a single node; the Redis broker (scale-out) implements the same trait.
 
+mod command;
 mod memory;
+mod redis;
 
 use std::sync::Arc;
 
 use herald_protocol::proto::Publication;
 
+pub use command::{NodeCommand, NodeStats};
 pub use memory::MemoryBroker;
+pub use redis::RedisBroker;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BrokerError {
@@ -34,6 +38,11 @@ pub struct StreamPosition {
 /// publications to the hub; it must never block (the broker's read loop calls it).
 pub trait BrokerEventHandler: Send + Sync + 'static {
     fn handle_publication(&self, channel: &str, publication: Publication);
+    /// A command from a node (this one included) for every node.
+    fn handle_command(&self, command: NodeCommand);
+    /// Whether this node still has local subscribers of `channel`: a broker checks it right
+    /// before dropping a node-level subscription, so a join racing a leave keeps it.
+    fn has_subscribers(&self, channel: &str) -> bool;
 }
 
 #[async_trait::async_trait]
@@ -46,6 +55,8 @@ pub trait Broker: Send + Sync + 'static {
         channel: &str,
         publication: Publication,
     ) -> Result<Option<StreamPosition>, BrokerError>;
+    /// Sends a command to every node, this one included.
+    async fn publish_command(&self, command: &NodeCommand) -> Result<(), BrokerError>;
     /// Starts node-level delivery of `channel`.
     async fn subscribe(&self, channel: &str) -> Result<(), BrokerError>;
     /// Stops node-level delivery of `channel`.

@@ -43,9 +43,9 @@ pub async fn call(node: &Node, method: &str, params: &[u8]) -> Result<Value, Cal
     match method {
         "publish" => publish(node, parse(params)?).await.map(to_value),
         "broadcast" => Ok(to_value(broadcast(node, parse(params)?).await?)),
-        "subscribe" => subscribe(node, parse(params)?).map(to_value),
-        "unsubscribe" => unsubscribe(node, parse(params)?).map(to_value),
-        "disconnect" => disconnect(node, parse(params)?).map(to_value),
+        "subscribe" => subscribe(node, parse(params)?).await.map(to_value),
+        "unsubscribe" => unsubscribe(node, parse(params)?).await.map(to_value),
+        "disconnect" => disconnect(node, parse(params)?).await.map(to_value),
         "info" => Ok(to_value(info(node))),
         "channels" => Ok(to_value(channels(node, parse(params)?))),
         "presence" | "presence_stats" | "history" | "history_remove" => {
@@ -152,7 +152,7 @@ fn client_filter(client: &str) -> Option<&str> {
     (!client.is_empty()).then_some(client)
 }
 
-fn subscribe(node: &Node, req: SubscribeRequest) -> Result<Empty, CallError> {
+async fn subscribe(node: &Node, req: SubscribeRequest) -> Result<Empty, CallError> {
     if req.user.is_empty() || req.channel.is_empty() {
         return Err(bad_request().into());
     }
@@ -163,20 +163,22 @@ fn subscribe(node: &Node, req: SubscribeRequest) -> Result<Empty, CallError> {
         raw_bytes(&req.info),
         raw_bytes(&req.data),
     )
+    .await
     .map_err(|e| CallError::Api((&e).into()))?;
     Ok(Empty {})
 }
 
-fn unsubscribe(node: &Node, req: UnsubscribeRequest) -> Result<Empty, CallError> {
+async fn unsubscribe(node: &Node, req: UnsubscribeRequest) -> Result<Empty, CallError> {
     if req.user.is_empty() || req.channel.is_empty() {
         return Err(bad_request().into());
     }
     node.unsubscribe(&req.user, &req.channel, client_filter(&req.client))
+        .await
         .map_err(|e| CallError::Api((&e).into()))?;
     Ok(Empty {})
 }
 
-fn disconnect(node: &Node, req: DisconnectRequest) -> Result<Empty, CallError> {
+async fn disconnect(node: &Node, req: DisconnectRequest) -> Result<Empty, CallError> {
     if req.user.is_empty() {
         return Err(bad_request().into());
     }
@@ -196,23 +198,28 @@ fn disconnect(node: &Node, req: DisconnectRequest) -> Result<Empty, CallError> {
         client_filter(&req.client),
         &req.whitelist,
         disconnect,
-    );
+    )
+    .await
+    .map_err(|e| CallError::Api((&e).into()))?;
     Ok(Empty {})
 }
 
 fn info(node: &Node) -> InfoResult {
-    let i = node.info();
     InfoResult {
-        nodes: vec![NodeResult {
-            uid: i.uid,
-            name: i.name,
-            version: i.version,
-            num_clients: i.num_clients,
-            num_users: i.num_users,
-            num_channels: i.num_channels,
-            num_subs: i.num_subs,
-            uptime: i.uptime.as_secs(),
-        }],
+        nodes: node
+            .nodes()
+            .into_iter()
+            .map(|i| NodeResult {
+                uid: i.uid,
+                name: i.name,
+                version: i.version,
+                num_clients: i.num_clients,
+                num_users: i.num_users,
+                num_channels: i.num_channels,
+                num_subs: i.num_subs,
+                uptime: i.uptime.as_secs(),
+            })
+            .collect(),
     }
 }
 

@@ -66,18 +66,52 @@ pub(crate) struct RawApi {
     pub key: Option<String>,
 }
 
-/// `[broker]`: how nodes exchange publications.
+/// `[broker]`: how nodes exchange publications. Every key but `kind` is used by the Redis broker
+/// only.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawBroker {
-    /// `memory` (single node). Default `memory`.
+    /// `memory` (a single node: publications reach the clients of this node only) or `redis`
+    /// (nodes share publications through Redis PUB/SUB). Default `memory`.
     pub kind: String,
+    /// Redis servers; each entry is one independent shard that holds a share of the channels.
+    /// In the environment: a comma-separated list. Entries:
+    /// - `redis://[user:password@]host[:port][/db]` (`rediss://` for TLS; port default 6379):
+    ///   one Redis server;
+    /// - `redis+cluster://[user:password@]host1:port1|host2:port2|...` (`rediss+cluster://` for
+    ///   TLS): one Redis Cluster, given by its seed nodes separated by `|` (never `,`, which
+    ///   separates entries in the environment); the user/password of the first seed applies to
+    ///   every seed.
+    ///
+    /// Passwords must be percent-encoded if they contain `@ : / ? # | %` or spaces.
+    /// Default (when unset): `["redis://127.0.0.1:6379"]`; an empty list is an error with
+    /// `kind = "redis"`. `None` = not set anywhere (a warning when `kind = "memory"`).
+    #[serde(deserialize_with = "optional_string_list")]
+    pub redis_urls: Option<Vec<String>>,
+    /// Prefix of every Redis channel and key Herald uses, `^[A-Za-z0-9_.:-]{1,64}$`, so several
+    /// Herald clusters can share one Redis. Default `herald`.
+    pub prefix: String,
+    /// How long connecting to Redis may take, `(0, 60s]`. Default `1s`.
+    pub connect_timeout: String,
+    /// How long a Redis command (publish, subscribe) may take before it fails, `(0, 60s]`.
+    /// Default `1s`.
+    pub command_timeout: String,
+    /// Dedicated PUB/SUB connections per shard for channel subscriptions, 1..=64. Default 2.
+    pub pubsub_connections: i64,
+    /// Most pooled connections per shard for publishing, 1..=1024. Default 32.
+    pub pool_size: i64,
 }
 
 impl Default for RawBroker {
     fn default() -> Self {
         Self {
             kind: "memory".to_owned(),
+            redis_urls: None,
+            prefix: "herald".to_owned(),
+            connect_timeout: "1s".to_owned(),
+            command_timeout: "1s".to_owned(),
+            pubsub_connections: 2,
+            pool_size: 32,
         }
     }
 }
@@ -349,6 +383,13 @@ fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>
     }
 
     deserializer.deserialize_any(ListVisitor)
+}
+
+/// [`string_list`] for keys whose absence matters: `Some` whenever the key is set, even to `[]`.
+fn optional_string_list<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    string_list(deserializer).map(Some)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ hmac_secret = "0123456789abcdef0123456789abcdef-secret"
 [api]
 key = "api-key-1"
 [broker]
-kind = "memory"               # "redis" comes with the next issue
+kind = "memory"               # or "redis" with redis_urls
 [channels]                    # options for channels without a namespace (all off by default)
 allow_subscribe_for_client = false
 [[channels.namespaces]]       # channel "chat:room1" is in namespace "chat"
@@ -586,15 +586,404 @@ fn bad_pem() {
 #[test]
 fn unknown_broker_kind() {
     assert_one_problem(
-        load_toml(&format!("{AUTH}[broker]\nkind = \"redis\"\n")),
+        load_toml(&format!("{AUTH}[broker]\nkind = \"nats\"\n")),
         "broker.kind",
-        "\"redis\" is not supported yet (supported: memory)",
+        "\"nats\" is not supported (supported: memory, redis)",
     );
     assert_one_problem(
         load_str("toml", AUTH, &[("HERALD_BROKER__KIND", "kafka")]),
         "broker.kind",
         "\"kafka\"",
     );
+}
+
+fn redis(cfg: &Config) -> &RedisConfig {
+    match &cfg.broker {
+        BrokerConfig::Redis(redis) => redis,
+        other => panic!("expected the redis broker, got {other:?}"),
+    }
+}
+
+fn standalone(url: &str) -> RedisShardConfig {
+    RedisShardConfig::Standalone { url: url.into() }
+}
+
+#[test]
+fn redis_broker_from_a_file() {
+    let cfg = load_toml(&format!(
+        "{AUTH}[broker]\nkind = \"redis\"\nredis_urls = [\"redis://a.example:6379\", \"rediss://:pw@b.example:6380/2\"]\n"
+    ))
+    .unwrap();
+    let r = redis(&cfg);
+    assert_eq!(
+        r.shards,
+        [
+            standalone("redis://a.example:6379"),
+            standalone("rediss://:pw@b.example:6380/2"),
+        ]
+    );
+    // Defaults of the other keys.
+    let defaults = RedisConfig::default();
+    assert_eq!(r.prefix, "herald");
+    assert_eq!(r.connect_timeout, Duration::from_secs(1));
+    assert_eq!(r.command_timeout, Duration::from_secs(1));
+    assert_eq!(r.pubsub_connections, 2);
+    assert_eq!(r.pool_size, 32);
+    assert_eq!(
+        RedisConfig {
+            shards: defaults.shards.clone(),
+            ..r.clone()
+        },
+        defaults
+    );
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+
+    // Every key.
+    let cfg = load_toml(&format!(
+        r#"{AUTH}[broker]
+kind = "redis"
+redis_urls = ["redis://[::1]:7000", "redis://user:pw@cache"]
+prefix = "app1:herald.v2-x_y"
+connect_timeout = "250ms"
+command_timeout = "1m"
+pubsub_connections = 64
+pool_size = 1024
+"#
+    ))
+    .unwrap();
+    let r = redis(&cfg);
+    assert_eq!(
+        r.shards,
+        [
+            standalone("redis://[::1]:7000"),
+            standalone("redis://user:pw@cache"),
+        ]
+    );
+    assert_eq!(r.prefix, "app1:herald.v2-x_y");
+    assert_eq!(r.connect_timeout, Duration::from_millis(250));
+    assert_eq!(r.command_timeout, Duration::from_secs(60));
+    assert_eq!(r.pubsub_connections, 64);
+    assert_eq!(r.pool_size, 1024);
+}
+
+#[test]
+fn redis_broker_from_env() {
+    let cfg = load_str(
+        "toml",
+        AUTH,
+        &[
+            ("HERALD_BROKER__KIND", "redis"),
+            ("HERALD_BROKER__REDIS_URLS", "redis://a:6379,redis://b:6380"),
+            ("HERALD_BROKER__PREFIX", "prod"),
+            ("HERALD_BROKER__COMMAND_TIMEOUT", "2s"),
+            ("HERALD_BROKER__POOL_SIZE", "8"),
+        ],
+    )
+    .unwrap();
+    let r = redis(&cfg);
+    assert_eq!(
+        r.shards,
+        [standalone("redis://a:6379"), standalone("redis://b:6380")]
+    );
+    assert_eq!(r.prefix, "prod");
+    assert_eq!(r.command_timeout, Duration::from_secs(2));
+    assert_eq!(r.pool_size, 8);
+
+    // The environment switches a file's memory broker to redis.
+    let cfg = load_str(
+        "toml",
+        EXAMPLE_TOML,
+        &[
+            ("HERALD_BROKER__KIND", "redis"),
+            ("HERALD_BROKER__REDIS_URLS", "redis://redis:6379"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(redis(&cfg).shards, [standalone("redis://redis:6379")]);
+
+    // Without redis_urls: the local default.
+    let cfg = load_str("toml", AUTH, &[("HERALD_BROKER__KIND", "redis")]).unwrap();
+    assert_eq!(redis(&cfg).shards, [standalone("redis://127.0.0.1:6379")]);
+}
+
+#[test]
+fn redis_cluster_urls() {
+    let cfg = load_toml(&format!(
+        "{AUTH}[broker]\nkind = \"redis\"\nredis_urls = [\"redis+cluster://:s3cret@h1:7000|h2:7001|h3:7002\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        redis(&cfg).shards,
+        [RedisShardConfig::Cluster {
+            urls: vec![
+                "redis://:s3cret@h1:7000".into(),
+                "redis://:s3cret@h2:7001".into(),
+                "redis://:s3cret@h3:7002".into(),
+            ]
+        }]
+    );
+
+    // Through the environment, next to a standalone shard; TLS, a user, and options carried to
+    // every seed.
+    let cfg = load_str(
+        "toml",
+        AUTH,
+        &[
+            ("HERALD_BROKER__KIND", "redis"),
+            (
+                "HERALD_BROKER__REDIS_URLS",
+                "rediss://a:6379, rediss+cluster://app:pw@c1:7000|C2|[::1]:7002/?protocol=resp3",
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        redis(&cfg).shards,
+        [
+            standalone("rediss://a:6379"),
+            RedisShardConfig::Cluster {
+                urls: vec![
+                    "rediss://app:pw@c1:7000/?protocol=resp3".into(),
+                    "rediss://app:pw@C2/?protocol=resp3".into(),
+                    "rediss://app:pw@[::1]:7002/?protocol=resp3".into(),
+                ]
+            },
+        ]
+    );
+}
+
+/// The problems of `[broker]` with `kind = "redis"` and the given extra TOML.
+fn redis_problems(extra: &str) -> Vec<String> {
+    problems(load_toml(&format!(
+        "{AUTH}[broker]\nkind = \"redis\"\n{extra}\n"
+    )))
+}
+
+#[test]
+fn bad_redis_urls() {
+    let p = redis_problems(
+        r#"redis_urls = [
+  "http://a:6379",
+  "redis://:6379",
+  "redis://a:port",
+  "redis://a:70000",
+  "a:6379",
+  "redis://a/x",
+  "redis+cluster://a:7000/1",
+  "redis+cluster://a:7000|b:7001,c:7002",
+  "redis+cluster://a:7000||c:7002",
+  "redis+cluster://a:7000|:pw@b:7001",
+  "redis://a:6379|b:6379",
+  "unix:///tmp/redis.sock",
+  "redis://ok:6379",
+]"#,
+    );
+    let expected = [
+        r#"broker.redis_urls[0]: "http://a:6379" has an unsupported scheme (expected redis://"#,
+        r#"broker.redis_urls[1]: "redis://:6379" has no host"#,
+        r#"broker.redis_urls[2]: "redis://a:port" has an invalid port (expected a number in 1..=65535)"#,
+        r#"broker.redis_urls[3]: "redis://a:70000" has an invalid port"#,
+        r#"broker.redis_urls[4]: "a:6379" has no scheme (expected"#,
+        r#"broker.redis_urls[5]: "redis://a/x" has a path that is not a database number"#,
+        r#"broker.redis_urls[6]: "redis+cluster://a:7000/1" has a database number, but a Redis Cluster only has database 0"#,
+        r#"broker.redis_urls[7]: "redis+cluster://a:7000|b:7001,c:7002" has an invalid port (expected a number in 1..=65535) in seed 2 (cluster seeds are separated by `|`, not `,`"#,
+        r#"broker.redis_urls[8]: "redis+cluster://a:7000||c:7002" has no host in seed 2"#,
+        r#"broker.redis_urls[9]: "redis+cluster://a:***@b:7001" has user:password on a seed other than the first"#,
+        r#"broker.redis_urls[10]: "redis://a:6379|b:6379" has `|`, which separates seeds of redis+cluster:// URLs only"#,
+        r#"broker.redis_urls[11]: "unix:///tmp/redis.sock" is a Unix socket"#,
+    ];
+    assert_eq!(p.len(), expected.len(), "{p:#?}");
+    for (problem, expected) in p.iter().zip(expected) {
+        assert!(
+            problem.starts_with(expected),
+            "{problem:?}\n !~ {expected:?}"
+        );
+    }
+    // The syntax is spelled out where the scheme is wrong.
+    assert!(p[0].contains("redis+cluster://[user:password@]host1:port1|host2:port2"));
+
+    // In the environment, a `,` between cluster seeds starts a new entry without a scheme.
+    assert_one_problem(
+        load_str(
+            "toml",
+            AUTH,
+            &[
+                ("HERALD_BROKER__KIND", "redis"),
+                (
+                    "HERALD_BROKER__REDIS_URLS",
+                    "redis+cluster://h1:7000,h2:7001",
+                ),
+            ],
+        ),
+        "broker.redis_urls[1]",
+        "\"h2:7001\" has no scheme (expected redis://[user:password@]host[:port][/db]",
+    );
+}
+
+#[test]
+fn empty_redis_urls() {
+    assert_eq!(
+        redis_problems("redis_urls = []")
+            .iter()
+            .map(|p| p.split(':').next().unwrap())
+            .collect::<Vec<_>>(),
+        ["broker.redis_urls"]
+    );
+    assert_one_problem(
+        load_str(
+            "toml",
+            AUTH,
+            &[
+                ("HERALD_BROKER__KIND", "redis"),
+                ("HERALD_BROKER__REDIS_URLS", ""),
+            ],
+        ),
+        "broker.redis_urls",
+        "must list at least one Redis URL",
+    );
+}
+
+#[test]
+fn duplicate_redis_urls() {
+    let p = redis_problems(
+        r#"redis_urls = ["redis://A:6379", "redis://b:6380", "rediss://:pw@a", "redis+cluster://c:1|b:6380", "redis+cluster://d:1|D:1"]"#,
+    );
+    assert_eq!(
+        p,
+        [
+            "broker.redis_urls[2]: \"rediss://:***@a\" duplicates broker.redis_urls[0] (both use a:6379); every entry must be a different Redis server or cluster",
+            "broker.redis_urls[3]: \"redis+cluster://c:1|b:6380\" duplicates broker.redis_urls[1] (both use b:6380); every entry must be a different Redis server or cluster",
+            "broker.redis_urls[4]: \"redis+cluster://d:1|D:1\" lists the seed d:1 more than once",
+        ]
+    );
+}
+
+#[test]
+fn bad_redis_settings() {
+    let p = redis_problems(
+        "prefix = \"has space\"\nconnect_timeout = \"0s\"\ncommand_timeout = \"61s\"\npubsub_connections = 0\npool_size = 1025\n",
+    );
+    assert_eq!(
+        p,
+        [
+            "broker.prefix: \"has space\" must match ^[A-Za-z0-9_.:-]{1,64}$",
+            "broker.connect_timeout: must be greater than 0",
+            "broker.command_timeout: 1m 1s is too long (at most 1m)",
+            "broker.pubsub_connections: must be in 1..=64 (got 0)",
+            "broker.pool_size: must be in 1..=1024 (got 1025)",
+        ]
+    );
+    let p = redis_problems(&format!(
+        "prefix = \"{}\"\ncommand_timeout = \"0s\"\nconnect_timeout = \"soon\"\npool_size = -1\n",
+        "p".repeat(65)
+    ));
+    let keys: Vec<&str> = p.iter().map(|p| p.split(':').next().unwrap()).collect();
+    assert_eq!(
+        keys,
+        [
+            "broker.prefix",
+            "broker.connect_timeout",
+            "broker.command_timeout",
+            "broker.pool_size",
+        ],
+        "{p:#?}"
+    );
+    assert_one_problem(
+        load_str(
+            "toml",
+            AUTH,
+            &[
+                ("HERALD_BROKER__KIND", "redis"),
+                ("HERALD_BROKER__PREFIX", ""),
+            ],
+        ),
+        "broker.prefix",
+        "must match",
+    );
+    assert_one_problem(
+        load_toml(&format!("{AUTH}[broker]\nredis_url = \"redis://a\"\n")),
+        "broker.redis_url",
+        "unknown key (did you mean `redis_urls`?",
+    );
+}
+
+#[test]
+fn redis_passwords_are_never_shown() {
+    // In errors, also when the URL is too broken to parse.
+    let p = redis_problems(
+        r#"redis_urls = ["redis://:hunter2@a:port", "redis+cluster://user:hunter2@a:7000|b:x", "redis://:hun/ter2@a", "user:hunter2@host", "redis://:hunter2@a", "redis://:hunter2@A:6379"]"#,
+    );
+    assert_eq!(p.len(), 5, "{p:#?}");
+    for problem in &p {
+        assert!(!problem.contains("hunter2"), "{problem}");
+        assert!(problem.contains(":***@"), "{problem}");
+    }
+    let err = load_toml(&format!(
+        "{AUTH}[broker]\nkind = \"redis\"\nredis_urls = [\"ftp://:hunter2@a\"]\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        !err.contains("hunter2") && err.contains("ftp://:***@a"),
+        "{err}"
+    );
+
+    // In the summary and in debug output.
+    let cfg = load_toml(&format!(
+        "{AUTH}[broker]\nkind = \"redis\"\nredis_urls = [\"rediss://app:hunter2@a:6379/1\", \"redis+cluster://:hunter2@c1:7000|c2:7001\"]\nprefix = \"px\"\nconnect_timeout = \"2s\"\ncommand_timeout = \"500ms\"\n"
+    ))
+    .unwrap();
+    let s = cfg.summary();
+    assert!(!s.contains("hunter2"), "{s}");
+    for needle in [
+        "kind:             redis",
+        "shard 0:          rediss://app:***@a:6379/1",
+        "shard 1:          cluster, seeds redis://:***@c1:7000, redis://:***@c2:7001",
+        "prefix:           px",
+        "connect_timeout:  2s",
+        "command_timeout:  500ms",
+        "pubsub_connections: 2",
+        "pool_size:        32",
+    ] {
+        assert!(s.contains(needle), "{needle:?} missing in\n{s}");
+    }
+    let debug = format!("{cfg:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+}
+
+#[test]
+fn redis_keys_with_the_memory_broker_warn() {
+    let cfg = load_str(
+        "toml",
+        AUTH,
+        &[
+            ("HERALD_BROKER__REDIS_URLS", "redis://a:6379"),
+            // Not checked while unused.
+            ("HERALD_BROKER__POOL_SIZE", "0"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(cfg.broker, BrokerConfig::Memory);
+    assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+    assert!(
+        cfg.warnings[0].starts_with("broker.redis_urls is ignored: broker.kind is \"memory\""),
+        "{:?}",
+        cfg.warnings
+    );
+    assert!(
+        cfg.summary()
+            .contains("warning: broker.redis_urls is ignored")
+    );
+    assert!(cfg.summary().contains("kind:             memory"));
+    // Wrong types are still errors.
+    assert_one_problem(
+        load_toml(&format!("{AUTH}[broker]\npool_size = \"many\"\n")),
+        "broker.pool_size",
+        "expected an integer",
+    );
+    // An empty list is no warning.
+    let cfg = load_toml(&format!("{AUTH}[broker]\nredis_urls = []\n")).unwrap();
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
 }
 
 #[test]
@@ -666,6 +1055,7 @@ allowed_origins = ["https://ok.example", "https://bad.example/path"]
 hmac_secret = "short"
 [broker]
 kind = "redis"
+redis_urls = []
 [channels]
 alow_subscribe_for_client = true
 [client]
@@ -682,7 +1072,7 @@ ping_interval = "1s"
         "server.listen:",
         "server.allowed_origins[1]:",
         "api.key:",
-        "broker.kind:",
+        "broker.redis_urls:",
         "client.ping_interval:",
     ] {
         assert!(

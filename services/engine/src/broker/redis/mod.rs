@@ -1,0 +1,295 @@
+//! The Redis broker: nodes meet through Redis PUB/SUB.
+//!
+//! Per node and channel there is one SUBSCRIBE (taken for the first local subscriber, dropped
+//! after the last), and per publication one PUBLISH: Redis traffic never grows with clients.
+//! Channels are spread over independent shards by a consistent hash of their name, and within a
+//! shard over several dedicated PUB/SUB connections. Publishing uses pooled connections. All
+//! Redis I/O runs on the broker's own small runtime, so it neither depends on nor stalls the
+//! runtime of whoever calls it (actix workers, tests).
+
+mod jump;
+mod pubsub;
+
+use std::sync::{Arc, OnceLock};
+
+use herald_protocol::proto::Publication;
+use prost::Message as _;
+
+use super::{Broker, BrokerError, BrokerEventHandler, NodeCommand, StreamPosition};
+use crate::config::{RedisConfig, RedisShardConfig, redact_url};
+use pubsub::{PubSub, Worker};
+
+pub struct RedisBroker {
+    config: RedisConfig,
+    runtime: OwnedRuntime,
+    shards: Vec<Shard>,
+    /// PUB/SUB connections, created by `start` (they need the handler).
+    pubsubs: OnceLock<Vec<Vec<PubSub>>>,
+    channel_prefix: String,
+    command_channel: String,
+}
+
+struct Shard {
+    label: String,
+    client: redis::Client,
+    pool: deadpool_redis::Pool,
+}
+
+impl RedisBroker {
+    pub fn new(config: RedisConfig) -> Result<RedisBroker, BrokerError> {
+        // rustls needs a process-wide crypto provider for rediss:// URLs; a second install is a
+        // harmless no-op error.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if config.shards.is_empty() {
+            return Err(BrokerError::Unavailable("no redis shard configured".into()));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("herald-redis")
+            .enable_all()
+            .build()
+            .map_err(|e| BrokerError::Unavailable(format!("redis runtime: {e}")))?;
+        let mut shards = Vec::new();
+        for shard in &config.shards {
+            let url = match shard {
+                RedisShardConfig::Standalone { url } => url.clone(),
+                RedisShardConfig::Cluster { .. } => {
+                    return Err(BrokerError::Unavailable(
+                        "redis cluster shards are not supported yet".into(),
+                    ));
+                }
+            };
+            let label = redact_url(&url);
+            let client = redis::Client::open(url.as_str())
+                .map_err(|e| BrokerError::Unavailable(format!("{label}: {e}")))?;
+            let pool = deadpool_redis::Config::from_url(url.as_str())
+                .builder()
+                .map_err(|e| BrokerError::Unavailable(format!("{label}: {e}")))?
+                .max_size(config.pool_size)
+                .wait_timeout(Some(config.command_timeout))
+                .create_timeout(Some(config.connect_timeout))
+                .recycle_timeout(Some(config.command_timeout))
+                .runtime(deadpool_redis::Runtime::Tokio1)
+                .build()
+                .map_err(|e| BrokerError::Unavailable(format!("{label}: {e}")))?;
+            shards.push(Shard {
+                label,
+                client,
+                pool,
+            });
+        }
+        Ok(RedisBroker {
+            channel_prefix: format!("{}.client.", config.prefix),
+            command_channel: format!("{}.control", config.prefix),
+            config,
+            runtime: OwnedRuntime(Some(runtime)),
+            shards,
+            pubsubs: OnceLock::new(),
+        })
+    }
+
+    fn redis_channel(&self, channel: &str) -> String {
+        format!("{}{channel}", self.channel_prefix)
+    }
+
+    fn shard_index(&self, channel: &str) -> usize {
+        jump::shard_of(channel, self.shards.len())
+    }
+
+    fn pubsub_for(&self, channel: &str) -> Result<&PubSub, BrokerError> {
+        let pubsubs = self
+            .pubsubs
+            .get()
+            .ok_or_else(|| BrokerError::Unavailable("broker not started".into()))?;
+        let shard = &pubsubs[self.shard_index(channel)];
+        // A second, independent hash spreads a shard's channels over its connections.
+        let index = jump::stable_hash(channel).rotate_left(32) as usize % shard.len();
+        Ok(&shard[index])
+    }
+
+    /// Runs `fut` on the broker's runtime, bounded by the command timeout.
+    async fn on_runtime<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T, BrokerError>> + Send + 'static,
+    ) -> Result<T, BrokerError> {
+        let timeout = self.config.command_timeout;
+        let task = self.runtime.handle().spawn(async move {
+            tokio::time::timeout(timeout, fut)
+                .await
+                .unwrap_or(Err(BrokerError::Timeout))
+        });
+        task.await
+            .map_err(|e| BrokerError::Unavailable(format!("redis task: {e}")))?
+    }
+
+    async fn publish_raw(
+        &self,
+        shard: usize,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> Result<(), BrokerError> {
+        let pool = self.shards[shard].pool.clone();
+        let label = self.shards[shard].label.clone();
+        self.on_runtime(async move {
+            let mut conn = pool.get().await.map_err(|e| pool_error(&label, e))?;
+            redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(payload)
+                .query_async::<i64>(&mut conn)
+                .await
+                .map_err(|e| BrokerError::Unavailable(format!("{label}: {e}")))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn pool_error(label: &str, e: deadpool_redis::PoolError) -> BrokerError {
+    match e {
+        deadpool_redis::PoolError::Timeout(_) => BrokerError::Timeout,
+        e => BrokerError::Unavailable(format!("{label}: {e}")),
+    }
+}
+
+#[async_trait::async_trait]
+impl Broker for RedisBroker {
+    fn start(&self, handler: Arc<dyn BrokerEventHandler>) {
+        let prefix = self.channel_prefix.clone();
+        let command_channel = self.command_channel.clone();
+        let dispatch: pubsub::Dispatch = {
+            let handler = handler.clone();
+            let command_channel = command_channel.clone();
+            Arc::new(move |redis_channel: &str, payload: &[u8]| {
+                if let Some(channel) = redis_channel.strip_prefix(prefix.as_str()) {
+                    match Publication::decode(payload) {
+                        Ok(publication) => handler.handle_publication(channel, publication),
+                        Err(e) => tracing::warn!(channel, error = %e, "undecodable publication"),
+                    }
+                } else if redis_channel == command_channel
+                    && let Some(command) = NodeCommand::decode(payload)
+                {
+                    handler.handle_command(command);
+                }
+            })
+        };
+        let keep: pubsub::Keep = {
+            let prefix = self.channel_prefix.clone();
+            let handler = handler.clone();
+            Arc::new(move |redis_channel: &str| {
+                redis_channel
+                    .strip_prefix(prefix.as_str())
+                    .is_some_and(|channel| handler.has_subscribers(channel))
+            })
+        };
+        let pubsubs = self
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(shard_index, shard)| {
+                (0..self.config.pubsub_connections.max(1))
+                    .map(|i| {
+                        // The command channel lives on the first connection of the first shard.
+                        let permanent = if shard_index == 0 && i == 0 {
+                            vec![command_channel.clone()]
+                        } else {
+                            Vec::new()
+                        };
+                        PubSub::spawn(
+                            self.runtime.handle(),
+                            Worker {
+                                client: shard.client.clone(),
+                                connect_timeout: self.config.connect_timeout,
+                                command_timeout: self.config.command_timeout,
+                                permanent,
+                                dispatch: dispatch.clone(),
+                                keep: keep.clone(),
+                                label: format!("{}#{i}", shard.label),
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let _ = self.pubsubs.set(pubsubs);
+    }
+
+    async fn publish(
+        &self,
+        channel: &str,
+        publication: Publication,
+    ) -> Result<Option<StreamPosition>, BrokerError> {
+        self.publish_raw(
+            self.shard_index(channel),
+            self.redis_channel(channel),
+            publication.encode_to_vec(),
+        )
+        .await?;
+        Ok(None)
+    }
+
+    async fn publish_command(&self, command: &NodeCommand) -> Result<(), BrokerError> {
+        self.publish_raw(0, self.command_channel.clone(), command.encode())
+            .await
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<(), BrokerError> {
+        let pubsub = self.pubsub_for(channel)?.clone();
+        let redis_channel = self.redis_channel(channel);
+        self.on_runtime(async move { pubsub.subscribe(redis_channel).await })
+            .await
+    }
+
+    async fn unsubscribe(&self, channel: &str) -> Result<(), BrokerError> {
+        self.pubsub_for(channel)?
+            .unsubscribe(self.redis_channel(channel));
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<(), BrokerError> {
+        let pubsubs = self
+            .pubsubs
+            .get()
+            .ok_or_else(|| BrokerError::Unavailable("broker not started".into()))?;
+        for (shard, connections) in self.shards.iter().zip(pubsubs) {
+            if !connections.iter().all(PubSub::is_healthy) {
+                return Err(BrokerError::Unavailable(format!(
+                    "{}: pubsub connection down",
+                    shard.label
+                )));
+            }
+            let pool = shard.pool.clone();
+            let label = shard.label.clone();
+            self.on_runtime(async move {
+                let mut conn = pool.get().await.map_err(|e| pool_error(&label, e))?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map_err(|e| BrokerError::Unavailable(format!("{label}: {e}")))?;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A runtime that may be dropped anywhere, including inside another runtime (where a plain
+/// `Runtime` drop would panic).
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnedRuntime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("runtime present until drop")
+            .handle()
+    }
+}
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}

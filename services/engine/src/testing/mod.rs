@@ -1,0 +1,8 @@
+//! Test fixtures for the engine's and the `herald` binary's tests.
+//!
+//! Compiled only with the `testing` feature; never part of a production build.
+//!
+//! - [`redis`]: real `redis-server` processes (a standalone server and a three-master cluster) on
+//!   free ports, started, killed and restarted by the test that owns them.
+
+pub mod redis;
