@@ -20,6 +20,8 @@
 //! # name = "node-1"
 //! # How long a graceful shutdown waits for connections to close.
 //! shutdown_timeout = "10s"
+//! # How often the node tells the other nodes it is alive; silent for 3 intervals = gone.
+//! heartbeat_interval = "3s"
 //!
 //! [auth]
 //! # Exactly one token key: a shared secret for HS256/384/512 (at least 32 bytes recommended),
@@ -134,6 +136,8 @@ pub struct ServerConfig {
     pub name: String,
     /// How long a graceful shutdown waits for connections to close.
     pub shutdown_timeout: Duration,
+    /// How often the node announces itself to its peers.
+    pub heartbeat_interval: Duration,
 }
 
 /// `[api]`, validated.
@@ -305,6 +309,17 @@ impl Config {
             &raw.server.shutdown_timeout,
             &mut problems,
         );
+        let heartbeat_interval = parse_duration(
+            "server.heartbeat_interval",
+            &raw.server.heartbeat_interval,
+            &mut problems,
+        );
+        if heartbeat_interval.is_some_and(|d| d < Duration::from_millis(100)) {
+            problems.push(format!(
+                "server.heartbeat_interval: {:?} is too short (at least 100ms)",
+                raw.server.heartbeat_interval
+            ));
+        }
 
         // [auth] and [api]
         let hmac_secret = non_empty(&raw.auth.hmac_secret);
@@ -493,6 +508,7 @@ impl Config {
                 allowed_origins,
                 name,
                 shutdown_timeout: shutdown_timeout.expect("checked above"),
+                heartbeat_interval: heartbeat_interval.expect("checked above"),
             },
             token,
             api,
@@ -550,6 +566,11 @@ impl Config {
         };
         let _ = writeln!(s, "  allowed_origins:  {origins}");
         let _ = writeln!(s, "  shutdown_timeout: {}", d(self.server.shutdown_timeout));
+        let _ = writeln!(
+            s,
+            "  heartbeat_interval: {}",
+            d(self.server.heartbeat_interval)
+        );
         let _ = writeln!(s, "[auth]");
         let generated = if self.dev.is_some() {
             ", generated"
@@ -644,6 +665,7 @@ impl Config {
                 allowed_origins: Vec::new(),
                 name: "herald-test".to_owned(),
                 shutdown_timeout: Duration::from_secs(10),
+                heartbeat_interval: Duration::from_secs(3),
             },
             token: TokenConfig {
                 key: TokenKey::Hmac(b"test-secret-0123456789abcdef0123456789".to_vec()),

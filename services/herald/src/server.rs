@@ -33,7 +33,7 @@ pub fn build_node(config: &Config) -> anyhow::Result<Node> {
             client: config.client.clone(),
             channels: config.channels.clone(),
             token: config.token.clone(),
-            heartbeat_interval: herald_engine::node::HEARTBEAT_INTERVAL,
+            heartbeat_interval: config.server.heartbeat_interval,
         },
         broker,
     )

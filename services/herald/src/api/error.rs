@@ -13,6 +13,9 @@ use serde::Serialize;
 pub struct ApiErrorBody {
     pub code: u32,
     pub message: String,
+    /// The same request may succeed later (e.g. the broker is unreachable right now).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub temporary: bool,
 }
 
 impl From<ErrorCode> for ApiErrorBody {
@@ -20,6 +23,7 @@ impl From<ErrorCode> for ApiErrorBody {
         Self {
             code: code.code,
             message: code.message.to_string(),
+            temporary: code.temporary,
         }
     }
 }
@@ -38,8 +42,11 @@ pub fn bad_request() -> ApiErrorBody {
 }
 
 /// The HTTP status of an API error in transport error mode.
-pub fn http_status(code: u32) -> StatusCode {
-    match code {
+pub fn http_status(error: &ApiErrorBody) -> StatusCode {
+    match error.code {
+        // A temporary internal error is an unusable dependency: tell load balancers and
+        // clients to retry.
+        100 if error.temporary => StatusCode::SERVICE_UNAVAILABLE,
         100 => StatusCode::INTERNAL_SERVER_ERROR,
         102 | 104 => StatusCode::NOT_FOUND,
         107 | 108 => StatusCode::BAD_REQUEST,
@@ -55,10 +62,18 @@ mod tests {
 
     #[test]
     fn transport_mode_statuses_follow_centrifugo() {
-        assert_eq!(http_status(100), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(http_status(102), StatusCode::NOT_FOUND);
-        assert_eq!(http_status(107), StatusCode::BAD_REQUEST);
-        assert_eq!(http_status(108), StatusCode::BAD_REQUEST);
-        assert_eq!(http_status(112), StatusCode::RANGE_NOT_SATISFIABLE);
+        let status = |code: u32, temporary: bool| {
+            http_status(&ApiErrorBody {
+                code,
+                message: String::new(),
+                temporary,
+            })
+        };
+        assert_eq!(status(100, false), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(status(100, true), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status(102, false), StatusCode::NOT_FOUND);
+        assert_eq!(status(107, false), StatusCode::BAD_REQUEST);
+        assert_eq!(status(108, false), StatusCode::BAD_REQUEST);
+        assert_eq!(status(112, false), StatusCode::RANGE_NOT_SATISFIABLE);
     }
 }

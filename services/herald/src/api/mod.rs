@@ -113,7 +113,7 @@ async fn call(
 
 fn error_response(req: &HttpRequest, e: ApiErrorBody) -> HttpResponse {
     if transport_error_mode(req) {
-        HttpResponse::build(http_status(e.code)).json(e)
+        HttpResponse::build(http_status(&e)).json(e)
     } else {
         HttpResponse::Ok().json(Wrapped::<()>::Error(e))
     }

@@ -29,6 +29,9 @@ pub(crate) struct RawServer {
     pub name: Option<String>,
     /// How long a graceful shutdown waits for connections to close. Default `10s`.
     pub shutdown_timeout: String,
+    /// How often the node tells the other nodes it is alive (shown by `/api/info`); a node
+    /// silent for three intervals is forgotten. Default `3s`.
+    pub heartbeat_interval: String,
 }
 
 impl Default for RawServer {
@@ -38,6 +41,7 @@ impl Default for RawServer {
             allowed_origins: Vec::new(),
             name: None,
             shutdown_timeout: "10s".to_owned(),
+            heartbeat_interval: "3s".to_owned(),
         }
     }
 }

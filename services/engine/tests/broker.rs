@@ -1,0 +1,270 @@
+//! The brokers against their real backends: the memory broker, and the Redis broker against
+//! redis-server processes the tests start on free ports.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use herald_engine::MemoryBroker;
+use herald_engine::broker::{Broker, BrokerError, BrokerEventHandler, NodeCommand, RedisBroker};
+use herald_engine::config::{RedisConfig, RedisShardConfig};
+use herald_engine::testing::redis::RedisServer;
+use herald_protocol::proto::Publication;
+
+/// Records what the broker delivers; `subscribed` answers `has_subscribers`.
+#[derive(Default)]
+struct Recorder {
+    publications: Mutex<Vec<(String, Bytes)>>,
+    commands: Mutex<Vec<NodeCommand>>,
+    subscribed: Mutex<Vec<String>>,
+}
+
+impl BrokerEventHandler for Recorder {
+    fn handle_publication(&self, channel: &str, publication: Publication) {
+        self.publications
+            .lock()
+            .unwrap()
+            .push((channel.to_string(), publication.data));
+    }
+    fn handle_command(&self, command: NodeCommand) {
+        self.commands.lock().unwrap().push(command);
+    }
+    fn has_subscribers(&self, channel: &str) -> bool {
+        self.subscribed.lock().unwrap().iter().any(|c| c == channel)
+    }
+}
+
+impl Recorder {
+    fn data(&self, channel: &str) -> Vec<Bytes> {
+        self.publications
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(c, _)| c == channel)
+            .map(|(_, d)| d.clone())
+            .collect()
+    }
+}
+
+fn publication(n: usize) -> Publication {
+    Publication {
+        data: Bytes::from(format!("{{\"n\":{n}}}")),
+        ..Default::default()
+    }
+}
+
+/// Polls `check` until it holds (events arrive asynchronously through Redis).
+async fn eventually(what: &str, wait: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + wait;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn redis_config(urls: &[String]) -> RedisConfig {
+    RedisConfig {
+        shards: urls
+            .iter()
+            .map(|url| RedisShardConfig::Standalone { url: url.clone() })
+            .collect(),
+        prefix: format!("test{}", std::process::id()),
+        connect_timeout: Duration::from_millis(500),
+        command_timeout: Duration::from_millis(500),
+        pubsub_connections: 2,
+        pool_size: 4,
+    }
+}
+
+fn started(broker: impl Broker) -> (Arc<dyn Broker>, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    broker.start(recorder.clone());
+    (Arc::new(broker), recorder)
+}
+
+async fn ready(broker: &Arc<dyn Broker>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while broker.health().await.is_err() {
+        assert!(Instant::now() < deadline, "broker never became healthy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What every broker must do: deliver in order, only subscribed channels, commands to all.
+async fn delivers_in_order(broker: Arc<dyn Broker>, recorder: Arc<Recorder>) {
+    ready(&broker).await;
+    recorder.subscribed.lock().unwrap().push("ch".into());
+    broker.subscribe("ch").await.unwrap();
+    for n in 0..200 {
+        broker.publish("ch", publication(n)).await.unwrap();
+    }
+    eventually("200 publications", Duration::from_secs(5), || {
+        recorder.data("ch").len() == 200
+    })
+    .await;
+    let expected: Vec<Bytes> = (0..200).map(|n| publication(n).data).collect();
+    assert_eq!(recorder.data("ch"), expected);
+
+    broker
+        .publish_command(&NodeCommand::Leave { uid: "n".into() })
+        .await
+        .unwrap();
+    eventually("command", Duration::from_secs(5), || {
+        !recorder.commands.lock().unwrap().is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn memory_broker_delivers_in_order() {
+    let (broker, recorder) = started(MemoryBroker::new());
+    delivers_in_order(broker, recorder).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_broker_delivers_in_order() {
+    let redis = RedisServer::start();
+    let (broker, recorder) = started(RedisBroker::new(redis_config(&[redis.url()])).unwrap());
+    delivers_in_order(broker, recorder).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_brokers_on_one_redis_see_each_others_publications() {
+    let redis = RedisServer::start();
+    let config = redis_config(&[redis.url()]);
+    let (a, _) = started(RedisBroker::new(config.clone()).unwrap());
+    let (b, b_seen) = started(RedisBroker::new(config).unwrap());
+    ready(&a).await;
+    ready(&b).await;
+    b.subscribe("news").await.unwrap();
+    for n in 0..50 {
+        a.publish("news", publication(n)).await.unwrap();
+    }
+    a.publish("elsewhere", publication(0)).await.unwrap();
+    eventually("50 on b", Duration::from_secs(5), || {
+        b_seen.data("news").len() == 50
+    })
+    .await;
+    assert_eq!(b_seen.data("news")[49], publication(49).data);
+    assert!(b_seen.data("elsewhere").is_empty(), "not subscribed there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_redis_subscription_per_channel_and_node_dropped_after_the_last_leave() {
+    let redis = RedisServer::start();
+    let config = redis_config(&[redis.url()]);
+    let prefix = config.prefix.clone();
+    let (broker, recorder) = started(RedisBroker::new(config).unwrap());
+    ready(&broker).await;
+    broker.subscribe("room").await.unwrap();
+    let redis_channel = format!("{prefix}.client.room");
+    let subscribers = || redis.cli(&["PUBSUB", "NUMSUB", &redis_channel]);
+    assert_eq!(subscribers(), format!("{redis_channel}\n1"));
+
+    // A leave while the hub still has a subscriber (a join raced it) keeps the subscription.
+    recorder.subscribed.lock().unwrap().push("room".into());
+    broker.unsubscribe("room").await.unwrap();
+    broker.subscribe("other").await.unwrap(); // a request after it: the leave was processed
+    assert_eq!(subscribers(), format!("{redis_channel}\n1"));
+
+    recorder.subscribed.lock().unwrap().clear();
+    broker.unsubscribe("room").await.unwrap();
+    eventually("unsubscribed in redis", Duration::from_secs(5), || {
+        subscribers() == format!("{redis_channel}\n0")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_spread_over_shards_and_every_shard_delivers() {
+    let (r1, r2) = (RedisServer::start(), RedisServer::start());
+    let config = redis_config(&[r1.url(), r2.url()]);
+    let prefix = config.prefix.clone();
+    let (broker, recorder) = started(RedisBroker::new(config).unwrap());
+    ready(&broker).await;
+    let channels: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+    for ch in &channels {
+        broker.subscribe(ch).await.unwrap();
+        broker.publish(ch, publication(1)).await.unwrap();
+    }
+    eventually(
+        "one publication per channel",
+        Duration::from_secs(5),
+        || channels.iter().all(|ch| recorder.data(ch).len() == 1),
+    )
+    .await;
+    let count = |r: &RedisServer| {
+        r.cli(&["PUBSUB", "CHANNELS", &format!("{prefix}.client.*")])
+            .lines()
+            .count()
+    };
+    let (n1, n2) = (count(&r1), count(&r2));
+    assert_eq!(n1 + n2, 20);
+    assert!(n1 > 0 && n2 > 0, "both shards used: {n1} + {n2}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_is_reported_quickly_and_everything_heals_after_it_returns() {
+    let mut redis = RedisServer::start();
+    let (broker, recorder) = started(RedisBroker::new(redis_config(&[redis.url()])).unwrap());
+    ready(&broker).await;
+    recorder.subscribed.lock().unwrap().push("live".into());
+    broker.subscribe("live").await.unwrap();
+    broker.publish("live", publication(0)).await.unwrap();
+    eventually("first", Duration::from_secs(5), || {
+        recorder.data("live").len() == 1
+    })
+    .await;
+
+    redis.kill();
+    let started = Instant::now();
+    let err = broker.publish("live", publication(1)).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "publish must fail within the command timeout, took {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(
+        err,
+        BrokerError::Unavailable(_) | BrokerError::Timeout
+    ));
+    eventually("unhealthy", Duration::from_secs(5), || {
+        futures_util::FutureExt::now_or_never(broker.health()).is_some_and(|r| r.is_err())
+    })
+    .await;
+
+    redis.restart();
+    ready(&broker).await;
+    // The subscription came back by itself: no one subscribed again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if broker.publish("live", publication(2)).await.is_ok()
+            && recorder.data("live").contains(&publication(2).data)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "delivery did not resume");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_pubsub_connection_is_replaced_and_resubscribed() {
+    let redis = RedisServer::start();
+    let (broker, recorder) = started(RedisBroker::new(redis_config(&[redis.url()])).unwrap());
+    ready(&broker).await;
+    broker.subscribe("x").await.unwrap();
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        broker.publish("x", publication(7)).await.unwrap();
+        if !recorder.data("x").is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no delivery after the pubsub connection was killed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

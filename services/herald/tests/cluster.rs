@@ -1,0 +1,317 @@
+//! Several nodes meeting in Redis (redis-server processes started by the tests on free ports):
+//! cross-node delivery, the control plane, membership, and healing after Redis comes back.
+
+use std::time::{Duration, Instant};
+
+use herald::RunningNode;
+use herald::config::{BrokerConfig, Config};
+use herald::testing::{Api, TEST_API_KEY, WsClient, token};
+use herald_engine::config::{RedisConfig, RedisShardConfig};
+use herald_engine::testing::redis::RedisServer;
+use herald_protocol::Format;
+use serde_json::{Value, json};
+
+async fn redis_node(name: &str, urls: &[String]) -> RunningNode {
+    let mut config = Config::for_test();
+    config.server.name = name.into();
+    config.server.heartbeat_interval = Duration::from_millis(200);
+    config.server.shutdown_timeout = Duration::from_secs(2);
+    config.broker = BrokerConfig::Redis(RedisConfig {
+        shards: urls
+            .iter()
+            .map(|url| RedisShardConfig::Standalone { url: url.clone() })
+            .collect(),
+        prefix: "herald-test".into(),
+        connect_timeout: Duration::from_millis(500),
+        command_timeout: Duration::from_millis(500),
+        pubsub_connections: 2,
+        pool_size: 4,
+    });
+    let node = RunningNode::start(config).expect("start node");
+    let probe = api(&node);
+    eventually("node ready", || async {
+        probe.request("GET", "/ready", &[], "").await.0 == 200
+    })
+    .await;
+    node
+}
+
+fn api(node: &RunningNode) -> Api {
+    Api::new(node.addr, TEST_API_KEY)
+}
+
+async fn eventually<F: Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn subscribed(node: &RunningNode, user: &str, format: Format, channel: &str) -> WsClient {
+    let mut c = WsClient::connect_with(&node.ws_url(), format, &[]).await;
+    c.handshake(&token(user)).await;
+    let reply = c.subscribe(2, channel).await;
+    assert!(reply.error.is_none(), "{reply:?}");
+    c
+}
+
+async fn expect_in_order(client: &mut WsClient, channel: &str, range: std::ops::Range<u64>) {
+    for n in range {
+        let (ch, publication) = client.publication().await;
+        assert_eq!(ch, channel);
+        let data: Value = serde_json::from_slice(&publication.data).unwrap();
+        assert_eq!(data["n"], n, "lost or reordered publication");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_on_one_node_reaches_subscribers_on_every_node_in_order() {
+    let redis = RedisServer::start();
+    let urls = [redis.url()];
+    let (a, b, c) = (
+        redis_node("a", &urls).await,
+        redis_node("b", &urls).await,
+        redis_node("c", &urls).await,
+    );
+    let mut on_b = subscribed(&b, "bob", Format::Json, "chat:room").await;
+    let mut on_c = subscribed(&c, "carol", Format::Protobuf, "chat:room").await;
+    let mut on_a = subscribed(&a, "alice", Format::Json, "chat:room").await;
+    for n in 0..100 {
+        api(&a)
+            .call("publish", json!({"channel":"chat:room","data":{"n":n}}))
+            .await;
+    }
+    for client in [&mut on_a, &mut on_b, &mut on_c] {
+        expect_in_order(client, "chat:room", 0..100).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_carry_every_channel_across_nodes() {
+    let (r1, r2) = (RedisServer::start(), RedisServer::start());
+    let urls = [r1.url(), r2.url()];
+    let (a, b) = (redis_node("a", &urls).await, redis_node("b", &urls).await);
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        clients.push(subscribed(&b, "bob", Format::Json, &format!("chat:{i}")).await);
+    }
+    for i in 0..8 {
+        for n in 0..5 {
+            api(&a)
+                .call(
+                    "publish",
+                    json!({"channel":format!("chat:{i}"),"data":{"n":n}}),
+                )
+                .await;
+        }
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        expect_in_order(client, &format!("chat:{i}"), 0..5).await;
+    }
+    let used = |r: &RedisServer| {
+        r.cli(&["PUBSUB", "CHANNELS", "herald-test.client.*"])
+            .lines()
+            .count()
+    };
+    assert_eq!(used(&r1) + used(&r2), 8);
+    assert!(used(&r1) > 0 && used(&r2) > 0, "both shards carry channels");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_api_on_one_node_acts_on_clients_of_another() {
+    let redis = RedisServer::start();
+    let urls = [redis.url()];
+    let (a, b) = (redis_node("a", &urls).await, redis_node("b", &urls).await);
+    let mut bob = subscribed(&b, "bob", Format::Json, "chat:1").await;
+
+    api(&a)
+        .call("subscribe", json!({"user":"bob","channel":"news"}))
+        .await;
+    let push = loop {
+        if let Some(push) = bob.next().await.push {
+            break push;
+        }
+    };
+    assert_eq!(
+        (push.channel.as_str(), push.subscribe.is_some()),
+        ("news", true)
+    );
+    api(&a)
+        .call("publish", json!({"channel":"news","data":{"n":0}}))
+        .await;
+    expect_in_order(&mut bob, "news", 0..1).await;
+
+    api(&a)
+        .call("unsubscribe", json!({"user":"bob","channel":"chat:1"}))
+        .await;
+    let push = loop {
+        if let Some(push) = bob.next().await.push {
+            break push;
+        }
+    };
+    assert_eq!(push.unsubscribe.map(|u| u.code), Some(2000));
+
+    api(&a)
+        .call(
+            "disconnect",
+            json!({"user":"bob","disconnect":{"code":4000,"reason":"moved"}}),
+        )
+        .await;
+    let closed = bob.closed().await;
+    assert_eq!((closed.code, closed.reason.as_str()), (4000, "moved"));
+}
+
+fn node_names(info: &Value) -> Vec<String> {
+    let mut names: Vec<String> = info["result"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_lists_every_live_node_with_its_counts_and_forgets_stopped_ones() {
+    let redis = RedisServer::start();
+    let urls = [redis.url()];
+    let (a, b, c) = (
+        redis_node("a", &urls).await,
+        redis_node("b", &urls).await,
+        redis_node("c", &urls).await,
+    );
+    let _bob = subscribed(&b, "bob", Format::Json, "chat:1").await;
+    let _bob2 = subscribed(&b, "bob", Format::Json, "chat:2").await;
+    eventually("three nodes with b's counts", || async {
+        let info = api(&a).call("info", json!({})).await;
+        let b_counts = info["result"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "b")
+            .map(|n| {
+                (
+                    n["num_clients"].clone(),
+                    n["num_users"].clone(),
+                    n["num_channels"].clone(),
+                )
+            });
+        node_names(&info) == ["a", "b", "c"] && b_counts == Some((json!(2), json!(1), json!(2)))
+    })
+    .await;
+
+    // A graceful stop says goodbye.
+    c.stop().unwrap();
+    eventually("c forgotten", || async {
+        node_names(&api(&a).call("info", json!({})).await) == ["a", "b"]
+    })
+    .await;
+    drop(b);
+    eventually("b forgotten", || async {
+        node_names(&api(&a).call("info", json!({})).await) == ["a"]
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_with_sigkill_expires_from_the_others() {
+    let redis = RedisServer::start();
+    let a = redis_node("a", &[redis.url()]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .env(
+            "HERALD_AUTH__HMAC_SECRET",
+            "test-secret-0123456789abcdef0123456789",
+        )
+        .env("HERALD_API__KEY", TEST_API_KEY)
+        .env("HERALD_BROKER__KIND", "redis")
+        .env("HERALD_BROKER__REDIS_URLS", redis.url())
+        .env("HERALD_BROKER__PREFIX", "herald-test")
+        .env("HERALD_SERVER__NAME", "doomed")
+        .env("HERALD_SERVER__HEARTBEAT_INTERVAL", "200ms")
+        .env("HERALD_LOG", "warn")
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .spawn()
+        .unwrap();
+    eventually("the process joins", || async {
+        node_names(&api(&a).call("info", json!({})).await) == ["a", "doomed"]
+    })
+    .await;
+    child.kill().unwrap(); // SIGKILL: no goodbye
+    child.wait().unwrap();
+    let killed = Instant::now();
+    eventually("the killed node expires", || async {
+        node_names(&api(&a).call("info", json!({})).await) == ["a"]
+    })
+    .await;
+    assert!(
+        killed.elapsed() >= Duration::from_millis(300),
+        "expired by heartbeat, not by goodbye"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_mid_stream_heals_without_clients_reconnecting() {
+    let mut redis = RedisServer::start();
+    let urls = [redis.url()];
+    let (a, b) = (redis_node("a", &urls).await, redis_node("b", &urls).await);
+    let mut bob = subscribed(&b, "bob", Format::Json, "chat:live").await;
+    for n in 0..10 {
+        api(&a)
+            .call("publish", json!({"channel":"chat:live","data":{"n":n}}))
+            .await;
+    }
+    expect_in_order(&mut bob, "chat:live", 0..10).await;
+
+    redis.kill();
+    let (a2, b2) = (api(&a), api(&b));
+    eventually("both nodes not ready", || async {
+        a2.request("GET", "/ready", &[], "").await.0 == 503
+            && b2.request("GET", "/ready", &[], "").await.0 == 503
+    })
+    .await;
+    let started = Instant::now();
+    let (status, body) = a2
+        .post("publish", r#"{"channel":"chat:live","data":{"n":-1}}"#)
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "publish must not hang"
+    );
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["code"], 100);
+    assert_eq!(body["error"]["temporary"], true);
+    let (status, _) = a2
+        .request(
+            "POST",
+            "/api/publish",
+            &[
+                ("X-API-Key", TEST_API_KEY),
+                ("X-Centrifugo-Error-Mode", "transport"),
+            ],
+            r#"{"channel":"chat:live","data":{"n":-1}}"#,
+        )
+        .await;
+    assert_eq!(status, 503);
+
+    redis.restart();
+    eventually("both nodes ready again", || async {
+        a2.request("GET", "/ready", &[], "").await.0 == 200
+            && b2.request("GET", "/ready", &[], "").await.0 == 200
+    })
+    .await;
+    // Nodes resubscribed by themselves: the same connection receives again.
+    for n in 10..20 {
+        api(&a)
+            .call("publish", json!({"channel":"chat:live","data":{"n":n}}))
+            .await;
+    }
+    expect_in_order(&mut bob, "chat:live", 10..20).await;
+}
