@@ -268,3 +268,56 @@ async fn a_killed_pubsub_connection_is_replaced_and_resubscribed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_carries_channels_over_sharded_pubsub() {
+    use herald_engine::testing::redis::RedisCluster;
+    let cluster = RedisCluster::start();
+    let mut config = redis_config(&[]);
+    config.shards = vec![RedisShardConfig::Cluster {
+        urls: cluster.urls(),
+    }];
+    let prefix = config.prefix.clone();
+    let (a, _) = started(RedisBroker::new(config.clone()).unwrap());
+    let (b, b_seen) = started(RedisBroker::new(config).unwrap());
+    ready(&a).await;
+    ready(&b).await;
+    let channels: Vec<String> = (0..30).map(|i| format!("room{i}")).collect();
+    for ch in &channels {
+        b.subscribe(ch).await.unwrap();
+    }
+    for n in 0..10 {
+        for ch in &channels {
+            a.publish(ch, publication(n)).await.unwrap();
+        }
+    }
+    eventually("10 per channel on b", Duration::from_secs(10), || {
+        channels.iter().all(|ch| b_seen.data(ch).len() == 10)
+    })
+    .await;
+    for ch in &channels {
+        let expected: Vec<Bytes> = (0..10).map(|n| publication(n).data).collect();
+        assert_eq!(b_seen.data(ch), expected, "order on {ch}");
+    }
+    // Sharded PUB/SUB: the channels are spread over the masters, none of them plain channels.
+    let mut per_node = Vec::new();
+    for node in 0..3 {
+        let sharded = cluster.cli(
+            node,
+            &["PUBSUB", "SHARDCHANNELS", &format!("{prefix}.client.*")],
+        );
+        per_node.push(sharded.lines().filter(|l| !l.is_empty()).count());
+        let plain = cluster.cli(node, &["PUBSUB", "CHANNELS", &format!("{prefix}.client.*")]);
+        assert!(plain.trim().is_empty(), "no plain PUB/SUB: {plain}");
+    }
+    assert_eq!(per_node.iter().sum::<usize>(), 30, "{per_node:?}");
+    assert!(
+        per_node.iter().filter(|n| **n > 0).count() >= 2,
+        "{per_node:?}"
+    );
+
+    // Commands travel over the cluster too.
+    a.publish_command(&NodeCommand::Leave { uid: "x".into() })
+        .await
+        .unwrap();
+}

@@ -315,3 +315,88 @@ async fn redis_restarted_mid_stream_heals_without_clients_reconnecting() {
     }
     expect_in_order(&mut bob, "chat:live", 10..20).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_on_a_redis_cluster_deliver_over_sharded_pubsub() {
+    use herald_engine::testing::redis::RedisCluster;
+    let cluster = RedisCluster::start();
+    let seeds: Vec<String> = cluster
+        .ports()
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    // Configured the way an operator would: one `redis+cluster://` entry, seeds joined by `|`.
+    let env = std::collections::HashMap::from([
+        (
+            "HERALD_AUTH__HMAC_SECRET".to_string(),
+            "test-secret-0123456789abcdef0123456789".to_string(),
+        ),
+        ("HERALD_API__KEY".to_string(), TEST_API_KEY.to_string()),
+        (
+            "HERALD_SERVER__LISTEN".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
+        (
+            "HERALD_SERVER__HEARTBEAT_INTERVAL".to_string(),
+            "200ms".to_string(),
+        ),
+        (
+            "HERALD_CHANNELS__ALLOW_SUBSCRIBE_FOR_CLIENT".to_string(),
+            "true".to_string(),
+        ),
+        ("HERALD_BROKER__KIND".to_string(), "redis".to_string()),
+        (
+            "HERALD_BROKER__REDIS_URLS".to_string(),
+            format!("redis+cluster://{}", seeds.join("|")),
+        ),
+    ]);
+    let start = || async {
+        let config = Config::load(None, Some(env.clone()), &Default::default()).expect("config");
+        assert!(
+            matches!(&config.broker, BrokerConfig::Redis(r) if matches!(r.shards[0], RedisShardConfig::Cluster { .. }))
+        );
+        let node = RunningNode::start(config).expect("start node");
+        let probe = api(&node);
+        eventually("node ready", || async {
+            probe.request("GET", "/ready", &[], "").await.0 == 200
+        })
+        .await;
+        node
+    };
+    let (a, b) = (start().await, start().await);
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        clients.push(subscribed(&b, "bob", Format::Json, &format!("room{i}")).await);
+    }
+    for n in 0..10 {
+        for i in 0..6 {
+            api(&a)
+                .call(
+                    "publish",
+                    json!({"channel":format!("room{i}"),"data":{"n":n}}),
+                )
+                .await;
+        }
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        expect_in_order(client, &format!("room{i}"), 0..10).await;
+    }
+    let sharded: usize = (0..3)
+        .map(|node| {
+            cluster
+                .cli(node, &["PUBSUB", "SHARDCHANNELS", "herald.client.*"])
+                .lines()
+                .filter(|l| !l.is_empty())
+                .count()
+        })
+        .sum();
+    assert_eq!(
+        sharded, 6,
+        "one sharded subscription per channel (both nodes share them per Redis channel)"
+    );
+    // The control plane rides the cluster as well.
+    eventually("both nodes listed", || async {
+        node_names(&api(&a).call("info", json!({})).await).len() == 2
+    })
+    .await;
+}

@@ -86,6 +86,11 @@ fn debug_flag() -> Option<&'static str> {
 /// Starts a node with a `chat` namespace where clients may subscribe and subscribers may
 /// publish, configured through a TOML file as an operator would.
 fn start_node() -> RunningNode {
+    start_node_with("")
+}
+
+/// [`start_node`] with extra TOML sections (e.g. a `[broker]`).
+fn start_node_with(extra_toml: &str) -> RunningNode {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
     let path = std::env::temp_dir().join(format!(
         "herald-sdk-test-{}-{}.toml",
@@ -109,6 +114,7 @@ key = "{API_KEY}"
 name = "chat"
 allow_subscribe_for_client = true
 allow_publish_for_subscriber = true
+{extra_toml}
 "#
     );
     std::fs::write(&path, toml).expect("write config file");
@@ -542,4 +548,32 @@ async fn client_publish_test(
 
     subscriber.expect_publications(&client_publications()).await;
     subscriber.expect_success().await;
+}
+
+/// Scale-out: SDK clients connected to node B receive, in order, what the server API published
+/// on node A; the two nodes meet only in Redis (a redis-server started by the test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_clients_on_node_b_receive_what_node_a_published() {
+    with_timeout(
+        "sdk_clients_on_node_b_receive_what_node_a_published",
+        async {
+            let redis = herald_engine::testing::redis::RedisServer::start();
+            let broker = format!(
+                "[broker]\nkind = \"redis\"\nredis_urls = [\"{}\"]\nprefix = \"sdk-test\"\n",
+                redis.url()
+            );
+            let node_a = start_node_with(&broker);
+            let node_b = start_node_with(&broker);
+            let mut js = Program::js("subscriber.mjs", &node_b, "alice", true, &[]);
+            let mut python = Program::python_subscriber(&node_b, "bob", false);
+            js.expect_event("subscribed").await;
+            python.expect_event("subscribed").await;
+            publish_n(&node_a).await;
+            js.expect_publications(&api_publications()).await;
+            python.expect_publications(&api_publications()).await;
+            js.expect_success().await;
+            python.expect_success().await;
+        },
+    )
+    .await;
 }

@@ -7,8 +7,10 @@
 //! Redis I/O runs on the broker's own small runtime, so it neither depends on nor stalls the
 //! runtime of whoever calls it (actix workers, tests).
 
+mod cluster;
 mod jump;
 mod pubsub;
+mod standalone;
 
 use std::sync::{Arc, OnceLock};
 
@@ -17,22 +19,135 @@ use prost::Message as _;
 
 use super::{Broker, BrokerError, BrokerEventHandler, NodeCommand, StreamPosition};
 use crate::config::{RedisConfig, RedisShardConfig, redact_url};
-use pubsub::{PubSub, Worker};
+use pubsub::{Connector, PubSub, Worker};
 
 pub struct RedisBroker {
     config: RedisConfig,
     runtime: OwnedRuntime,
-    shards: Vec<Shard>,
+    shards: Vec<Arc<Shard>>,
     /// PUB/SUB connections, created by `start` (they need the handler).
     pubsubs: OnceLock<Vec<Vec<PubSub>>>,
     channel_prefix: String,
     command_channel: String,
 }
 
-struct Shard {
+/// One independent Redis deployment holding a share of the channels.
+// A node has a handful of shards, each behind an `Arc`: variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Shard {
+    Standalone {
+        label: String,
+        client: redis::Client,
+        pool: deadpool_redis::Pool,
+    },
+    Cluster(ClusterShard),
+}
+
+struct ClusterShard {
     label: String,
-    client: redis::Client,
-    pool: deadpool_redis::Pool,
+    urls: Vec<String>,
+    client: redis::cluster::ClusterClient,
+    /// Multiplexed: one connection per cluster node carries every publish.
+    publisher: tokio::sync::OnceCell<redis::cluster_async::ClusterConnection>,
+}
+
+impl Shard {
+    fn new(config: &RedisConfig, shard: &RedisShardConfig) -> Result<Shard, BrokerError> {
+        match shard {
+            RedisShardConfig::Standalone { url } => {
+                let label = redact_url(url);
+                let bad =
+                    |e: &dyn std::fmt::Display| BrokerError::Unavailable(format!("{label}: {e}"));
+                let client = redis::Client::open(url.as_str()).map_err(|e| bad(&e))?;
+                let pool = deadpool_redis::Config::from_url(url.as_str())
+                    .builder()
+                    .map_err(|e| bad(&e))?
+                    .max_size(config.pool_size)
+                    .wait_timeout(Some(config.command_timeout))
+                    .create_timeout(Some(config.connect_timeout))
+                    .recycle_timeout(Some(config.command_timeout))
+                    .runtime(deadpool_redis::Runtime::Tokio1)
+                    .build()
+                    .map_err(|e| bad(&e))?;
+                Ok(Shard::Standalone {
+                    label,
+                    client,
+                    pool,
+                })
+            }
+            RedisShardConfig::Cluster { urls } => {
+                let label = format!(
+                    "cluster({})",
+                    urls.iter()
+                        .map(|u| redact_url(u))
+                        .collect::<Vec<_>>()
+                        .join("|")
+                );
+                let client = cluster::client(urls, config.connect_timeout, config.command_timeout)
+                    .map_err(|e| BrokerError::Unavailable(format!("{label}: {e}")))?;
+                Ok(Shard::Cluster(ClusterShard {
+                    label,
+                    urls: urls.clone(),
+                    client,
+                    publisher: tokio::sync::OnceCell::new(),
+                }))
+            }
+        }
+    }
+
+    fn label(&self) -> &str {
+        match self {
+            Shard::Standalone { label, .. } => label,
+            Shard::Cluster(cluster) => &cluster.label,
+        }
+    }
+
+    fn connector(&self, config: &RedisConfig) -> Box<dyn Connector> {
+        match self {
+            Shard::Standalone { client, .. } => {
+                Box::new(standalone::StandaloneConnector(client.clone()))
+            }
+            Shard::Cluster(cluster) => Box::new(cluster::ClusterConnector {
+                urls: cluster.urls.clone(),
+                connect_timeout: config.connect_timeout,
+                command_timeout: config.command_timeout,
+            }),
+        }
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> BrokerError {
+        BrokerError::Unavailable(format!("{}: {e}", self.label()))
+    }
+
+    /// Runs one command on this shard: pooled for a single server, multiplexed for a cluster.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, BrokerError> {
+        match self {
+            Shard::Standalone { pool, label, .. } => {
+                let mut conn = pool.get().await.map_err(|e| pool_error(label, e))?;
+                cmd.query_async(&mut conn).await.map_err(|e| self.error(e))
+            }
+            Shard::Cluster(cluster) => {
+                let conn = cluster
+                    .publisher
+                    .get_or_try_init(|| cluster.client.get_async_connection())
+                    .await
+                    .map_err(|e| self.error(e))?;
+                cmd.query_async(&mut conn.clone())
+                    .await
+                    .map_err(|e| self.error(e))
+            }
+        }
+    }
+
+    fn publish_command(&self, channel: &str, payload: Vec<u8>) -> redis::Cmd {
+        let verb = match self {
+            Shard::Standalone { .. } => "PUBLISH",
+            Shard::Cluster(_) => "SPUBLISH",
+        };
+        let mut cmd = redis::cmd(verb);
+        cmd.arg(channel).arg(payload);
+        cmd
+    }
 }
 
 impl RedisBroker {
@@ -49,35 +164,11 @@ impl RedisBroker {
             .enable_all()
             .build()
             .map_err(|e| BrokerError::Unavailable(format!("redis runtime: {e}")))?;
-        let mut shards = Vec::new();
-        for shard in &config.shards {
-            let url = match shard {
-                RedisShardConfig::Standalone { url } => url.clone(),
-                RedisShardConfig::Cluster { .. } => {
-                    return Err(BrokerError::Unavailable(
-                        "redis cluster shards are not supported yet".into(),
-                    ));
-                }
-            };
-            let label = redact_url(&url);
-            let client = redis::Client::open(url.as_str())
-                .map_err(|e| BrokerError::Unavailable(format!("{label}: {e}")))?;
-            let pool = deadpool_redis::Config::from_url(url.as_str())
-                .builder()
-                .map_err(|e| BrokerError::Unavailable(format!("{label}: {e}")))?
-                .max_size(config.pool_size)
-                .wait_timeout(Some(config.command_timeout))
-                .create_timeout(Some(config.connect_timeout))
-                .recycle_timeout(Some(config.command_timeout))
-                .runtime(deadpool_redis::Runtime::Tokio1)
-                .build()
-                .map_err(|e| BrokerError::Unavailable(format!("{label}: {e}")))?;
-            shards.push(Shard {
-                label,
-                client,
-                pool,
-            });
-        }
+        let shards = config
+            .shards
+            .iter()
+            .map(|shard| Shard::new(&config, shard).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(RedisBroker {
             channel_prefix: format!("{}.client.", config.prefix),
             command_channel: format!("{}.control", config.prefix),
@@ -128,17 +219,10 @@ impl RedisBroker {
         channel: String,
         payload: Vec<u8>,
     ) -> Result<(), BrokerError> {
-        let pool = self.shards[shard].pool.clone();
-        let label = self.shards[shard].label.clone();
+        let shard = self.shards[shard].clone();
         self.on_runtime(async move {
-            let mut conn = pool.get().await.map_err(|e| pool_error(&label, e))?;
-            redis::cmd("PUBLISH")
-                .arg(&channel)
-                .arg(payload)
-                .query_async::<i64>(&mut conn)
-                .await
-                .map_err(|e| BrokerError::Unavailable(format!("{label}: {e}")))?;
-            Ok(())
+            let cmd = shard.publish_command(&channel, payload);
+            shard.query::<i64>(&cmd).await.map(|_| ())
         })
         .await
     }
@@ -197,13 +281,13 @@ impl Broker for RedisBroker {
                         PubSub::spawn(
                             self.runtime.handle(),
                             Worker {
-                                client: shard.client.clone(),
+                                connector: shard.connector(&self.config),
                                 connect_timeout: self.config.connect_timeout,
                                 command_timeout: self.config.command_timeout,
                                 permanent,
                                 dispatch: dispatch.clone(),
                                 keep: keep.clone(),
-                                label: format!("{}#{i}", shard.label),
+                                label: format!("{}#{i}", shard.label()),
                             },
                         )
                     })
@@ -252,20 +336,14 @@ impl Broker for RedisBroker {
             .ok_or_else(|| BrokerError::Unavailable("broker not started".into()))?;
         for (shard, connections) in self.shards.iter().zip(pubsubs) {
             if !connections.iter().all(PubSub::is_healthy) {
-                return Err(BrokerError::Unavailable(format!(
-                    "{}: pubsub connection down",
-                    shard.label
-                )));
+                return Err(shard.error("pubsub connection down"));
             }
-            let pool = shard.pool.clone();
-            let label = shard.label.clone();
+            let shard = shard.clone();
             self.on_runtime(async move {
-                let mut conn = pool.get().await.map_err(|e| pool_error(&label, e))?;
-                redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
+                shard
+                    .query::<redis::Value>(&redis::cmd("PING"))
                     .await
-                    .map_err(|e| BrokerError::Unavailable(format!("{label}: {e}")))?;
-                Ok(())
+                    .map(|_| ())
             })
             .await?;
         }

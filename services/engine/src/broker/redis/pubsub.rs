@@ -1,20 +1,39 @@
 //! One dedicated Redis PUB/SUB connection and the task that owns it.
 //!
 //! The task keeps the set of Redis channels this node wants and makes the connection match it:
-//! subscribe requests are batched into one SUBSCRIBE, a dead connection is noticed by a ping
-//! (a connection that only reads would otherwise wait forever on a half-dead socket), and after
-//! a reconnect every wanted channel is subscribed again. Incoming messages are handed to the
-//! broker's dispatch function, which only enqueues: this loop never waits on a client.
+//! subscribe requests are batched, a dead connection is noticed by a ping (a connection that
+//! only reads would otherwise wait forever on a half-dead socket), and after a reconnect every
+//! wanted channel is subscribed again. Incoming messages are handed to the broker's dispatch
+//! function, which only enqueues: this loop never waits on a client. The same loop serves plain
+//! PUB/SUB and a Redis Cluster's sharded PUB/SUB, through [`Connector`].
 
 use std::collections::HashSet;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::super::BrokerError;
+
+/// Messages of a subscriber connection: (redis channel, payload).
+pub(super) type Messages = Pin<Box<dyn Stream<Item = (String, Vec<u8>)> + Send>>;
+
+/// The command half of a subscriber connection.
+#[async_trait::async_trait]
+pub(super) trait SubscriberSink: Send {
+    async fn subscribe(&mut self, channels: &[String]) -> redis::RedisResult<()>;
+    async fn unsubscribe(&mut self, channels: &[String]) -> redis::RedisResult<()>;
+    async fn ping(&mut self) -> redis::RedisResult<()>;
+}
+
+/// Opens subscriber connections.
+#[async_trait::async_trait]
+pub(super) trait Connector: Send + Sync + 'static {
+    async fn connect(&self) -> redis::RedisResult<(Box<dyn SubscriberSink>, Messages)>;
+}
 
 /// Most channels in one SUBSCRIBE/UNSUBSCRIBE.
 const BATCH: usize = 512;
@@ -42,7 +61,7 @@ pub(super) struct PubSub {
 }
 
 pub(super) struct Worker {
-    pub client: redis::Client,
+    pub connector: Box<dyn Connector>,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     /// Channels subscribed for the node's lifetime (the command channel).
@@ -125,17 +144,12 @@ impl Worker {
         wanted: &mut HashSet<String>,
         healthy: &AtomicBool,
     ) -> Ended {
-        let pubsub = match tokio::time::timeout(
-            self.connect_timeout,
-            self.client.get_async_pubsub(),
-        )
-        .await
-        {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => return Ended::Lost(e.to_string()),
-            Err(_) => return Ended::Lost("connect timed out".into()),
-        };
-        let (mut sink, mut stream) = pubsub.split();
+        let (mut sink, mut stream) =
+            match tokio::time::timeout(self.connect_timeout, self.connector.connect()).await {
+                Ok(Ok(connection)) => connection,
+                Ok(Err(e)) => return Ended::Lost(e.to_string()),
+                Err(_) => return Ended::Lost("connect timed out".into()),
+            };
         let all: Vec<String> = wanted.iter().cloned().collect();
         for batch in all.chunks(BATCH) {
             match tokio::time::timeout(self.command_timeout, sink.subscribe(batch)).await {
@@ -159,13 +173,13 @@ impl Worker {
                     }
                 }
                 message = stream.next() => {
-                    let Some(message) = message else {
+                    let Some((channel, payload)) = message else {
                         return Ended::Healthy("connection closed".into());
                     };
-                    (self.dispatch)(message.get_channel_name(), message.get_payload_bytes());
+                    (self.dispatch)(&channel, &payload);
                 }
                 _ = ping.tick() => {
-                    match tokio::time::timeout(self.command_timeout, sink.ping::<redis::Value>()).await {
+                    match tokio::time::timeout(self.command_timeout, sink.ping()).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => return Ended::Healthy(format!("ping failed: {e}")),
                         Err(_) => return Ended::Healthy("ping timed out".into()),
@@ -181,7 +195,7 @@ impl Worker {
         first: Request,
         requests: &mut mpsc::UnboundedReceiver<Request>,
         wanted: &mut HashSet<String>,
-        sink: &mut redis::aio::PubSubSink,
+        sink: &mut Box<dyn SubscriberSink>,
     ) -> Result<(), String> {
         let mut subscribe: Vec<(String, oneshot::Sender<Result<(), BrokerError>>)> = Vec::new();
         let mut unsubscribe: Vec<String> = Vec::new();
@@ -211,7 +225,7 @@ impl Worker {
         if subscribe.is_empty() {
             return Ok(());
         }
-        let channels: Vec<&str> = subscribe.iter().map(|(ch, _)| ch.as_str()).collect();
+        let channels: Vec<String> = subscribe.iter().map(|(ch, _)| ch.clone()).collect();
         let result =
             match tokio::time::timeout(self.command_timeout, sink.subscribe(&channels)).await {
                 Ok(Ok(())) => Ok(()),
