@@ -167,6 +167,10 @@ pub struct RedisConfig {
     pub pubsub_connections: usize,
     /// Most pooled connections per shard for publishing.
     pub pool_size: usize,
+    /// PEM of the CA(s) that sign the Redis servers' certificates, trusted for `rediss://`
+    /// shards instead of the built-in (webpki) roots. `None` = the webpki roots. Ignored for
+    /// plain `redis://` shards. Certificates are always verified, host name included.
+    pub tls_ca_cert: Option<Vec<u8>>,
 }
 
 impl Default for RedisConfig {
@@ -180,6 +184,7 @@ impl Default for RedisConfig {
             command_timeout: Duration::from_secs(1),
             pubsub_connections: 2,
             pool_size: 32,
+            tls_ca_cert: None,
         }
     }
 }

@@ -27,18 +27,29 @@ pub struct Subscriber {
 }
 
 pub struct Hub {
-    channels: Sharded<HashMap<ConnId, Subscriber>>,
+    channels: Sharded<ChannelEntry>,
 }
 
-/// What a subscribe or unsubscribe did to the channel on this node: the broker needs a
-/// node-level subscription only for the first local subscriber, and can drop it after the last.
+/// The node's node-level broker subscription of a channel: set once the broker confirmed it.
+/// Every local subscriber awaits it, so nobody is told "subscribed" before publications can
+/// actually reach this node; only the first one performs it.
+pub type BrokerSubscription = Arc<tokio::sync::OnceCell<()>>;
+
+#[derive(Default)]
+struct ChannelEntry {
+    subscribers: HashMap<ConnId, Subscriber>,
+    broker: BrokerSubscription,
+}
+
+/// What an unsubscribe did to the channel on this node: the broker's node-level subscription
+/// can be dropped after the last local subscriber left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Membership {
-    /// The first local subscriber arrived / the last one left.
+    /// The last local subscriber left.
     Edge,
-    /// Others were (and are) subscribed.
+    /// Others are still subscribed.
     Unchanged,
-    /// The connection was already subscribed / was not subscribed.
+    /// The connection was not subscribed.
     Noop,
 }
 
@@ -55,32 +66,34 @@ impl Hub {
         }
     }
 
-    pub fn subscribe(&self, channel: &str, conn: ConnId, subscriber: Subscriber) -> Membership {
+    /// Adds a local subscriber. Returns the channel's broker subscription to await (and to
+    /// perform, for whoever gets there first), or `None` if the connection was already in.
+    pub fn subscribe(
+        &self,
+        channel: &str,
+        conn: ConnId,
+        subscriber: Subscriber,
+    ) -> Option<BrokerSubscription> {
         let mut shard = self.channels.write(channel);
-        let subs = match shard.get_mut(channel) {
-            Some(subs) => subs,
+        let entry = match shard.get_mut(channel) {
+            Some(entry) => entry,
             None => shard.entry(Arc::from(channel)).or_default(),
         };
-        let first = subs.is_empty();
-        if subs.insert(conn, subscriber).is_some() {
-            return Membership::Noop;
+        if entry.subscribers.insert(conn, subscriber).is_some() {
+            return None;
         }
-        if first {
-            Membership::Edge
-        } else {
-            Membership::Unchanged
-        }
+        Some(entry.broker.clone())
     }
 
     pub fn unsubscribe(&self, channel: &str, conn: ConnId) -> Membership {
         let mut shard = self.channels.write(channel);
-        let Some(subs) = shard.get_mut(channel) else {
+        let Some(entry) = shard.get_mut(channel) else {
             return Membership::Noop;
         };
-        if subs.remove(&conn).is_none() {
+        if entry.subscribers.remove(&conn).is_none() {
             return Membership::Noop;
         }
-        if subs.is_empty() {
+        if entry.subscribers.is_empty() {
             shard.remove(channel);
             Membership::Edge
         } else {
@@ -100,13 +113,13 @@ impl Hub {
     /// off by its own queue and not counted).
     pub fn deliver(&self, channel: &str, mut encode: impl FnMut(Format) -> Option<Bytes>) -> usize {
         let shard = self.channels.read(channel);
-        let Some(subs) = shard.get(channel) else {
+        let Some(entry) = shard.get(channel) else {
             return 0;
         };
         let mut json: Option<Option<Bytes>> = None;
         let mut protobuf: Option<Option<Bytes>> = None;
         let mut delivered = 0;
-        for sub in subs.values() {
+        for sub in entry.subscribers.values() {
             let slot = match sub.format {
                 Format::Json => &mut json,
                 Format::Protobuf => &mut protobuf,
@@ -128,7 +141,7 @@ impl Hub {
         let (mut channels, mut subs) = (0, 0);
         self.channels.for_each_shard(|shard| {
             channels += shard.len();
-            subs += shard.values().map(HashMap::len).sum::<usize>();
+            subs += shard.values().map(|e| e.subscribers.len()).sum::<usize>();
         });
         (channels, subs)
     }
@@ -137,7 +150,11 @@ impl Hub {
     pub fn channels(&self) -> Vec<(String, usize)> {
         let mut out = Vec::new();
         self.channels.for_each_shard(|shard| {
-            out.extend(shard.iter().map(|(ch, subs)| (ch.to_string(), subs.len())));
+            out.extend(
+                shard
+                    .iter()
+                    .map(|(ch, e)| (ch.to_string(), e.subscribers.len())),
+            );
         });
         out
     }
@@ -172,13 +189,14 @@ mod tests {
     }
 
     #[test]
-    fn membership_edges_are_first_join_and_last_leave() {
+    fn joiners_share_one_broker_subscription_and_the_last_leave_is_the_edge() {
         let hub = Hub::new();
         let (a, _) = sub(Format::Json);
         let (b, _) = sub(Format::Json);
-        assert_eq!(hub.subscribe("ch", 1, a.clone()), Membership::Edge);
-        assert_eq!(hub.subscribe("ch", 1, a), Membership::Noop);
-        assert_eq!(hub.subscribe("ch", 2, b), Membership::Unchanged);
+        let first = hub.subscribe("ch", 1, a.clone()).expect("joined");
+        assert!(hub.subscribe("ch", 1, a).is_none(), "already in");
+        let second = hub.subscribe("ch", 2, b).expect("joined");
+        assert!(Arc::ptr_eq(&first, &second));
         assert_eq!(hub.unsubscribe("ch", 1), Membership::Unchanged);
         assert_eq!(hub.unsubscribe("ch", 1), Membership::Noop);
         assert_eq!(hub.unsubscribe("ch", 2), Membership::Edge);

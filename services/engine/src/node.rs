@@ -307,17 +307,22 @@ impl Node {
             .for_each(|h| h.outbound.close(codes::disconnect::SHUTDOWN));
     }
 
-    /// Adds a local subscriber; the first one of a channel takes the node-level broker
-    /// subscription, rolled back if the broker refuses.
+    /// Adds a local subscriber and returns once the node-level broker subscription of the
+    /// channel exists: the first subscriber takes it, concurrent ones wait for it, later ones
+    /// find it. If the broker refuses, this subscriber is rolled back (the next one retries).
     pub(crate) async fn add_subscription(
         &self,
         channel: &str,
         conn: ConnId,
         subscriber: Subscriber,
     ) -> Result<(), NodeError> {
-        if self.inner.hub.subscribe(channel, conn, subscriber) == Membership::Edge
-            && let Err(e) = self.inner.broker.subscribe(channel).await
-        {
+        let Some(broker_subscription) = self.inner.hub.subscribe(channel, conn, subscriber) else {
+            return Ok(());
+        };
+        let subscribed = broker_subscription
+            .get_or_try_init(|| self.inner.broker.subscribe(channel))
+            .await;
+        if let Err(e) = subscribed {
             self.remove_subscription(channel, conn);
             return Err(e.into());
         }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use herald_engine::MemoryBroker;
 use herald_engine::broker::{Broker, BrokerError, BrokerEventHandler, NodeCommand, RedisBroker};
 use herald_engine::config::{RedisConfig, RedisShardConfig};
-use herald_engine::testing::redis::RedisServer;
+use herald_engine::testing::redis::{RedisOptions, RedisServer};
 use herald_protocol::proto::Publication;
 
 /// Records what the broker delivers; `subscribed` answers `has_subscribers`.
@@ -73,6 +73,7 @@ fn redis_config(urls: &[String]) -> RedisConfig {
         command_timeout: Duration::from_millis(500),
         pubsub_connections: 2,
         pool_size: 4,
+        tls_ca_cert: None,
     }
 }
 
@@ -320,4 +321,196 @@ async fn redis_cluster_carries_channels_over_sharded_pubsub() {
     a.publish_command(&NodeCommand::Leave { uid: "x".into() })
         .await
         .unwrap();
+}
+
+/// A broker that cannot get into its Redis: never healthy, and `publish` fails within the
+/// command timeout (500 ms here) with an error instead of hanging. Returns the error.
+async fn locked_out(config: RedisConfig) -> BrokerError {
+    let (broker, _) = started(RedisBroker::new(config).unwrap());
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_millis(1500) {
+        assert!(
+            broker.health().await.is_err(),
+            "a broker without access must never be healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = Instant::now();
+    let err = broker.publish("ch", publication(0)).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "publish must fail within the command timeout, took {:?}",
+        started.elapsed()
+    );
+    assert!(broker.subscribe("ch").await.is_err(), "subscribe fails too");
+    err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_protected_redis_serves_the_right_password_only() {
+    let redis = RedisServer::start_with(RedisOptions {
+        password: Some("s3cret".into()),
+        ..Default::default()
+    });
+    let url = redis.url();
+    assert!(url.starts_with("redis://:s3cret@"), "{url}");
+    let (broker, recorder) = started(RedisBroker::new(redis_config(&[url])).unwrap());
+    delivers_in_order(broker, recorder).await;
+
+    let port = redis.port();
+    for url in [
+        format!("redis://:wrong@127.0.0.1:{port}"),
+        format!("redis://127.0.0.1:{port}"),
+    ] {
+        let err = locked_out(redis_config(std::slice::from_ref(&url))).await;
+        let message = err.to_string();
+        assert!(
+            matches!(err, BrokerError::Unavailable(_)),
+            "{url}: {message}"
+        );
+        assert!(
+            message.contains("WRONGPASS")
+                || message.contains("NOAUTH")
+                || message.contains("uthenticat"),
+            "{url}: the error says why: {message}"
+        );
+        assert!(!message.contains("wrong@"), "password redacted: {message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_with_its_password_publishes_and_subscribes() {
+    let redis = RedisServer::start_with(RedisOptions {
+        password: Some("admin-pw".into()),
+        ..Default::default()
+    });
+    redis.cli(&[
+        "ACL", "SETUSER", "herald", "on", ">user-pw", "~*", "&*", "+@all",
+    ]);
+    let url = format!("redis://herald:user-pw@127.0.0.1:{}", redis.port());
+    let config = redis_config(&[url]);
+    let (a, _) = started(RedisBroker::new(config.clone()).unwrap());
+    let (b, b_seen) = started(RedisBroker::new(config).unwrap());
+    ready(&a).await;
+    ready(&b).await;
+    b.subscribe("news").await.unwrap();
+    for n in 0..10 {
+        a.publish("news", publication(n)).await.unwrap();
+    }
+    eventually("10 on b", Duration::from_secs(5), || {
+        b_seen.data("news").len() == 10
+    })
+    .await;
+    // The connections really are the ACL user's.
+    let clients = redis.cli(&["CLIENT", "LIST"]);
+    assert!(
+        clients.lines().any(|l| {
+            let fields: Vec<&str> = l.split(' ').collect();
+            fields.contains(&"user=herald")
+                && fields
+                    .iter()
+                    .any(|f| f.starts_with("sub=") && *f != "sub=0")
+        }),
+        "{clients}"
+    );
+
+    let wrong = format!("redis://herald:admin-pw@127.0.0.1:{}", redis.port());
+    locked_out(redis_config(&[wrong])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_redis_is_used_with_its_ca_and_refused_without_it() {
+    let redis = RedisServer::start_with(RedisOptions {
+        password: Some("pw".into()),
+        tls: true,
+    });
+    let url = redis.url();
+    assert!(url.starts_with("rediss://:pw@127.0.0.1:"), "{url}");
+    let ca = redis.ca_cert_pem().unwrap();
+    assert_eq!(RedisBroker::check_tls_ca_cert(&ca), Ok(1));
+
+    let mut config = redis_config(std::slice::from_ref(&url));
+    config.tls_ca_cert = Some(ca.clone());
+    let (broker, recorder) = started(RedisBroker::new(config.clone()).unwrap());
+    delivers_in_order(broker, recorder).await;
+    // Two nodes meet over TLS as well.
+    let (a, _) = started(RedisBroker::new(config.clone()).unwrap());
+    let (b, b_seen) = started(RedisBroker::new(config).unwrap());
+    ready(&a).await;
+    ready(&b).await;
+    b.subscribe("tls").await.unwrap();
+    a.publish("tls", publication(1)).await.unwrap();
+    eventually("over TLS", Duration::from_secs(5), || {
+        b_seen.data("tls") == [publication(1).data]
+    })
+    .await;
+
+    // Without the CA (webpki roots) the server's certificate is not trusted.
+    let err = locked_out(redis_config(std::slice::from_ref(&url))).await;
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "the error says why: {err}"
+    );
+    // A CA that did not sign the server's certificate is not trusted either.
+    let other = RedisServer::start_with(RedisOptions {
+        tls: true,
+        ..Default::default()
+    });
+    let mut config = redis_config(&[url]);
+    config.tls_ca_cert = other.ca_cert_pem();
+    locked_out(config).await;
+}
+
+#[test]
+fn tls_ca_certs_are_checked() {
+    assert!(RedisBroker::check_tls_ca_cert(b"").is_err());
+    assert!(RedisBroker::check_tls_ca_cert(b"not a certificate").is_err());
+    let err = RedisBroker::check_tls_ca_cert(
+        b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap_err();
+    assert!(err.contains("CA"), "{err}");
+    // A bad CA fails the broker at construction, not at first use.
+    let mut config = redis_config(&["rediss://127.0.0.1:1".into()]);
+    config.tls_ca_cert = Some(b"garbage".to_vec());
+    assert!(RedisBroker::new(config).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_protected_redis_cluster_carries_channels_with_the_right_password_only() {
+    use herald_engine::testing::redis::RedisCluster;
+    let cluster = RedisCluster::start_with(RedisOptions {
+        password: Some("cluster-pw".into()),
+        ..Default::default()
+    });
+    let urls = cluster.urls();
+    assert!(
+        urls.iter().all(|u| u.starts_with("redis://:cluster-pw@")),
+        "{urls:?}"
+    );
+    let mut config = redis_config(&[]);
+    config.shards = vec![RedisShardConfig::Cluster { urls }];
+    let (a, _) = started(RedisBroker::new(config.clone()).unwrap());
+    let (b, b_seen) = started(RedisBroker::new(config).unwrap());
+    ready(&a).await;
+    ready(&b).await;
+    let channels: Vec<String> = (0..10).map(|i| format!("room{i}")).collect();
+    for ch in &channels {
+        b.subscribe(ch).await.unwrap();
+        a.publish(ch, publication(1)).await.unwrap();
+    }
+    eventually("one per channel on b", Duration::from_secs(10), || {
+        channels.iter().all(|ch| b_seen.data(ch).len() == 1)
+    })
+    .await;
+
+    let mut wrong = redis_config(&[]);
+    wrong.shards = vec![RedisShardConfig::Cluster {
+        urls: cluster
+            .ports()
+            .iter()
+            .map(|p| format!("redis://:wrong@127.0.0.1:{p}"))
+            .collect(),
+    }];
+    locked_out(wrong).await;
 }

@@ -53,6 +53,11 @@
 //! command_timeout = "1s"        # (0, 60s]; publish/subscribe fail after it
 //! pubsub_connections = 2        # PUB/SUB connections per shard, 1..=64
 //! pool_size = 32                # publishing connections per shard, 1..=1024
+//! # PEM file of the CA(s) that sign the Redis servers' certificates, for rediss:// entries
+//! # (default: the built-in webpki roots). Read at start; unreadable or not PEM = error; a
+//! # warning if no entry uses rediss://. Server certificates and host names are always verified.
+//! # Environment: HERALD_BROKER__TLS_CA_FILE=/etc/herald/redis-ca.pem
+//! # tls_ca_file = "/etc/herald/redis-ca.pem"
 //!
 //! [channels]
 //! # Options for channels without a namespace (all off by default):
@@ -620,6 +625,9 @@ impl Config {
                 let _ = writeln!(s, "  command_timeout:  {}", d(r.command_timeout));
                 let _ = writeln!(s, "  pubsub_connections: {}", r.pubsub_connections);
                 let _ = writeln!(s, "  pool_size:        {}", r.pool_size);
+                if r.tls_ca_cert.is_some() {
+                    let _ = writeln!(s, "  tls_ca:           from broker.tls_ca_file");
+                }
             }
         }
         let ch = &self.channels;
@@ -859,6 +867,12 @@ fn build_broker(
                         .to_owned(),
                 );
             }
+            if non_empty(&raw.tls_ca_file).is_some() {
+                warnings.push(
+                    "broker.tls_ca_file is ignored: broker.kind is \"memory\" (set broker.kind = \"redis\" to use Redis)"
+                        .to_owned(),
+                );
+            }
             return BrokerConfig::Memory;
         }
         "redis" => {}
@@ -947,8 +961,37 @@ fn build_broker(
         defaults.command_timeout,
     );
 
+    let tls_ca_cert = non_empty(&raw.tls_ca_file).and_then(|path| {
+        let path = path.trim();
+        let key = "broker.tls_ca_file";
+        let pem = std::fs::read(path)
+            .map_err(|e| problems.push(format!("{key}: cannot read {path:?}: {e}")))
+            .ok()?;
+        match herald_engine::broker::RedisBroker::check_tls_ca_cert(&pem) {
+            Ok(_) => {
+                let tls = shards.iter().any(|shard| match shard {
+                    RedisShardConfig::Standalone { url } => url.starts_with("rediss://"),
+                    RedisShardConfig::Cluster { urls } => {
+                        urls.iter().any(|url| url.starts_with("rediss://"))
+                    }
+                });
+                if !tls {
+                    warnings.push(format!(
+                        "{key} is ignored: no broker.redis_urls entry uses TLS (rediss:// or rediss+cluster://)"
+                    ));
+                }
+                Some(pem)
+            }
+            Err(why) => {
+                problems.push(format!("{key}: {path:?} {why}"));
+                None
+            }
+        }
+    });
+
     BrokerConfig::Redis(RedisConfig {
         shards,
+        tls_ca_cert,
         prefix: prefix.to_owned(),
         connect_timeout,
         command_timeout,

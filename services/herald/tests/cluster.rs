@@ -7,7 +7,7 @@ use herald::RunningNode;
 use herald::config::{BrokerConfig, Config};
 use herald::testing::{Api, TEST_API_KEY, WsClient, token};
 use herald_engine::config::{RedisConfig, RedisShardConfig};
-use herald_engine::testing::redis::RedisServer;
+use herald_engine::testing::redis::{RedisOptions, RedisServer};
 use herald_protocol::Format;
 use serde_json::{Value, json};
 
@@ -26,6 +26,7 @@ async fn redis_node(name: &str, urls: &[String]) -> RunningNode {
         command_timeout: Duration::from_millis(500),
         pubsub_connections: 2,
         pool_size: 4,
+        tls_ca_cert: None,
     });
     let node = RunningNode::start(config).expect("start node");
     let probe = api(&node);
@@ -399,4 +400,94 @@ async fn nodes_on_a_redis_cluster_deliver_over_sharded_pubsub() {
         node_names(&api(&a).call("info", json!({})).await).len() == 2
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_meet_in_a_password_protected_tls_redis_configured_from_the_environment() {
+    let redis = RedisServer::start_with(RedisOptions {
+        password: Some("pw".into()),
+        tls: true,
+    });
+    let url = format!("rediss://:pw@127.0.0.1:{}", redis.port());
+    assert_eq!(url, redis.url());
+    let ca_file = redis.ca_cert_path().unwrap();
+    let env = |ca: Option<&std::path::Path>| {
+        let mut env = std::collections::HashMap::from([
+            (
+                "HERALD_AUTH__HMAC_SECRET".to_string(),
+                "test-secret-0123456789abcdef0123456789".to_string(),
+            ),
+            ("HERALD_API__KEY".to_string(), TEST_API_KEY.to_string()),
+            (
+                "HERALD_SERVER__LISTEN".to_string(),
+                "127.0.0.1:0".to_string(),
+            ),
+            (
+                "HERALD_SERVER__HEARTBEAT_INTERVAL".to_string(),
+                "200ms".to_string(),
+            ),
+            (
+                "HERALD_CHANNELS__ALLOW_SUBSCRIBE_FOR_CLIENT".to_string(),
+                "true".to_string(),
+            ),
+            ("HERALD_BROKER__KIND".to_string(), "redis".to_string()),
+            ("HERALD_BROKER__REDIS_URLS".to_string(), url.clone()),
+        ]);
+        if let Some(ca) = ca {
+            env.insert(
+                "HERALD_BROKER__TLS_CA_FILE".to_string(),
+                ca.display().to_string(),
+            );
+        }
+        env
+    };
+    let ca_pem = redis.ca_cert_pem();
+    let start = |env: std::collections::HashMap<String, String>| {
+        let expected_ca = env
+            .contains_key("HERALD_BROKER__TLS_CA_FILE")
+            .then(|| ca_pem.clone().unwrap());
+        async move {
+            let config = Config::load(None, Some(env), &Default::default()).expect("config");
+            assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+            assert!(
+                matches!(&config.broker, BrokerConfig::Redis(r) if r.tls_ca_cert == expected_ca)
+            );
+            RunningNode::start(config).expect("start node")
+        }
+    };
+    let ready = |node: &RunningNode| {
+        let probe = api(node);
+        async move {
+            eventually("node ready", || async {
+                probe.request("GET", "/ready", &[], "").await.0 == 200
+            })
+            .await;
+        }
+    };
+    let (a, b) = (
+        start(env(Some(&ca_file))).await,
+        start(env(Some(&ca_file))).await,
+    );
+    ready(&a).await;
+    ready(&b).await;
+    let mut bob = subscribed(&b, "bob", Format::Json, "room").await;
+    for n in 0..10 {
+        api(&a)
+            .call("publish", json!({"channel":"room","data":{"n":n}}))
+            .await;
+    }
+    expect_in_order(&mut bob, "room", 0..10).await;
+    eventually("both nodes listed", || async {
+        node_names(&api(&a).call("info", json!({})).await).len() == 2
+    })
+    .await;
+
+    // Without the CA file the server's certificate is not trusted: the node never gets ready.
+    let untrusting = start(env(None)).await;
+    let probe = api(&untrusting);
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(probe.request("GET", "/ready", &[], "").await.0, 503);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

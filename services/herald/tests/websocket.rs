@@ -399,8 +399,9 @@ async fn silent_connection_is_closed_as_stale() {
 #[tokio::test]
 async fn pings_arrive_and_a_missing_pong_closes_with_3012() {
     let mut config = Config::for_test();
-    config.client.ping_interval = Duration::from_millis(400);
-    config.client.pong_timeout = Duration::from_millis(200);
+    // Wide enough that a loaded machine answers in time; short enough for a test.
+    config.client.ping_interval = Duration::from_millis(1000);
+    config.client.pong_timeout = Duration::from_millis(900);
     let node = start(config);
 
     let mut good = connected(&node, "alice").await;

@@ -43,6 +43,18 @@
 //! panicking test cleans up too; only a test process that is itself killed (SIGKILL, abort)
 //! leaves its servers running, since nothing in the process gets to run then.
 //!
+//! # Passwords and TLS
+//!
+//! [`RedisServer::start_with`] takes [`RedisOptions`]: a `password` (`--requirepass`; the
+//! [`url`](RedisServer::url) then carries `:password@`), and `tls`: the server then listens
+//! with TLS only (`--port 0 --tls-port <port>`, clients are not asked for certificates) with a
+//! certificate for `127.0.0.1` (IP SAN) and `localhost`, signed by a test CA generated with the
+//! `openssl` command-line tool into the server's directory (once per server: a
+//! [`restart`](RedisServer::restart) keeps options and certificates). The URL is then
+//! `rediss://`, [`ca_cert_pem`](RedisServer::ca_cert_pem) gives the CA, and `cli` runs
+//! `redis-cli --tls --cacert <ca>` (with `-a <password>` when there is one).
+//! [`RedisCluster::start_with`] takes a password (every node requires it), not TLS.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -71,6 +83,31 @@ use std::time::{Duration, Instant};
 const HOST: &str = "127.0.0.1";
 const SERVER_BIN: &str = "redis-server";
 const CLI_BIN: &str = "redis-cli";
+const OPENSSL_BIN: &str = "openssl";
+/// File names of the generated TLS material, in the server's directory.
+const CA_CERT: &str = "ca.crt";
+const CA_KEY: &str = "ca.key";
+const SERVER_CERT: &str = "server.crt";
+const SERVER_KEY: &str = "server.key";
+/// The openssl configuration for the test CA and the server certificate (ECDSA P-256).
+const OPENSSL_CONFIG: &str = "\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = Herald Test CA
+[v3_ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[v3_server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+";
 const INSTALL_HINT: &str = "install it with `apt-get install redis-server` (which also brings redis-cli), \
      or run `bash .ci/install-test-deps` from the repository root";
 
@@ -104,6 +141,17 @@ enum StartError {
     Other(String),
 }
 
+/// How [`RedisServer::start_with`] sets a server up; the default is [`RedisServer::start`]'s
+/// (no password, no TLS).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// `--requirepass <password>`: clients must `AUTH` (the `default` user).
+    pub password: Option<String>,
+    /// Serve TLS only (`--port 0 --tls-port <port>`), with a certificate for `127.0.0.1` and
+    /// `localhost` signed by a CA generated for this server.
+    pub tls: bool,
+}
+
 /// One real `redis-server` process on `127.0.0.1:<port>`, owned by the test.
 ///
 /// Killed, reaped and its directory removed on drop (also while a test panics).
@@ -113,6 +161,7 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     kind: Kind,
+    options: RedisOptions,
 }
 
 impl RedisServer {
@@ -128,7 +177,34 @@ impl RedisServer {
     /// If `redis-server` cannot be spawned (with instructions to install it), if it exits
     /// before answering, or if it does not answer PING within 10 s (quoting its log).
     pub fn start() -> RedisServer {
-        Self::launch(Kind::Standalone)
+        Self::launch(Kind::Standalone, RedisOptions::default())
+    }
+
+    /// Like [`start`](Self::start), with a password and/or TLS (see [`RedisOptions`] and the
+    /// [module docs](self#passwords-and-tls)). With `tls`, the CA and server certificates are
+    /// generated first with `openssl` (a few tens of milliseconds).
+    ///
+    /// # Panics
+    ///
+    /// Like [`start`](Self::start), or if `openssl` is missing or fails.
+    pub fn start_with(options: RedisOptions) -> RedisServer {
+        Self::launch(Kind::Standalone, options)
+    }
+
+    /// The options the server was started with.
+    pub fn options(&self) -> &RedisOptions {
+        &self.options
+    }
+
+    /// The PEM of the CA that signed the server's certificate, `None` without TLS.
+    pub fn ca_cert_pem(&self) -> Option<Vec<u8>> {
+        let path = self.ca_cert_path()?;
+        Some(fs::read(&path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display())))
+    }
+
+    /// The path of the CA certificate (PEM) in the server's directory, `None` without TLS.
+    pub fn ca_cert_path(&self) -> Option<PathBuf> {
+        self.options.tls.then(|| self.dir.join(CA_CERT))
     }
 
     /// The server's TCP port on 127.0.0.1; the same across [`kill`](Self::kill) and
@@ -137,9 +213,15 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>`; `rediss://` with TLS, and `redis://:<password>@127.0.0.1:<port>`
+    /// with a password (percent-encoded where needed).
     pub fn url(&self) -> String {
-        format!("redis://{HOST}:{}", self.port)
+        let scheme = if self.options.tls { "rediss" } else { "redis" };
+        let auth = match &self.options.password {
+            Some(password) => format!(":{}@", percent_encode(password)),
+            None => String::new(),
+        };
+        format!("{scheme}://{auth}{HOST}:{}", self.port)
     }
 
     /// The process id of the running server, `None` after [`kill`](Self::kill).
@@ -204,7 +286,8 @@ impl RedisServer {
         );
     }
 
-    /// Runs `redis-cli -h 127.0.0.1 -p <port> <args...>` and returns its stdout, trimmed.
+    /// Runs `redis-cli -h 127.0.0.1 -p <port> <args...>` and returns its stdout, trimmed. With
+    /// TLS it adds `--tls --cacert <ca>`, with a password `-a <password> --no-auth-warning`.
     ///
     /// # Panics
     ///
@@ -225,11 +308,37 @@ impl RedisServer {
     ///
     /// If `redis-cli` itself cannot be spawned: a missing tool is not a failed command.
     pub fn try_cli(&self, args: &[&str]) -> Result<String, String> {
-        let port = self.port.to_string();
-        run_cli(&["-h", HOST, "-p", &port], args, CLI_TIMEOUT)
+        let prefix = self.cli_prefix();
+        let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        run_cli(&prefix, args, CLI_TIMEOUT)
     }
 
-    fn launch(kind: Kind) -> RedisServer {
+    /// `-h 127.0.0.1 -p <port>`, plus the TLS and password options the server needs.
+    fn cli_prefix(&self) -> Vec<String> {
+        let mut prefix = vec![
+            "-h".to_owned(),
+            HOST.to_owned(),
+            "-p".to_owned(),
+            self.port.to_string(),
+        ];
+        if self.options.tls {
+            prefix.extend([
+                "--tls".to_owned(),
+                "--cacert".to_owned(),
+                self.dir.join(CA_CERT).display().to_string(),
+            ]);
+        }
+        if let Some(password) = &self.options.password {
+            prefix.extend([
+                "-a".to_owned(),
+                password.clone(),
+                "--no-auth-warning".to_owned(),
+            ]);
+        }
+        prefix
+    }
+
+    fn launch(kind: Kind, options: RedisOptions) -> RedisServer {
         let mut last = String::new();
         for _ in 0..BIND_ATTEMPTS {
             let port = match kind {
@@ -243,6 +352,7 @@ impl RedisServer {
                 port,
                 dir,
                 kind,
+                options: options.clone(),
             };
             match server.spawn_and_wait() {
                 Ok(()) => return server,
@@ -263,9 +373,32 @@ impl RedisServer {
     }
 
     fn args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec![
-            "--port".into(),
-            self.port.to_string().into(),
+        let port = self.port.to_string();
+        let mut args: Vec<OsString> = if self.options.tls {
+            vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.into(),
+                "--tls-cert-file".into(),
+                self.dir.join(SERVER_CERT).into(),
+                "--tls-key-file".into(),
+                self.dir.join(SERVER_KEY).into(),
+                "--tls-ca-cert-file".into(),
+                self.dir.join(CA_CERT).into(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ]
+        } else {
+            vec!["--port".into(), port.into()]
+        };
+        if let Some(password) = &self.options.password {
+            args.extend(["--requirepass".into(), password.into()]);
+            if self.kind == Kind::ClusterNode {
+                args.extend(["--masterauth".into(), password.into()]);
+            }
+        }
+        args.extend([
             "--bind".into(),
             HOST.into(),
             "--daemonize".into(),
@@ -278,7 +411,7 @@ impl RedisServer {
             self.dir.clone().into(),
             "--logfile".into(),
             self.log_path().into(),
-        ];
+        ]);
         if self.kind == Kind::ClusterNode {
             args.extend([
                 "--cluster-enabled".into(),
@@ -298,6 +431,9 @@ impl RedisServer {
         fs::create_dir_all(&self.dir).map_err(|error| {
             StartError::Other(format!("creating {}: {error}", self.dir.display()))
         })?;
+        if self.options.tls && !self.dir.join(SERVER_CERT).exists() {
+            generate_certificates(&self.dir).map_err(StartError::Other)?;
+        }
         // Early errors (bad arguments) go to stdout/stderr before --logfile takes over.
         let stdio_path = self.dir.join("stdio.log");
         let stdio = File::options()
@@ -330,7 +466,7 @@ impl RedisServer {
                 self.child = None;
                 return Err(self.exited_early(status));
             }
-            if answers_as(self.port, pid) {
+            if self.answers_as(pid) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -342,6 +478,19 @@ impl RedisServer {
             }
             thread::sleep(POLL);
         }
+    }
+
+    /// Whether the server answers PING and is the process `pid` (not some other process that
+    /// took the port while ours failed to bind it).
+    fn answers_as(&self, pid: u32) -> bool {
+        if !self.options.tls {
+            return answers_as(self.port, self.options.password.as_deref(), pid);
+        }
+        let prefix = self.cli_prefix();
+        let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        let expected = format!("process_id:{pid}");
+        run_cli(&prefix, &["INFO", "server"], Duration::from_secs(2))
+            .is_ok_and(|info| info.lines().any(|line| line.trim() == expected))
     }
 
     fn exited_early(&self, status: ExitStatus) -> StartError {
@@ -396,12 +545,25 @@ impl RedisCluster {
     /// Like [`RedisServer::start`], or if the cluster does not come up in time (quoting each
     /// node's `CLUSTER INFO` and the output of `--cluster create`).
     pub fn start() -> RedisCluster {
+        Self::start_with(RedisOptions::default())
+    }
+
+    /// Like [`start`](Self::start), every node requiring `options.password` (the
+    /// [`urls`](Self::urls) then carry `:password@`, and `cli` passes `-a`).
+    ///
+    /// # Panics
+    ///
+    /// Like [`start`](Self::start), or with `options.tls` (not supported for clusters).
+    pub fn start_with(options: RedisOptions) -> RedisCluster {
+        assert!(!options.tls, "RedisCluster does not support TLS");
         let mut cluster = RedisCluster {
             nodes: Vec::with_capacity(CLUSTER_NODES),
         };
         for _ in 0..CLUSTER_NODES {
             // Running nodes hold their ports and bus ports, so the next pick avoids them.
-            cluster.nodes.push(RedisServer::launch(Kind::ClusterNode));
+            cluster
+                .nodes
+                .push(RedisServer::launch(Kind::ClusterNode, options.clone()));
         }
 
         let addresses: Vec<String> = cluster
@@ -412,7 +574,11 @@ impl RedisCluster {
         let mut args: Vec<&str> = addresses.iter().map(String::as_str).collect();
         args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
         let deadline = Instant::now() + CLUSTER_TIMEOUT;
-        let created = run_cli(&["--cluster", "create"], &args, CLUSTER_TIMEOUT);
+        let mut prefix = vec!["--cluster", "create"];
+        if let Some(password) = &options.password {
+            prefix.extend(["-a", password, "--no-auth-warning"]);
+        }
+        let created = run_cli(&prefix, &args, CLUSTER_TIMEOUT);
         if let Err(error) = &created {
             panic!(
                 "redis-cli --cluster create {}: {error}",
@@ -476,8 +642,12 @@ impl RedisCluster {
 
     /// Like [`cli`](Self::cli), returning failures as `Err` (see [`RedisServer::try_cli`]).
     pub fn try_cli(&self, node: usize, args: &[&str]) -> Result<String, String> {
-        let port = self.nodes[node].port.to_string();
-        run_cli(&["-c", "-h", HOST, "-p", &port], args, CLI_TIMEOUT)
+        let prefix = self.nodes[node].cli_prefix();
+        let prefix: Vec<&str> = ["-c"]
+            .into_iter()
+            .chain(prefix.iter().map(String::as_str))
+            .collect();
+        run_cli(&prefix, args, CLI_TIMEOUT)
     }
 
     /// One node, for its port, URL or non-redirecting `cli`.
@@ -594,16 +764,27 @@ fn is_error_reply(stdout: &str) -> bool {
         .is_some_and(|(code, _)| PREFIXES.contains(&code))
 }
 
-/// Whether `127.0.0.1:<port>` answers PING with PONG and is the server with process id `pid`
-/// (not some other process that took the port while ours failed to bind it).
-fn answers_as(port: u16, pid: u32) -> bool {
+/// Whether `127.0.0.1:<port>` (plain TCP) answers PING with PONG and is the server with process
+/// id `pid` (not some other process that took the port while ours failed to bind it); with a
+/// password, after `AUTH`.
+fn answers_as(port: u16, password: Option<&str>, pid: u32) -> bool {
     let probe = || -> io::Result<bool> {
         let address = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
         let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(500))?;
         stream.set_read_timeout(Some(Duration::from_secs(1)))?;
         stream.set_write_timeout(Some(Duration::from_secs(1)))?;
+        if let Some(password) = password {
+            // A RESP array, so any byte of the password is sent as is.
+            let mut auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n", password.len()).into_bytes();
+            auth.extend_from_slice(password.as_bytes());
+            auth.extend_from_slice(b"\r\n");
+            stream.write_all(&auth)?;
+        }
         stream.write_all(b"PING\r\nINFO server\r\n")?;
         let mut reader = BufReader::new(stream);
+        if password.is_some() && read_reply(&mut reader)? != "OK" {
+            return Ok(false);
+        }
         if read_reply(&mut reader)? != "PONG" {
             return Ok(false);
         }
@@ -633,6 +814,106 @@ fn read_reply(reader: &mut impl BufRead) -> io::Result<String> {
         }
         _ => Err(io::Error::new(io::ErrorKind::InvalidData, line.to_string())),
     }
+}
+
+/// Generates a CA and a server certificate for `127.0.0.1`/`localhost` signed by it into `dir`
+/// (see the `*_CERT`/`*_KEY` names), with the `openssl` command-line tool.
+fn generate_certificates(dir: &Path) -> Result<(), String> {
+    let config = dir.join("openssl.cnf");
+    fs::write(&config, OPENSSL_CONFIG)
+        .map_err(|error| format!("writing {}: {error}", config.display()))?;
+    let new_key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509", "-new"][..],
+            &new_key,
+            &["-keyout", CA_KEY, "-out", CA_CERT],
+        ]
+        .concat()
+        .into_iter()
+        .chain([
+            "-days",
+            "3650",
+            "-config",
+            "openssl.cnf",
+            "-extensions",
+            "v3_ca",
+        ])
+        .collect(),
+        [&["req", "-new"][..], &new_key]
+            .concat()
+            .into_iter()
+            .chain([
+                "-keyout",
+                SERVER_KEY,
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ])
+            .collect(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            CA_CERT,
+            "-CAkey",
+            CA_KEY,
+            "-set_serial",
+            "2",
+            "-days",
+            "3650",
+            "-out",
+            SERVER_CERT,
+            "-extfile",
+            "openssl.cnf",
+            "-extensions",
+            "v3_server",
+        ],
+    ];
+    for args in steps {
+        let output = Command::new(OPENSSL_BIN)
+            .args(&args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot run `{OPENSSL_BIN}` ({error}); the Redis TLS tests need it to make \
+                     certificates: install it with `apt-get install openssl`"
+                )
+            });
+        if !output.status.success() {
+            return Err(format!(
+                "openssl {} failed ({}): {}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, for a URL's userinfo.
+fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            let _ = write!(encoded, "%{byte:02X}");
+        }
+    }
+    encoded
 }
 
 /// A port that was free a moment ago (bind 127.0.0.1:0, read it, release it).
@@ -796,6 +1077,53 @@ mod tests {
             !accepts_connections(port),
             "port {port} still accepts connections"
         );
+    }
+
+    #[test]
+    fn password_protected_server() {
+        let mut redis = RedisServer::start_with(RedisOptions {
+            password: Some("s3cret p@ss".into()),
+            tls: false,
+        });
+        let port = redis.port();
+        assert_eq!(
+            redis.url(),
+            format!("redis://:s3cret%20p%40ss@127.0.0.1:{port}")
+        );
+        assert_eq!(redis.ca_cert_pem(), None);
+        assert_eq!(redis.cli(&["PING"]), "PONG");
+        let port_arg = port.to_string();
+        let error = run_cli(&["-h", HOST, "-p", &port_arg], &["PING"], CLI_TIMEOUT)
+            .expect_err("no password, no PING");
+        assert!(error.starts_with("NOAUTH"), "{error}");
+        redis.restart();
+        assert_eq!(redis.cli(&["PING"]), "PONG");
+    }
+
+    #[test]
+    fn tls_server_with_password_keeps_its_certificates_across_restarts() {
+        let mut redis = RedisServer::start_with(RedisOptions {
+            password: Some("pw".into()),
+            tls: true,
+        });
+        let port = redis.port();
+        assert_eq!(redis.url(), format!("rediss://:pw@127.0.0.1:{port}"));
+        let ca = redis.ca_cert_pem().expect("a CA with TLS");
+        assert!(ca.starts_with(b"-----BEGIN CERTIFICATE-----"));
+        assert_eq!(redis.cli(&["PING"]), "PONG");
+        // TLS only: a plain-text client gets nowhere.
+        let port_arg = port.to_string();
+        assert!(
+            run_cli(
+                &["-h", HOST, "-p", &port_arg, "-a", "pw", "--no-auth-warning"],
+                &["PING"],
+                Duration::from_secs(3)
+            )
+            .is_err()
+        );
+        redis.restart();
+        assert_eq!(redis.cli(&["PING"]), "PONG");
+        assert_eq!(redis.ca_cert_pem(), Some(ca), "same CA after restart");
     }
 
     #[test]

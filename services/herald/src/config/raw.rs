@@ -104,6 +104,11 @@ pub(crate) struct RawBroker {
     pub pubsub_connections: i64,
     /// Most pooled connections per shard for publishing, 1..=1024. Default 32.
     pub pool_size: i64,
+    /// Path of a PEM file with the CA certificate(s) that sign the Redis servers' certificates,
+    /// for `rediss://` / `rediss+cluster://` entries (instead of the built-in webpki roots).
+    /// Read at start: an unreadable file or one without a PEM certificate is an error; a
+    /// warning when no entry uses TLS. Default: unset (webpki roots).
+    pub tls_ca_file: Option<String>,
 }
 
 impl Default for RawBroker {
@@ -116,6 +121,7 @@ impl Default for RawBroker {
             command_timeout: "1s".to_owned(),
             pubsub_connections: 2,
             pool_size: 32,
+            tls_ca_file: None,
         }
     }
 }

@@ -1164,3 +1164,132 @@ fn for_test_config() {
     assert!(!cfg.channels.insecure);
     assert_eq!(cfg.channels.namespaces[0].name, "chat");
 }
+
+/// A self-signed test CA (ECDSA P-256), only ever parsed here.
+const REDIS_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBdzCCAR6gAwIBAgIUGWN6dMq9L4c1R7L7RINZSp8gD3cwCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOSGVyYWxkIFRlc3QgQ0EwIBcNMjYxMTIxMTQwMDE4WhgPMjEy
+NjEwMjgxNDAwMThaMBkxFzAVBgNVBAMMDkhlcmFsZCBUZXN0IENBMFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAEaJippPQO5TKDAA/PDuGqdP90nzeQ80bWRLWvpVkw
+pCPD9hoZUqwbd0clgGwxjdsVfDJu+OzJ2zN/fnNnLgLUNaNCMEAwDwYDVR0TAQH/
+BAUwAwEB/zAOBgNVHQ8BAf8EBAMCAQYwHQYDVR0OBBYEFCQAJqzxSrVLLAExSSVt
+ntCFsOKJMAoGCCqGSM49BAMCA0cAMEQCIHP0YReXeLqVdky0/V3+xBzikcc7GXp6
+1UyKZaTPNog0AiBYEWEdso7gnHlmEBrsVmgWeBYTVCbYaLX2TyQBoU9N7g==
+-----END CERTIFICATE-----
+";
+
+#[test]
+fn redis_tls_ca_file_is_read_at_start() {
+    let ca = TempFile::new("pem", REDIS_CA);
+    let ca_path = ca.0.display().to_string();
+    // From a file.
+    let cfg = load_toml(&format!(
+        "{AUTH}[broker]\nkind = \"redis\"\nredis_urls = [\"rediss://:pw@redis.example:6380\"]\ntls_ca_file = {ca_path:?}\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        redis(&cfg).tls_ca_cert.as_deref(),
+        Some(REDIS_CA.as_bytes())
+    );
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    assert!(cfg.summary().contains("tls_ca:"), "{}", cfg.summary());
+
+    // From the environment, with a TLS cluster.
+    let cfg = load_str(
+        "toml",
+        AUTH,
+        &[
+            ("HERALD_BROKER__KIND", "redis"),
+            (
+                "HERALD_BROKER__REDIS_URLS",
+                "rediss+cluster://:pw@a:7000|b:7001",
+            ),
+            ("HERALD_BROKER__TLS_CA_FILE", &ca_path),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        redis(&cfg).tls_ca_cert.as_deref(),
+        Some(REDIS_CA.as_bytes())
+    );
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+
+    // Unset: the webpki roots.
+    let cfg = load_str(
+        "toml",
+        AUTH,
+        &[
+            ("HERALD_BROKER__KIND", "redis"),
+            ("HERALD_BROKER__REDIS_URLS", "rediss://a:6380"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(redis(&cfg).tls_ca_cert, None);
+}
+
+#[test]
+fn redis_tls_ca_file_problems_name_the_key() {
+    let redis_env = |ca: &str| {
+        load_str(
+            "toml",
+            AUTH,
+            &[
+                ("HERALD_BROKER__KIND", "redis"),
+                ("HERALD_BROKER__REDIS_URLS", "rediss://a:6380"),
+                ("HERALD_BROKER__TLS_CA_FILE", ca),
+            ],
+        )
+    };
+    assert_one_problem(
+        redis_env("/nonexistent/herald/ca.pem"),
+        "broker.tls_ca_file",
+        "cannot read \"/nonexistent/herald/ca.pem\"",
+    );
+    let not_pem = TempFile::new("pem", "hello, I am not a certificate\n");
+    assert_one_problem(
+        redis_env(&not_pem.0.display().to_string()),
+        "broker.tls_ca_file",
+        "holds no PEM certificate",
+    );
+    let private_key = TempFile::new("pem", RSA_PRIVATE);
+    assert_one_problem(
+        redis_env(&private_key.0.display().to_string()),
+        "broker.tls_ca_file",
+        "holds no PEM certificate",
+    );
+    let broken = TempFile::new(
+        "pem",
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
+    );
+    assert_one_problem(
+        redis_env(&broken.0.display().to_string()),
+        "broker.tls_ca_file",
+        "cannot be a CA",
+    );
+}
+
+#[test]
+fn redis_tls_ca_file_without_tls_is_a_warning() {
+    let ca = TempFile::new("pem", REDIS_CA);
+    let ca_path = ca.0.display().to_string();
+    let cfg = load_str(
+        "toml",
+        AUTH,
+        &[
+            ("HERALD_BROKER__KIND", "redis"),
+            ("HERALD_BROKER__REDIS_URLS", "redis://a:6379"),
+            ("HERALD_BROKER__TLS_CA_FILE", &ca_path),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.warnings,
+        [
+            "broker.tls_ca_file is ignored: no broker.redis_urls entry uses TLS (rediss:// or rediss+cluster://)"
+        ]
+    );
+    let cfg = load_str("toml", AUTH, &[("HERALD_BROKER__TLS_CA_FILE", &ca_path)]).unwrap();
+    assert_eq!(cfg.broker, BrokerConfig::Memory);
+    assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+    assert!(cfg.warnings[0].starts_with("broker.tls_ca_file is ignored"));
+}

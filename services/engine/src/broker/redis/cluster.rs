@@ -7,42 +7,45 @@ use futures_util::StreamExt;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{ProtocolVersion, PushKind, Value};
-use std::time::Duration;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::pubsub::{Connector, Messages, SubscriberSink};
+use crate::config::RedisConfig;
 
-pub(super) fn client(
-    urls: &[String],
-    connect_timeout: Duration,
-    command_timeout: Duration,
-) -> redis::RedisResult<ClusterClient> {
-    builder(urls, connect_timeout, command_timeout).build()
+pub(super) fn client(urls: &[String], config: &RedisConfig) -> redis::RedisResult<ClusterClient> {
+    builder(urls, config).build()
 }
 
-fn builder(
-    urls: &[String],
-    connect_timeout: Duration,
-    command_timeout: Duration,
-) -> ClusterClientBuilder {
-    ClusterClientBuilder::new(urls.to_vec())
+/// Passwords (and ACL users) come from the seed URLs. With `rediss://` seeds and
+/// `config.tls_ca_cert`, every node's certificate is verified against that CA (connections to
+/// nodes discovered from the topology included); without it, against the webpki roots.
+fn builder(urls: &[String], config: &RedisConfig) -> ClusterClientBuilder {
+    let builder = ClusterClientBuilder::new(urls.to_vec())
         .use_protocol(ProtocolVersion::RESP3)
-        .connection_timeout(connect_timeout)
-        .response_timeout(command_timeout)
-        .retries(1)
+        .connection_timeout(config.connect_timeout)
+        .response_timeout(config.command_timeout)
+        .retries(1);
+    // `certs` turns TLS on, so it is only given for rediss:// seeds.
+    let tls = urls.iter().any(|url| url.starts_with("rediss://"));
+    match &config.tls_ca_cert {
+        Some(ca) if tls => builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca.clone()),
+        }),
+        _ => builder,
+    }
 }
 
 pub(super) struct ClusterConnector {
     pub urls: Vec<String>,
-    pub connect_timeout: Duration,
-    pub command_timeout: Duration,
+    pub config: RedisConfig,
 }
 
 #[async_trait::async_trait]
 impl Connector for ClusterConnector {
     async fn connect(&self) -> redis::RedisResult<(Box<dyn SubscriberSink>, Messages)> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let connection = builder(&self.urls, self.connect_timeout, self.command_timeout)
+        let connection = builder(&self.urls, &self.config)
             .push_sender(tx)
             .build()?
             .get_async_connection()

@@ -58,10 +58,12 @@ impl Shard {
                 let label = redact_url(url);
                 let bad =
                     |e: &dyn std::fmt::Display| BrokerError::Unavailable(format!("{label}: {e}"));
-                let client = redis::Client::open(url.as_str()).map_err(|e| bad(&e))?;
-                let pool = deadpool_redis::Config::from_url(url.as_str())
-                    .builder()
-                    .map_err(|e| bad(&e))?
+                let client =
+                    standalone::client(url, config.tls_ca_cert.as_deref()).map_err(|e| bad(&e))?;
+                // The pool connects with the client's connection info, TLS parameters included.
+                let manager = deadpool_redis::Manager::new(client.get_connection_info().clone())
+                    .map_err(|e| bad(&e))?;
+                let pool = deadpool_redis::Pool::builder(manager)
                     .max_size(config.pool_size)
                     .wait_timeout(Some(config.command_timeout))
                     .create_timeout(Some(config.connect_timeout))
@@ -83,7 +85,7 @@ impl Shard {
                         .collect::<Vec<_>>()
                         .join("|")
                 );
-                let client = cluster::client(urls, config.connect_timeout, config.command_timeout)
+                let client = cluster::client(urls, config)
                     .map_err(|e| BrokerError::Unavailable(format!("{label}: {e}")))?;
                 Ok(Shard::Cluster(ClusterShard {
                     label,
@@ -109,8 +111,7 @@ impl Shard {
             }
             Shard::Cluster(cluster) => Box::new(cluster::ClusterConnector {
                 urls: cluster.urls.clone(),
-                connect_timeout: config.connect_timeout,
-                command_timeout: config.command_timeout,
+                config: config.clone(),
             }),
         }
     }
@@ -153,10 +154,15 @@ impl Shard {
 impl RedisBroker {
     pub fn new(config: RedisConfig) -> Result<RedisBroker, BrokerError> {
         // rustls needs a process-wide crypto provider for rediss:// URLs; a second install is a
-        // harmless no-op error.
+        // harmless no-op error. `rediss://` shards verify the server certificate (and host name)
+        // against `config.tls_ca_cert` when set, else against the webpki roots.
         let _ = rustls::crypto::ring::default_provider().install_default();
         if config.shards.is_empty() {
             return Err(BrokerError::Unavailable("no redis shard configured".into()));
+        }
+        if let Some(ca) = &config.tls_ca_cert {
+            Self::check_tls_ca_cert(ca)
+                .map_err(|why| BrokerError::Unavailable(format!("tls_ca_cert {why}")))?;
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -177,6 +183,26 @@ impl RedisBroker {
             shards,
             pubsubs: OnceLock::new(),
         })
+    }
+
+    /// Checks a [`RedisConfig::tls_ca_cert`] the way TLS connections will use it: PEM holding
+    /// at least one certificate, each usable as a trust anchor. Returns how many there are.
+    pub fn check_tls_ca_cert(pem: &[u8]) -> Result<usize, String> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject as _;
+        let mut store = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| format!("is not valid PEM ({e})"))?;
+            store
+                .add(cert)
+                .map_err(|e| format!("holds a certificate that cannot be a CA ({e})"))?;
+        }
+        if store.is_empty() {
+            return Err(
+                "holds no PEM certificate (expected \"-----BEGIN CERTIFICATE-----\")".into(),
+            );
+        }
+        Ok(store.len())
     }
 
     fn redis_channel(&self, channel: &str) -> String {

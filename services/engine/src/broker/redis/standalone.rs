@@ -4,6 +4,27 @@ use futures_util::StreamExt;
 
 use super::pubsub::{Connector, Messages, SubscriberSink};
 
+/// The client of one server. A `rediss://` URL with `tls_ca_cert` trusts that CA (PEM) instead
+/// of the webpki roots; plain `redis://` URLs ignore it. The password (and ACL user) come from
+/// the URL and are sent by every connection, pooled or PUB/SUB.
+pub(super) fn client(url: &str, tls_ca_cert: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
+    let client = redis::Client::open(url)?;
+    match tls_ca_cert {
+        Some(ca) if is_tls(client.get_connection_info().addr()) => redis::Client::build_with_tls(
+            client.get_connection_info().clone(),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.to_vec()),
+            },
+        ),
+        _ => Ok(client),
+    }
+}
+
+fn is_tls(addr: &redis::ConnectionAddr) -> bool {
+    matches!(addr, redis::ConnectionAddr::TcpTls { .. })
+}
+
 pub(super) struct StandaloneConnector(pub redis::Client);
 
 #[async_trait::async_trait]

@@ -1,0 +1,160 @@
+//! Node-level behaviour with a broker whose answers the test controls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use herald_engine::auth::{HmacAlg, NewConnectToken, TokenSigner};
+use herald_engine::broker::{Broker, BrokerError, BrokerEventHandler, NodeCommand, StreamPosition};
+use herald_engine::config::{ChannelConfig, ClientConfig, TokenConfig, TokenKey};
+use herald_engine::{Flow, Node, NodeConfig, Session};
+use herald_protocol::Format;
+use herald_protocol::proto::Publication;
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+const SECRET: &[u8] = b"node-test-secret-0123456789abcdef0123";
+
+/// Subscribes only when the test adds permits; fails while `fail` is set.
+struct GatedBroker {
+    gate: Semaphore,
+    subscribes: AtomicUsize,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl Default for GatedBroker {
+    fn default() -> Self {
+        Self {
+            gate: Semaphore::new(0),
+            subscribes: AtomicUsize::new(0),
+            fail: Default::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Broker for GatedBroker {
+    fn start(&self, _handler: Arc<dyn BrokerEventHandler>) {}
+    async fn publish(
+        &self,
+        _: &str,
+        _: Publication,
+    ) -> Result<Option<StreamPosition>, BrokerError> {
+        Ok(None)
+    }
+    async fn publish_command(&self, _: &NodeCommand) -> Result<(), BrokerError> {
+        Ok(())
+    }
+    async fn subscribe(&self, _channel: &str) -> Result<(), BrokerError> {
+        self.subscribes.fetch_add(1, Ordering::SeqCst);
+        self.gate.acquire().await.expect("gate open").forget();
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(BrokerError::Unavailable("down".into()));
+        }
+        Ok(())
+    }
+    async fn unsubscribe(&self, _channel: &str) -> Result<(), BrokerError> {
+        Ok(())
+    }
+    async fn health(&self) -> Result<(), BrokerError> {
+        Ok(())
+    }
+}
+
+fn node(broker: Arc<GatedBroker>) -> Node {
+    Node::new(
+        NodeConfig {
+            name: "t".into(),
+            version: "0".into(),
+            client: ClientConfig::default(),
+            channels: ChannelConfig {
+                insecure: true,
+                ..Default::default()
+            },
+            token: TokenConfig {
+                key: TokenKey::Hmac(SECRET.to_vec()),
+                audience: None,
+                issuer: None,
+            },
+            heartbeat_interval: Duration::from_secs(3),
+        },
+        broker,
+    )
+    .unwrap()
+}
+
+async fn connected(node: &Node) -> Session {
+    let token = TokenSigner::hmac(SECRET, HmacAlg::HS256)
+        .sign(&NewConnectToken {
+            sub: "u".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut s = node.session(Format::Json);
+    let connect = json!({"id":1,"connect":{"token":token}}).to_string();
+    assert_eq!(s.handle_frame(connect.as_bytes()).await, Flow::Continue);
+    s.drain(&mut BytesMut::new()).await;
+    s
+}
+
+async fn reply(s: &mut Session) -> serde_json::Value {
+    let mut buf = BytesMut::new();
+    s.drain(&mut buf).await;
+    serde_json::from_slice(&buf).unwrap()
+}
+
+#[tokio::test]
+async fn concurrent_joiners_wait_for_the_one_node_level_subscription() {
+    let broker = Arc::new(GatedBroker::default());
+    let node = node(broker.clone());
+    let (mut a, mut b) = (connected(&node).await, connected(&node).await);
+    let subscribe = json!({"id":2,"subscribe":{"channel":"room"}}).to_string();
+    let (sa, sb) = (subscribe.clone(), subscribe);
+
+    let first = tokio::spawn(async move {
+        a.handle_frame(sa.as_bytes()).await;
+        a
+    });
+    let second = tokio::spawn(async move {
+        b.handle_frame(sb.as_bytes()).await;
+        b
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !first.is_finished() && !second.is_finished(),
+        "nobody is subscribed yet"
+    );
+    assert_eq!(
+        broker.subscribes.load(Ordering::SeqCst),
+        1,
+        "one broker subscription"
+    );
+
+    broker.gate.add_permits(1);
+    let (mut a, mut b) = (first.await.unwrap(), second.await.unwrap());
+    assert_eq!(reply(&mut a).await, json!({"id":2,"subscribe":{}}));
+    assert_eq!(reply(&mut b).await, json!({"id":2,"subscribe":{}}));
+    assert_eq!(broker.subscribes.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_refused_broker_subscription_is_an_error_and_the_next_join_retries() {
+    let broker = Arc::new(GatedBroker::default());
+    broker.fail.store(true, Ordering::SeqCst);
+    broker.gate.add_permits(1);
+    let node = node(broker.clone());
+    let mut a = connected(&node).await;
+    a.handle_frame(br#"{"id":2,"subscribe":{"channel":"room"}}"#)
+        .await;
+    let r = reply(&mut a).await;
+    assert_eq!(r["error"]["code"], 100, "{r}");
+    assert_eq!(node.info().num_subs, 0, "rolled back");
+
+    broker.fail.store(false, Ordering::SeqCst);
+    broker.gate.add_permits(1);
+    a.handle_frame(br#"{"id":3,"subscribe":{"channel":"room"}}"#)
+        .await;
+    assert_eq!(reply(&mut a).await, json!({"id":3,"subscribe":{}}));
+    assert_eq!(broker.subscribes.load(Ordering::SeqCst), 2);
+}
