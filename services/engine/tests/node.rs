@@ -5,16 +5,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use herald_engine::auth::{HmacAlg, NewConnectToken, TokenSigner};
 use herald_engine::broker::{Broker, BrokerError, BrokerEventHandler, NodeCommand, StreamPosition};
-use herald_engine::config::{ChannelConfig, ClientConfig, TokenConfig, TokenKey};
-use herald_engine::{Flow, Node, NodeConfig, Session};
+use herald_engine::config::ChannelConfig;
+use herald_engine::testing::node::{node_config, token};
+use herald_engine::{Flow, Node, Session};
 use herald_protocol::Format;
 use herald_protocol::proto::Publication;
 use serde_json::json;
 use tokio::sync::Semaphore;
-
-const SECRET: &[u8] = b"node-test-secret-0123456789abcdef0123";
 
 /// Subscribes only when the test adds permits; fails while `fail` is set.
 struct GatedBroker {
@@ -63,36 +61,16 @@ impl Broker for GatedBroker {
 }
 
 fn node(broker: Arc<GatedBroker>) -> Node {
-    Node::new(
-        NodeConfig {
-            name: "t".into(),
-            version: "0".into(),
-            client: ClientConfig::default(),
-            channels: ChannelConfig {
-                insecure: true,
-                ..Default::default()
-            },
-            token: TokenConfig {
-                key: TokenKey::Hmac(SECRET.to_vec()),
-                audience: None,
-                issuer: None,
-            },
-            heartbeat_interval: Duration::from_secs(3),
-        },
-        broker,
-    )
-    .unwrap()
+    let channels = ChannelConfig {
+        insecure: true,
+        ..Default::default()
+    };
+    Node::new(node_config(channels), broker).unwrap()
 }
 
 async fn connected(node: &Node) -> Session {
-    let token = TokenSigner::hmac(SECRET, HmacAlg::HS256)
-        .sign(&NewConnectToken {
-            sub: "u".into(),
-            ..Default::default()
-        })
-        .unwrap();
     let mut s = node.session(Format::Json);
-    let connect = json!({"id":1,"connect":{"token":token}}).to_string();
+    let connect = json!({"id":1,"connect":{"token":token("u", None)}}).to_string();
     assert_eq!(s.handle_frame(connect.as_bytes()).await, Flow::Continue);
     s.drain(&mut BytesMut::new()).await;
     s

@@ -5,44 +5,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use herald_engine::auth::{HmacAlg, NewConnectToken, TokenSigner};
-use herald_engine::config::{
-    ChannelConfig, ChannelOptions, ClientConfig, Namespace, TokenConfig, TokenKey,
-};
+use herald_engine::config::{ChannelConfig, ChannelOptions, ClientConfig, Namespace};
+use herald_engine::testing::node::node_config;
 use herald_engine::{Flow, MemoryBroker, Node, NodeConfig, PublishOptions, Session};
 use herald_protocol::Format;
 use herald_protocol::codes::disconnect;
 use serde_json::{Value, json};
 
-const SECRET: &[u8] = b"engine-test-secret-0123456789abcdef";
-
 fn node_with(client: ClientConfig) -> Node {
-    Node::new(
-        NodeConfig {
-            name: "test".into(),
-            version: "0.0.0-test".into(),
-            client,
-            channels: ChannelConfig {
-                namespaces: vec![Namespace {
-                    name: "chat".into(),
-                    options: ChannelOptions {
-                        allow_subscribe_for_client: true,
-                        allow_publish_for_subscriber: true,
-                        ..Default::default()
-                    },
-                }],
-                ..Default::default()
-            },
-            token: TokenConfig {
-                key: TokenKey::Hmac(SECRET.to_vec()),
-                audience: None,
-                issuer: None,
-            },
-            heartbeat_interval: Duration::from_secs(3),
-        },
-        Arc::new(MemoryBroker::new()),
-    )
-    .unwrap()
+    let config = NodeConfig {
+        client,
+        ..node_config(ChannelConfig {
+            namespaces: vec![Namespace {
+                name: "chat".into(),
+                options: ChannelOptions {
+                    allow_subscribe_for_client: true,
+                    allow_publish_for_subscriber: true,
+                    ..Default::default()
+                },
+            }],
+            ..Default::default()
+        })
+    };
+    Node::new(config, Arc::new(MemoryBroker::new())).unwrap()
 }
 
 fn node() -> Node {
@@ -57,13 +42,7 @@ fn now() -> u64 {
 }
 
 fn token(user: &str, exp: u64) -> String {
-    TokenSigner::hmac(SECRET, HmacAlg::HS256)
-        .sign(&NewConnectToken {
-            sub: user.into(),
-            exp: Some(exp),
-            ..Default::default()
-        })
-        .unwrap()
+    herald_engine::testing::node::token(user, Some(exp))
 }
 
 async fn frame(session: &mut Session) -> (Flow, Vec<Value>) {

@@ -37,6 +37,26 @@ async fn redis_node(name: &str, urls: &[String]) -> RunningNode {
     node
 }
 
+/// The environment of a node configured the way an operator would: test keys, open channels,
+/// fast heartbeats, and the Redis broker on `redis_urls` (`HERALD_BROKER__REDIS_URLS` syntax).
+fn redis_env(redis_urls: &str) -> std::collections::HashMap<String, String> {
+    [
+        (
+            "HERALD_AUTH__HMAC_SECRET",
+            "test-secret-0123456789abcdef0123456789",
+        ),
+        ("HERALD_API__KEY", TEST_API_KEY),
+        ("HERALD_SERVER__LISTEN", "127.0.0.1:0"),
+        ("HERALD_SERVER__HEARTBEAT_INTERVAL", "200ms"),
+        ("HERALD_CHANNELS__ALLOW_SUBSCRIBE_FOR_CLIENT", "true"),
+        ("HERALD_BROKER__KIND", "redis"),
+        ("HERALD_BROKER__REDIS_URLS", redis_urls),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 fn api(node: &RunningNode) -> Api {
     Api::new(node.addr, TEST_API_KEY)
 }
@@ -327,30 +347,7 @@ async fn nodes_on_a_redis_cluster_deliver_over_sharded_pubsub() {
         .map(|p| format!("127.0.0.1:{p}"))
         .collect();
     // Configured the way an operator would: one `redis+cluster://` entry, seeds joined by `|`.
-    let env = std::collections::HashMap::from([
-        (
-            "HERALD_AUTH__HMAC_SECRET".to_string(),
-            "test-secret-0123456789abcdef0123456789".to_string(),
-        ),
-        ("HERALD_API__KEY".to_string(), TEST_API_KEY.to_string()),
-        (
-            "HERALD_SERVER__LISTEN".to_string(),
-            "127.0.0.1:0".to_string(),
-        ),
-        (
-            "HERALD_SERVER__HEARTBEAT_INTERVAL".to_string(),
-            "200ms".to_string(),
-        ),
-        (
-            "HERALD_CHANNELS__ALLOW_SUBSCRIBE_FOR_CLIENT".to_string(),
-            "true".to_string(),
-        ),
-        ("HERALD_BROKER__KIND".to_string(), "redis".to_string()),
-        (
-            "HERALD_BROKER__REDIS_URLS".to_string(),
-            format!("redis+cluster://{}", seeds.join("|")),
-        ),
-    ]);
+    let env = redis_env(&format!("redis+cluster://{}", seeds.join("|")));
     let start = || async {
         let config = Config::load(None, Some(env.clone()), &Default::default()).expect("config");
         assert!(
@@ -412,27 +409,7 @@ async fn nodes_meet_in_a_password_protected_tls_redis_configured_from_the_enviro
     assert_eq!(url, redis.url());
     let ca_file = redis.ca_cert_path().unwrap();
     let env = |ca: Option<&std::path::Path>| {
-        let mut env = std::collections::HashMap::from([
-            (
-                "HERALD_AUTH__HMAC_SECRET".to_string(),
-                "test-secret-0123456789abcdef0123456789".to_string(),
-            ),
-            ("HERALD_API__KEY".to_string(), TEST_API_KEY.to_string()),
-            (
-                "HERALD_SERVER__LISTEN".to_string(),
-                "127.0.0.1:0".to_string(),
-            ),
-            (
-                "HERALD_SERVER__HEARTBEAT_INTERVAL".to_string(),
-                "200ms".to_string(),
-            ),
-            (
-                "HERALD_CHANNELS__ALLOW_SUBSCRIBE_FOR_CLIENT".to_string(),
-                "true".to_string(),
-            ),
-            ("HERALD_BROKER__KIND".to_string(), "redis".to_string()),
-            ("HERALD_BROKER__REDIS_URLS".to_string(), url.clone()),
-        ]);
+        let mut env = redis_env(&url);
         if let Some(ca) = ca {
             env.insert(
                 "HERALD_BROKER__TLS_CA_FILE".to_string(),

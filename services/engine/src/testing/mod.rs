@@ -2,7 +2,9 @@
 //!
 //! Compiled only with the `testing` feature; never part of a production build.
 //!
+//! - [`node`]: a node configuration with a known token key, and tokens signed with it.
 //! - [`redis`]: real `redis-server` processes (a standalone server and a three-master cluster) on
 //!   free ports, started, killed and restarted by the test that owns them.
 
+pub mod node;
 pub mod redis;

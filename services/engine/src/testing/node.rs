@@ -1,0 +1,38 @@
+//! Building blocks for nodes in tests: a configuration with a known HMAC key and tokens signed
+//! with it.
+
+use std::time::Duration;
+
+use crate::auth::{HmacAlg, NewConnectToken, TokenSigner};
+use crate::config::{ChannelConfig, ClientConfig, TokenConfig, TokenKey};
+use crate::node::NodeConfig;
+
+/// The HMAC key of [`node_config`].
+pub const TEST_SECRET: &[u8] = b"engine-test-secret-0123456789abcdef";
+
+/// A node configuration verifying tokens with [`TEST_SECRET`], with these channel rules.
+pub fn node_config(channels: ChannelConfig) -> NodeConfig {
+    NodeConfig {
+        name: "test".into(),
+        version: "0.0.0-test".into(),
+        client: ClientConfig::default(),
+        channels,
+        token: TokenConfig {
+            key: TokenKey::Hmac(TEST_SECRET.to_vec()),
+            audience: None,
+            issuer: None,
+        },
+        heartbeat_interval: Duration::from_secs(3),
+    }
+}
+
+/// A connection token for `user` signed with [`TEST_SECRET`] (`exp`: unix seconds, or none).
+pub fn token(user: &str, exp: Option<u64>) -> String {
+    TokenSigner::hmac(TEST_SECRET, HmacAlg::HS256)
+        .sign(&NewConnectToken {
+            sub: user.into(),
+            exp,
+            ..Default::default()
+        })
+        .expect("sign test token")
+}
