@@ -1,0 +1,309 @@
+//! One subscriber connection: TCP connect (optionally from a chosen source address), WebSocket
+//! upgrade, `connect` + `subscribe` pipelined in one frame, then a read loop that counts every
+//! publication, answers server pings, and stops on request. One tokio task per connection.
+
+pub mod frame;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use herald_protocol::Format;
+use herald_protocol::proto::{Command, ConnectRequest, Reply, SubscribeRequest};
+use prost::Message as _;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{WebSocketStream, client_async_with_config};
+
+use crate::progress::Live;
+use crate::stamp::unix_ns;
+use crate::stats::{Counts, Seen, Tracker};
+use frame::{Event, scan_json, scan_protobuf};
+
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    /// `ws://host:port/connection/websocket`
+    pub ws_url: String,
+    pub format: Format,
+}
+
+impl Endpoint {
+    pub fn new(addr: SocketAddr, format: Format) -> Endpoint {
+        Endpoint {
+            addr,
+            ws_url: format!("ws://{addr}/connection/websocket"),
+            format,
+        }
+    }
+}
+
+/// Small buffers: thousands of connections, frames of a few KiB.
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20)
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20))
+}
+
+fn encode(format: Format, cmds: &[Command]) -> Message {
+    match format {
+        Format::Json => {
+            let lines: Vec<String> = cmds
+                .iter()
+                .map(|c| serde_json::to_string(c).unwrap_or_default())
+                .collect();
+            Message::text(lines.join("\n"))
+        }
+        Format::Protobuf => {
+            let mut out = Vec::new();
+            for c in cmds {
+                out.extend(c.encode_length_delimited_to_vec());
+            }
+            Message::binary(out)
+        }
+    }
+}
+
+fn pong(format: Format) -> Message {
+    match format {
+        Format::Json => Message::text("{}"),
+        Format::Protobuf => Message::binary(vec![0u8]),
+    }
+}
+
+fn decode_replies(format: Format, data: &[u8]) -> Result<Vec<Reply>, String> {
+    match format {
+        Format::Json => data
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.trim_ascii().is_empty())
+            .map(|l| serde_json::from_slice(l).map_err(|e| format!("bad reply: {e}")))
+            .collect(),
+        Format::Protobuf => {
+            let mut buf = data;
+            let mut out = Vec::new();
+            while !buf.is_empty() {
+                out.push(
+                    Reply::decode_length_delimited(&mut buf)
+                        .map_err(|e| format!("bad reply: {e}"))?,
+                );
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn close_reason(msg: &Message) -> String {
+    match msg {
+        Message::Close(Some(f)) => format!("close {} {}", u16::from(f.code), f.reason),
+        _ => "close".to_owned(),
+    }
+}
+
+/// Short reason of an I/O or WebSocket error, for failure tables.
+fn short(e: &impl std::fmt::Display) -> String {
+    let s = e.to_string();
+    s.chars().take(60).collect()
+}
+
+/// Opens a connection, authenticates with `token` and subscribes to `channels`; returns the
+/// ready stream or the reason it failed.
+pub async fn open(
+    ep: &Endpoint,
+    source: Option<IpAddr>,
+    token: &str,
+    channels: &[String],
+) -> Result<Ws, String> {
+    let socket = if ep.addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| format!("socket: {}", short(&e)))?;
+    if let Some(ip) = source {
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|e| format!("bind {ip}: {}", short(&e)))?;
+    }
+    let stream = socket
+        .connect(ep.addr)
+        .await
+        .map_err(|e| format!("tcp: {}", short(&e)))?;
+    let _ = stream.set_nodelay(true);
+    let mut req = ep
+        .ws_url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| format!("url: {}", short(&e)))?;
+    if ep.format == Format::Protobuf {
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static("centrifuge-protobuf"),
+        );
+    }
+    let (mut ws, _) = client_async_with_config(req, stream, Some(ws_config()))
+        .await
+        .map_err(|e| format!("upgrade: {}", short(&e)))?;
+
+    let mut cmds = vec![Command {
+        id: 1,
+        connect: Some(ConnectRequest {
+            token: token.to_owned(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    for (i, ch) in channels.iter().enumerate() {
+        cmds.push(Command {
+            id: 2 + i as u32,
+            subscribe: Some(SubscribeRequest {
+                channel: ch.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    ws.send(encode(ep.format, &cmds))
+        .await
+        .map_err(|e| format!("send: {}", short(&e)))?;
+    let mut pending = cmds.len();
+    while pending > 0 {
+        let msg = match ws.next().await {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return Err(format!("ws: {}", short(&e))),
+            None => return Err("eof".to_owned()),
+        };
+        let data: &[u8] = match &msg {
+            Message::Text(t) => t.as_bytes(),
+            Message::Binary(b) => b,
+            Message::Close(_) => return Err(close_reason(&msg)),
+            _ => continue,
+        };
+        for r in decode_replies(ep.format, data)? {
+            if r.id == 0 {
+                if r.push.is_none() {
+                    ws.send(pong(ep.format))
+                        .await
+                        .map_err(|e| format!("send: {}", short(&e)))?;
+                }
+                continue;
+            }
+            if let Some(err) = r.error {
+                let what = if r.id == 1 { "connect" } else { "subscribe" };
+                return Err(format!("{what} error {} {}", err.code, err.message));
+            }
+            pending = pending.saturating_sub(1);
+        }
+    }
+    Ok(ws)
+}
+
+/// What the read loop needs to count publications of one connection.
+pub struct Reader<'a> {
+    pub format: Format,
+    /// Subscribed channels (publication channel names are matched against these).
+    pub channels: Vec<String>,
+    /// Publisher streams per channel (the `k` of stamps ranges over 0..streams).
+    pub streams: usize,
+    pub shard: &'a Mutex<Counts>,
+    pub live: &'a Live,
+}
+
+/// Reads until `stop` turns true or the connection ends; answers pings; records every
+/// publication into `r.shard` (one lock per frame).
+pub async fn read_loop(mut ws: Ws, r: Reader<'_>, mut stop: watch::Receiver<bool>) {
+    let streams = r.streams.max(1);
+    let mut trackers = vec![Tracker::default(); r.channels.len() * streams];
+    let chans: Vec<&[u8]> = r.channels.iter().map(|c| c.as_bytes()).collect();
+    let mut closed: Option<String> = None;
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            m = ws.next() => m,
+        };
+        let msg = match msg {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                closed = Some(format!("ws error: {}", short(&e)));
+                break;
+            }
+            None => {
+                closed = Some("eof".to_owned());
+                break;
+            }
+        };
+        let data: &[u8] = match &msg {
+            Message::Text(t) => t.as_bytes(),
+            Message::Binary(b) => b,
+            Message::Close(_) => {
+                closed = Some(close_reason(&msg));
+                break;
+            }
+            _ => continue,
+        };
+        let now = unix_ns();
+        let mut ping = false;
+        let mut n = 0u64;
+        {
+            let mut c = r.shard.lock().unwrap_or_else(|e| e.into_inner());
+            c.frames += 1;
+            let mut on = |ev: Event<'_>| match ev {
+                Event::Ping => ping = true,
+                Event::Publication { channel, stamp } => {
+                    n += 1;
+                    c.received += 1;
+                    let Some(st) = stamp else {
+                        c.unstamped += 1;
+                        return;
+                    };
+                    c.record_latency_ns(now, st.sent_ns);
+                    let ci = chans.iter().position(|x| *x == channel).unwrap_or(0);
+                    let idx = ci * streams + (st.stream as usize % streams);
+                    if let Some(t) = trackers.get_mut(idx) {
+                        match t.record(st.seq) {
+                            Seen::InOrder => {}
+                            Seen::Reordered => c.reordered += 1,
+                            Seen::Duplicate => c.duplicates += 1,
+                        }
+                    }
+                }
+                Event::Other(_) => {}
+            };
+            match r.format {
+                Format::Json => scan_json(data, &mut on),
+                Format::Protobuf => {
+                    scan_protobuf(data, &mut on);
+                }
+            }
+            if ping {
+                c.pings += 1;
+            }
+        }
+        r.live.delivered.fetch_add(n, Relaxed);
+        if ping && let Err(e) = ws.send(pong(r.format)).await {
+            closed = Some(format!("pong: {}", short(&e)));
+            break;
+        }
+    }
+    if let Some(reason) = closed {
+        r.live.closed.fetch_add(1, Relaxed);
+        r.shard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add_close(reason);
+    } else {
+        let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
+    }
+}

@@ -1,0 +1,109 @@
+//! `crossnode`: subscribers spread round-robin over several nodes (`--url` repeated, nodes
+//! sharing Redis); publications go through the API of the first node; latency per node.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use super::{Common, Fleet, Member, StepSpec, auto_batch, measure_step, parse_list, publishers};
+use crate::progress::Live;
+use crate::publisher::{Plan, Target};
+use crate::report::Step;
+
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+pub struct Args {
+    /// Subscribers in all (spread over the nodes).
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    #[arg(long, default_value = "loadtest")]
+    pub channel: String,
+    #[arg(long, default_value = "100,500,1000")]
+    pub rates: String,
+    #[arg(long, default_value_t = 5.0)]
+    pub step_secs: f64,
+    #[arg(long, default_value_t = 2.0)]
+    pub settle_secs: f64,
+    #[arg(long, default_value_t = 4)]
+    pub publishers: usize,
+    #[arg(long, default_value_t = 0)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 500)]
+    pub concurrency: usize,
+}
+
+pub async fn run(
+    c: &Common,
+    a: &Args,
+    live: &Arc<Live>,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Vec<Step>> {
+    c.check_conns(a.subscribers + a.publishers)?;
+    let eps = c.endpoints()?;
+    if eps.len() < 2 {
+        notes.push("only one --url: this measures a single node".into());
+    }
+    let tokens = c.tokens(a.subscribers, "lt-cross-")?;
+    let members = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, token)| Member {
+            endpoint: i % eps.len(),
+            token,
+            channels: vec![a.channel.clone()],
+        })
+        .collect();
+    live.set_step("connecting");
+    let fleet = Fleet::spawn(members, &eps, a.publishers, a.concurrency, live);
+    fleet
+        .wait_ready(live, Duration::from_secs_f64(c.ready_timeout))
+        .await?;
+    let failures = fleet.failures();
+    if !failures.is_empty() {
+        bail!("connect failures: {failures:?}");
+    }
+    // Give every node's broker subscription time to be in place before publishing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let plan = Arc::new(Plan {
+        channels: vec![a.channel.clone()],
+        fanout: vec![live.connected.load(Relaxed)],
+        target: Target::One(0),
+        payload_size: c.payload_size,
+    });
+    let mut pubs = publishers(c.api_addr()?, &c.api_key, a.publishers, 1).await?;
+    let mut steps = Vec::new();
+    for rate in parse_list(&a.rates)? {
+        live.set_step(format!("crossnode @ {rate}/s"));
+        let batch = if a.batch > 0 {
+            a.batch
+        } else {
+            auto_batch(rate, a.publishers)
+        };
+        let step = measure_step(
+            StepSpec {
+                label: format!("{rate}/s"),
+                rate,
+                batch,
+                duration: Duration::from_secs_f64(a.step_secs),
+                settle: Duration::from_secs_f64(a.settle_secs),
+                max_publications: (rate * a.step_secs * 1.1) as u64 + 10,
+                server_pids: &c.server_pids,
+                urls: &c.urls,
+            },
+            &mut pubs,
+            &plan,
+            Some(&fleet),
+            live,
+        )
+        .await;
+        let lost = step.lost;
+        steps.push(step);
+        if lost > 0 {
+            notes.push(format!("stopped at {rate}/s: {lost} deliveries lost"));
+            break;
+        }
+    }
+    fleet.shutdown().await;
+    Ok(steps)
+}

@@ -1,0 +1,135 @@
+//! `fanout`: N subscribers of one channel on one node; the publish rate ramps up step by step
+//! until loss appears or p99 passes a limit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Common, Fleet, Member, StepSpec, auto_batch, measure_step, parse_list, publishers};
+use crate::progress::Live;
+use crate::publisher::{Plan, Target};
+use crate::report::Step;
+
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+pub struct Args {
+    /// Subscribers.
+    #[arg(long, default_value_t = 2000)]
+    pub subscribers: usize,
+    /// The channel (must be open to client subscriptions on the node).
+    #[arg(long, default_value = "loadtest")]
+    pub channel: String,
+    /// Publish rates of the ramp, publications/s.
+    #[arg(long, default_value = "100,200,500,1000,2000,5000")]
+    pub rates: String,
+    /// Seconds of publishing per step.
+    #[arg(long, default_value_t = 5.0)]
+    pub step_secs: f64,
+    /// Longest drain after each step, s.
+    #[arg(long, default_value_t = 2.0)]
+    pub settle_secs: f64,
+    /// Publisher connections (each one a numbered stream).
+    #[arg(long, default_value_t = 4)]
+    pub publishers: usize,
+    /// Publications per API request (0 = auto: about ≤ 250 requests/s per connection).
+    #[arg(long, default_value_t = 0)]
+    pub batch: usize,
+    /// Stop the ramp when a step's p99 exceeds this, ms.
+    #[arg(long, default_value_t = 1000.0)]
+    pub max_p99_ms: f64,
+    /// Connections opening at once.
+    #[arg(long, default_value_t = 500)]
+    pub concurrency: usize,
+}
+
+pub async fn run(
+    c: &Common,
+    a: &Args,
+    live: &Arc<Live>,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Vec<Step>> {
+    c.check_conns(a.subscribers + a.publishers)?;
+    let eps = c.endpoints()?;
+    let rates = parse_list(&a.rates)?;
+    let tokens = c.tokens(a.subscribers, "lt-fanout-")?;
+    let members = tokens
+        .into_iter()
+        .map(|token| Member {
+            endpoint: 0,
+            token,
+            channels: vec![a.channel.clone()],
+        })
+        .collect();
+    live.set_step("connecting");
+    let fleet = Fleet::spawn(members, &eps[..1], a.publishers, a.concurrency, live);
+    let ready = fleet
+        .wait_ready(live, Duration::from_secs_f64(c.ready_timeout))
+        .await?;
+    let failures = fleet.failures();
+    if !failures.is_empty() {
+        notes.push(format!("connect failures: {failures:?}"));
+    }
+    notes.push(format!(
+        "{} subscribers ready in {:.2}s",
+        a.subscribers - failures.values().sum::<u64>() as usize,
+        ready.as_secs_f64()
+    ));
+    let subs = live.connected.load(std::sync::atomic::Ordering::Relaxed);
+    let plan = Arc::new(Plan {
+        channels: vec![a.channel.clone()],
+        fanout: vec![subs],
+        target: Target::One(0),
+        payload_size: c.payload_size,
+    });
+    let mut pubs = publishers(c.api_addr()?, &c.api_key, a.publishers, 1).await?;
+    let mut steps = Vec::new();
+    for rate in rates {
+        live.set_step(format!("fanout {subs} subs @ {rate}/s"));
+        let batch = if a.batch > 0 {
+            a.batch
+        } else {
+            auto_batch(rate, a.publishers)
+        };
+        let step = measure_step(
+            StepSpec {
+                label: format!("{rate}/s"),
+                rate,
+                batch,
+                duration: Duration::from_secs_f64(a.step_secs),
+                settle: Duration::from_secs_f64(a.settle_secs),
+                max_publications: (rate * a.step_secs * 1.1) as u64 + 10,
+                server_pids: &c.server_pids,
+                urls: &c.urls,
+            },
+            &mut pubs,
+            &plan,
+            Some(&fleet),
+            live,
+        )
+        .await;
+        let stop = if step.lost > 0 {
+            Some(format!(
+                "ramp stopped at {rate}/s: {} deliveries missing after the settle time (lost or late)",
+                step.lost
+            ))
+        } else if step.latency.p99_ms > a.max_p99_ms {
+            Some(format!(
+                "ramp stopped at {rate}/s: p99 {:.1} ms > --max-p99-ms {}",
+                step.latency.p99_ms, a.max_p99_ms
+            ))
+        } else if step.published == 0 {
+            Some(format!("ramp stopped at {rate}/s: nothing published"))
+        } else {
+            None
+        };
+        live.set_step(format!(
+            "{rate}/s done: p99 {:.1} ms lost {}",
+            step.latency.p99_ms, step.lost
+        ));
+        steps.push(step);
+        if let Some(s) = stop {
+            notes.push(s);
+            break;
+        }
+    }
+    fleet.shutdown().await;
+    Ok(steps)
+}

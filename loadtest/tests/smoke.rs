@@ -1,0 +1,67 @@
+//! End to end: an in-process Herald node, a tiny fanout, every delivery counted.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use herald::RunningNode;
+use herald::config::Config;
+use herald_loadtest::cli::{Cli, run_scenario};
+use herald_loadtest::progress::Live;
+
+fn secret() -> String {
+    String::from_utf8(herald::testing::TEST_SECRET.to_vec()).unwrap()
+}
+
+async fn fanout(protobuf: bool) {
+    let node = RunningNode::start(Config::for_test()).expect("start node");
+    let url = node.http_url();
+    let secret = secret();
+    let mut argv = vec![
+        "herald-loadtest",
+        "fanout",
+        "--url",
+        &url,
+        "--api-key",
+        herald::testing::TEST_API_KEY,
+        "--secret",
+        &secret,
+        "--channel",
+        "chat:fanout",
+        "--subscribers",
+        "10",
+        "--publishers",
+        "2",
+        "--rates",
+        "200",
+        "--step-secs",
+        "1",
+        "--settle-secs",
+        "5",
+        "--quiet",
+    ];
+    if protobuf {
+        argv.push("--protobuf");
+    }
+    let cli = Cli::try_parse_from(argv).expect("parse");
+    let live = Arc::new(Live::default());
+    let report = run_scenario(&cli.scenario, &live).await.expect("run");
+    assert_eq!(report.steps.len(), 1, "{report:?}");
+    let s = &report.steps[0];
+    assert!(s.published >= 150 && s.published <= 230, "{s:?}");
+    assert_eq!(s.publish_errors, 0, "{s:?}");
+    assert_eq!(s.expected, s.published * 10, "{s:?}");
+    assert_eq!(s.delivered, s.expected, "{s:?}");
+    assert_eq!((s.lost, s.duplicates, s.reordered), (0, 0, 0), "{s:?}");
+    assert_eq!(s.latency.count, s.delivered, "{s:?}");
+    drop(node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_fanout_json_counts_every_delivery() {
+    fanout(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_fanout_protobuf_counts_every_delivery() {
+    fanout(true).await;
+}
