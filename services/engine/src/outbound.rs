@@ -19,12 +19,15 @@ use crate::control::Control;
 pub enum Outgoing {
     /// One encoded reply or push, ready to be joined into a frame.
     Frame(Bytes),
-    /// A request from the node (server API) that the session itself must apply.
-    Control(Control),
+    /// A request from the node (server API) that the session itself must apply. Boxed: it is
+    /// rare, and keeping it small keeps every queued frame at the size of a `Bytes`.
+    Control(Box<Control>),
 }
 
 /// Bytes a control message is charged against the bound, so a flood of them is bounded too.
 const CONTROL_COST: usize = 64;
+/// Queue slots an empty queue may keep allocated after a burst.
+const RETAINED_CAPACITY: usize = 64;
 
 /// The sending side of a connection's queue; cheap to clone, held by the hub and the registry.
 #[derive(Clone)]
@@ -73,7 +76,7 @@ impl Outbound {
 
     /// Queues a request for the session (server API subscribe/unsubscribe).
     pub fn control(&self, control: Control) -> bool {
-        self.enqueue(CONTROL_COST, Outgoing::Control(control))
+        self.enqueue(CONTROL_COST, Outgoing::Control(Box::new(control)))
     }
 
     fn enqueue(&self, size: usize, item: Outgoing) -> bool {
@@ -137,10 +140,41 @@ impl Outbound {
     /// Moves everything queued into `into`. Returns the close request, if any, after the items
     /// queued before it.
     pub fn drain(&self, into: &mut Vec<Outgoing>) -> Option<Disconnect> {
+        self.drain_up_to(usize::MAX, into).1
+    }
+
+    /// Moves queued items into `into` until about `budget` bytes are taken (at least one item),
+    /// so one write stays a bounded size; the rest stays queued and `ready` fires again at once.
+    /// Returns the bytes taken, and the close request once nothing is left before it.
+    pub fn drain_up_to(
+        &self,
+        budget: usize,
+        into: &mut Vec<Outgoing>,
+    ) -> (usize, Option<Disconnect>) {
         let mut state = self.lock();
-        into.extend(state.items.drain(..));
-        state.bytes = 0;
-        state.close.clone()
+        let mut taken = 0;
+        while let Some(item) = state.items.front() {
+            let size = match item {
+                Outgoing::Frame(b) => b.len(),
+                Outgoing::Control(_) => CONTROL_COST,
+            };
+            if taken > 0 && taken + size > budget {
+                break;
+            }
+            taken += size;
+            into.extend(state.items.pop_front());
+        }
+        state.bytes -= taken;
+        if state.items.is_empty() && state.items.capacity() > RETAINED_CAPACITY {
+            // A burst is over: do not keep its queue allocated for an idle connection.
+            state.items = VecDeque::new();
+        }
+        let close = if state.items.is_empty() {
+            state.close.clone()
+        } else {
+            None
+        };
+        (taken, close)
     }
 }
 
@@ -206,6 +240,31 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(q.drain(&mut out), Some(codes::disconnect::FORCE_DISCONNECT));
         assert_eq!(frames(out).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn drain_up_to_takes_a_bounded_batch_and_leaves_the_rest_ready() {
+        let q = Outbound::new(1024);
+        for _ in 0..5 {
+            q.push(Bytes::from_static(b"0123456789"));
+        }
+        q.close(codes::disconnect::FORCE_DISCONNECT);
+        let mut out = Vec::new();
+        assert_eq!(
+            q.drain_up_to(25, &mut out),
+            (20, None),
+            "close waits behind items"
+        );
+        assert_eq!(out.len(), 2);
+        q.ready().await;
+        out.clear();
+        assert_eq!(q.drain_up_to(5, &mut out), (10, None), "at least one item");
+        out.clear();
+        assert_eq!(
+            q.drain_up_to(100, &mut out),
+            (20, Some(codes::disconnect::FORCE_DISCONNECT))
+        );
+        assert_eq!(q.queued_bytes(), 0);
     }
 
     #[tokio::test]

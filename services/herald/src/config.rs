@@ -82,6 +82,8 @@
 //! max_queue_size = 1048576     # bytes queued for writing before close 3008 (slow)
 //! max_message_size = 65536     # largest inbound message, bytes
 //! expired_close_delay = "25s"  # grace after the connection token expires before close 3005
+//! write_delay = "0s"            # a connection writes at most once per this interval (batching
+//!                               # under load; a message after a quiet period goes out at once)
 //! ```
 //!
 //! # Dev mode
@@ -473,6 +475,13 @@ impl Config {
             &cl.expired_close_delay,
             &mut problems,
         );
+        let write_delay = parse_duration("client.write_delay", &cl.write_delay, &mut problems);
+        if write_delay.is_some_and(|d| d > Duration::from_secs(1)) {
+            problems.push(format!(
+                "client.write_delay: {:?} is longer than 1s (it delays every message under load)",
+                cl.write_delay
+            ));
+        }
         for (key, value) in [
             ("client.pong_timeout", pong_timeout),
             ("client.connect_timeout", connect_timeout),
@@ -502,6 +511,7 @@ impl Config {
                 &mut problems,
             ),
             expired_close_delay: expired_close_delay.unwrap_or(defaults.expired_close_delay),
+            write_delay: write_delay.unwrap_or(defaults.write_delay),
         };
 
         if !problems.is_empty() {
@@ -654,6 +664,7 @@ impl Config {
         let _ = writeln!(s, "  max_queue_size:   {} bytes", c.max_queue_bytes);
         let _ = writeln!(s, "  max_message_size: {} bytes", c.max_message_size);
         let _ = writeln!(s, "  expired_close_delay: {}", d(c.expired_close_delay));
+        let _ = writeln!(s, "  write_delay:      {}", d(c.write_delay));
         for w in &self.warnings {
             let _ = writeln!(s, "warning: {w}");
         }

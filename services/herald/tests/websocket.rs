@@ -471,3 +471,36 @@ async fn slow_consumer_is_cut_off_with_3008_while_a_fast_one_keeps_receiving() {
     fast.send_json(&[json!({"id":9,"ping":{}})]).await;
     assert!(fast.reply(9).await.ping.is_some());
 }
+
+#[tokio::test]
+async fn write_delay_joins_what_arrives_meanwhile_into_one_frame() {
+    let mut config = Config::for_test();
+    config.client.write_delay = Duration::from_millis(300);
+    let node = start(config);
+    let mut c = connected(&node, "alice").await;
+    c.subscribe(2, "chat:1").await;
+    let api = Api::new(node.addr, TEST_API_KEY);
+    // The subscribe reply was a write: let a quiet period (longer than the delay) pass.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // After a quiet period the first message goes out at once...
+    let started = std::time::Instant::now();
+    api.call("publish", json!({"channel":"chat:1","data":{"n":0}}))
+        .await;
+    assert_eq!(c.next_frame_len().await, 1);
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "not delayed"
+    );
+    c.publication().await;
+    // ...and what follows within the delay shares the next write.
+    for n in 1..=5 {
+        api.call("publish", json!({"channel":"chat:1","data":{"n":n}}))
+            .await;
+    }
+    assert_eq!(c.next_frame_len().await, 5);
+    for n in 1..=5 {
+        let (_, publication) = c.publication().await;
+        let data: serde_json::Value = serde_json::from_slice(&publication.data).unwrap();
+        assert_eq!(data["n"], n);
+    }
+}

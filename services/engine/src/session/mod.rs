@@ -26,6 +26,11 @@ use crate::outbound::{Outbound, Outgoing};
 
 use timers::Timers;
 
+/// About the most a transport frame carries: large enough to batch hundreds of messages into one
+/// write, small enough to stay below the allocator's mmap threshold (a bigger buffer costs
+/// mmap/munmap and page faults on every write).
+pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+
 /// What the transport must do after a call into the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Flow {
@@ -84,6 +89,11 @@ impl Session {
 
     pub fn format(&self) -> Format {
         self.format
+    }
+
+    /// How long the transport keeps a connection between two writes (`client.write_delay`).
+    pub fn write_delay(&self) -> std::time::Duration {
+        self.node.client_config().write_delay
     }
 
     /// The queue the transport waits on (`ready`) before calling [`Session::drain`].
@@ -176,15 +186,18 @@ impl Session {
         }
     }
 
-    /// Moves everything queued into `frame` as one transport frame (replies joined the way the
-    /// format wants) and applies server requests. A slow client's backlog is not flushed.
+    /// Moves what is queued into `frame` as one transport frame (replies joined the way the
+    /// format wants; at most about [`MAX_FRAME_BYTES`], the rest stays queued and ready) and
+    /// applies server requests. A slow client's backlog is not flushed.
     pub async fn drain(&mut self, frame: &mut BytesMut) -> Flow {
         let mut items = std::mem::take(&mut self.scratch);
-        let close = self.outbound.drain(&mut items);
+        let (bytes, close) = self.outbound.drain_up_to(MAX_FRAME_BYTES, &mut items);
+        // One allocation of the right size instead of a chain of reallocations.
+        frame.reserve(bytes + items.len());
         for item in items.drain(..) {
             match item {
                 Outgoing::Frame(bytes) => codec::append_to_frame(self.format, &bytes, frame),
-                Outgoing::Control(control) => self.apply_control(control).await,
+                Outgoing::Control(control) => self.apply_control(*control).await,
             }
         }
         self.scratch = items;

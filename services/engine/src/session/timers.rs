@@ -24,6 +24,9 @@ pub(super) struct Timers {
     pong_deadline: Option<Instant>,
     /// When an expired connection is closed (expiry plus grace for a refresh).
     expire_close: Option<Instant>,
+    /// The answer of `next` when nothing is scheduled: fixed, so a transport that re-arms its
+    /// timer only when the deadline changes does not re-arm it on every turn.
+    never: Instant,
 }
 
 impl Timers {
@@ -36,6 +39,7 @@ impl Timers {
             next_ping: None,
             pong_deadline: None,
             expire_close: None,
+            never: now + Duration::from_secs(365 * 24 * 3600),
         }
     }
 
@@ -68,8 +72,7 @@ impl Timers {
         .into_iter()
         .flatten()
         .min()
-        // Nothing scheduled: far enough to never fire, near enough not to overflow.
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+        .unwrap_or(self.never)
     }
 
     pub(super) fn fire(&mut self, now: Instant, connected: bool) -> Due {

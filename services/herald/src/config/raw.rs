@@ -176,6 +176,7 @@ pub(crate) struct RawClient {
     pub max_queue_size: i64,
     pub max_message_size: i64,
     pub expired_close_delay: String,
+    pub write_delay: String,
 }
 
 impl Default for RawClient {
@@ -187,6 +188,7 @@ impl Default for RawClient {
             max_queue_size: 1024 * 1024,
             max_message_size: 64 * 1024,
             expired_close_delay: "25s".to_owned(),
+            write_delay: "0s".to_owned(),
         }
     }
 }

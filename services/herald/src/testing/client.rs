@@ -166,6 +166,26 @@ impl WsClient {
         }
     }
 
+    /// Reads the next transport frame (ignoring control frames) and returns how many protocol
+    /// messages it carried; they stay available to [`next`](Self::next).
+    pub async fn next_frame_len(&mut self) -> usize {
+        assert!(
+            self.pending.is_empty(),
+            "messages of an earlier frame are still pending"
+        );
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for a server frame")
+                .expect("connection ended")
+                .expect("websocket error");
+            self.absorb(message);
+            if !self.pending.is_empty() {
+                return self.pending.len();
+            }
+        }
+    }
+
     /// Skips pings and pushes until the reply to command `id`.
     pub async fn reply(&mut self, id: u32) -> Reply {
         loop {

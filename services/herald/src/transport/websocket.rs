@@ -92,15 +92,35 @@ async fn run(
 ) {
     let format = session.format();
     let outbound = session.outbound().clone();
+    let write_delay = session.write_delay();
+    let mut next_write = tokio::time::Instant::now();
     let mut frame = BytesMut::new();
+    // One timer for the session's clocks, moved only when its deadline changes: registering a
+    // new timer on every loop turn would cost a timer-wheel insert and removal per frame.
+    let mut deadline = session.deadline();
+    let timer = tokio::time::sleep_until(deadline.into());
+    tokio::pin!(timer);
     let close: Option<Disconnect> = loop {
-        let deadline = tokio::time::Instant::from_std(session.deadline());
+        let next = session.deadline();
+        if next != deadline {
+            deadline = next;
+            timer.as_mut().reset(deadline.into());
+        }
         tokio::select! {
             biased;
             _ = outbound.ready() => {
+                // At most one write per write_delay: what arrives in between joins this frame.
+                if !write_delay.is_zero() && tokio::time::Instant::now() < next_write {
+                    tokio::time::sleep_until(next_write).await;
+                }
                 let flow = session.drain(&mut frame).await;
-                if !frame.is_empty() && let Err(d) = write(&mut ws, format, frame.split().freeze()).await {
-                    break Some(d);
+                if !frame.is_empty() {
+                    if let Err(d) = write(&mut ws, format, frame.split().freeze()).await {
+                        break Some(d);
+                    }
+                    if !write_delay.is_zero() {
+                        next_write = tokio::time::Instant::now() + write_delay;
+                    }
                 }
                 if let Flow::Close(d) = flow {
                     break Some(d);
@@ -132,7 +152,7 @@ async fn run(
                     break Some(disconnect::BAD_REQUEST);
                 }
             },
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = &mut timer => {
                 if let Flow::Close(d) = session.on_timer(Instant::now()) {
                     break Some(d);
                 }
