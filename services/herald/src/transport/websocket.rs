@@ -85,6 +85,9 @@ fn negotiated_format(req: &HttpRequest, response: &HttpResponse) -> Format {
     }
 }
 
+/// The connection's task. Its future lives as long as the connection, so everything it holds
+/// is paid by every idle connection: command handling and draining run in boxed futures that
+/// exist only while they run, instead of widening this state machine by their largest path.
 async fn run(
     mut session: Session,
     mut ws: actix_ws::Session,
@@ -113,7 +116,7 @@ async fn run(
                 if !write_delay.is_zero() && tokio::time::Instant::now() < next_write {
                     tokio::time::sleep_until(next_write).await;
                 }
-                let flow = session.drain(&mut frame).await;
+                let flow = Box::pin(session.drain(&mut frame)).await;
                 if !frame.is_empty() {
                     if let Err(d) = write(&mut ws, format, frame.split().freeze()).await {
                         break Some(d);
@@ -128,12 +131,12 @@ async fn run(
             }
             message = stream.recv() => match message {
                 Some(Ok(AggregatedMessage::Text(text))) => {
-                    if let Flow::Close(d) = session.handle_frame(text.as_bytes()).await {
+                    if let Flow::Close(d) = Box::pin(session.handle_frame(text.as_bytes())).await {
                         break Some(d);
                     }
                 }
                 Some(Ok(AggregatedMessage::Binary(bytes))) => {
-                    if let Flow::Close(d) = session.handle_frame(&bytes).await {
+                    if let Flow::Close(d) = Box::pin(session.handle_frame(&bytes)).await {
                         break Some(d);
                     }
                 }
@@ -161,7 +164,7 @@ async fn run(
     };
     // Replies queued before a close still go out (a slow client's backlog does not).
     if close.as_ref().is_some_and(|d| *d != disconnect::SLOW) {
-        let _ = session.drain(&mut frame).await;
+        let _ = Box::pin(session.drain(&mut frame)).await;
         if !frame.is_empty() {
             let _ = write(&mut ws, format, frame.split().freeze()).await;
         }
