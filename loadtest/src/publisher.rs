@@ -14,6 +14,7 @@ use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::client::ServerKind;
 use crate::progress::Live;
 use crate::stamp::{Stamp, find, unix_ns, write_stamp};
 use crate::stats::new_histogram;
@@ -68,14 +69,23 @@ impl HttpConn {
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| anyhow!("bad status line"))?;
                 let mut len = None;
+                let mut chunked = false;
                 for line in head.split("\r\n").skip(1) {
                     if let Some((k, v)) = line.split_once(':') {
                         if k.eq_ignore_ascii_case("content-length") {
                             len = v.trim().parse::<usize>().ok();
                         } else if k.eq_ignore_ascii_case("transfer-encoding") {
-                            bail!("chunked responses are not supported");
+                            if !v.trim().eq_ignore_ascii_case("chunked") {
+                                bail!("unsupported transfer-encoding {}", v.trim());
+                            }
+                            chunked = true;
                         }
                     }
+                }
+                if chunked {
+                    // Node's http (the Socket.IO baseline) answers chunked.
+                    self.buf.drain(..end + 4);
+                    return Ok((status, self.read_chunked().await?));
                 }
                 let len = len.unwrap_or(0);
                 let total = end + 4 + len;
@@ -87,6 +97,46 @@ impl HttpConn {
                 return Ok((status, body));
             }
             self.fill().await?;
+        }
+    }
+
+    /// Reads a chunked body (the head already consumed); trailers are skipped.
+    async fn read_chunked(&mut self) -> anyhow::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(p) = find(&self.buf, b"\r\n") {
+                    break p;
+                }
+                if self.buf.len() > 1024 {
+                    bail!("bad chunk size line");
+                }
+                self.fill().await?;
+            };
+            let line = std::str::from_utf8(&self.buf[..line_end]).context("chunk size")?;
+            let hex = line.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(hex, 16)
+                .with_context(|| format!("bad chunk size {hex:?}"))?;
+            if size == 0 {
+                // Optional trailers, then an empty line.
+                self.buf.drain(..line_end + 2);
+                loop {
+                    if let Some(p) = find(&self.buf, b"\r\n") {
+                        self.buf.drain(..p + 2);
+                        if p == 0 {
+                            return Ok(body);
+                        }
+                        continue;
+                    }
+                    self.fill().await?;
+                }
+            }
+            let total = line_end + 2 + size + 2;
+            while self.buf.len() < total {
+                self.fill().await?;
+            }
+            body.extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
+            self.buf.drain(..total);
         }
     }
 
@@ -141,6 +191,8 @@ pub struct Plan {
 /// One publisher connection and its per-channel sequence numbers (kept across steps).
 pub struct Publisher {
     conn: HttpConn,
+    /// API shape: Herald (`/api/publish`, `/api/batch`) or Socket.IO (`/publish` only).
+    pub kind: ServerKind,
     /// Stream number written in stamps (`k`).
     pub stream: u32,
     seqs: Vec<u64>,
@@ -195,6 +247,7 @@ impl Publisher {
         use rand::SeedableRng;
         Ok(Publisher {
             conn: HttpConn::connect(addr, key).await?,
+            kind: ServerKind::Herald,
             stream,
             seqs: vec![0; channels],
             rng: rand::rngs::SmallRng::seed_from_u64(0x5eed + u64::from(stream)),
@@ -213,14 +266,16 @@ impl Publisher {
         max: u64,
         live: &Arc<Live>,
     ) -> PubResult {
-        let batch = batch.max(1);
+        let sio = self.kind == ServerKind::SocketIo;
+        // No batch endpoint on the Socket.IO baseline: one publication per request.
+        let batch = if sio { 1 } else { batch.max(1) };
         let mut res = PubResult::default();
         let start = Instant::now();
         let end = start + dur;
         // Open loop: publication j is due at start + j / rate. When the server falls behind,
         // everything due goes out in the next request (up to `cap`), so the offered rate holds
         // until the server cannot take it.
-        let cap = batch.max(1000);
+        let cap = if sio { 1 } else { batch.max(1000) };
         let mut attempted: u64 = 0;
         let mut picked = Vec::with_capacity(batch);
         while Instant::now() < end && attempted < max {
@@ -275,7 +330,9 @@ impl Publisher {
                     self.body.push(b'}');
                 }
             }
-            let path = if n > 1 {
+            let path = if sio {
+                "/publish"
+            } else if n > 1 {
                 self.body.extend_from_slice(b"]}");
                 "/api/batch"
             } else {
@@ -343,4 +400,33 @@ fn count(hay: &[u8], needle: &[u8]) -> u64 {
         at += p + needle.len();
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Node's http answers `POST /publish` chunked; Herald with a Content-Length.
+    #[tokio::test]
+    async fn reads_chunked_and_sized_responses() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            for answer in [
+                &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nd\r\n{\"result\":{}}\r\n0\r\n\r\n"[..],
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"[..],
+            ] {
+                let _ = s.read(&mut buf).await.unwrap();
+                s.write_all(answer).await.unwrap();
+            }
+        });
+        let mut c = HttpConn::connect(addr, "k").await.unwrap();
+        let (st, body) = c.post("/publish", b"{}").await.unwrap();
+        assert_eq!((st, &body[..]), (200, &b"{\"result\":{}}"[..]));
+        let (st, body) = c.post("/api/publish", b"{}").await.unwrap();
+        assert_eq!((st, &body[..]), (200, &b"{}"[..]));
+        server.await.unwrap();
+    }
 }

@@ -1,7 +1,8 @@
 //! Reading server frames without decoding them fully: a subscriber only needs each
 //! publication's channel and stamp, and to notice pings. JSON frames are scanned line by line;
 //! Protobuf frames are walked field by field (Reply.push(4) → Push.channel(2), Push.pub(4) →
-//! Publication.data(4)). No allocation per message.
+//! Publication.data(4)). Socket.IO messages (one Engine.IO packet each) are matched on their
+//! `42["pub",` prefix. No allocation per message.
 
 use crate::stamp::{Stamp, find, parse_stamp};
 
@@ -153,6 +154,96 @@ pub fn scan_protobuf<'a>(frame: &'a [u8], mut f: impl FnMut(Event<'a>)) -> bool 
     true
 }
 
+/// One Engine.IO v4 packet carrying (for type 4) a Socket.IO v5 packet, as sent over
+/// WebSocket in a text message: `<eio type>[<sio type>[/nsp,][ack id]<json>]`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SioPacket<'a> {
+    /// `0{"sid":…,"pingInterval":…}`: the Engine.IO handshake (JSON).
+    Open(&'a [u8]),
+    /// `1`
+    Close,
+    /// `2`: server ping, answer `3`.
+    Ping,
+    /// `3`
+    Pong,
+    /// `6`
+    Noop,
+    /// `40{"sid":…}`: connected to the namespace (payload JSON, may be empty).
+    Connect(&'a [u8]),
+    /// `41`
+    Disconnect,
+    /// `42[id][name,args…]`: an event; `data` is the JSON array.
+    Event { ack: Option<u64>, data: &'a [u8] },
+    /// `43<id>[args…]`: the answer to an event sent with ack id `id`.
+    Ack { id: u64, data: &'a [u8] },
+    /// `44{"message":…}`
+    ConnectError(&'a [u8]),
+    /// Anything else (binary events, upgrades, malformed).
+    Other(&'a [u8]),
+}
+
+/// Parses one Engine.IO packet (one WebSocket text message).
+pub fn parse_socketio(msg: &[u8]) -> SioPacket<'_> {
+    match msg.first() {
+        Some(b'0') => SioPacket::Open(&msg[1..]),
+        Some(b'1') => SioPacket::Close,
+        Some(b'2') if msg.len() == 1 => SioPacket::Ping,
+        Some(b'3') if msg.len() == 1 => SioPacket::Pong,
+        Some(b'6') => SioPacket::Noop,
+        Some(b'4') => {
+            let Some(&t) = msg.get(1) else {
+                return SioPacket::Other(msg);
+            };
+            let mut rest = &msg[2..];
+            // A namespace other than `/` is written before a comma.
+            if rest.first() == Some(&b'/') {
+                match rest.iter().position(|&b| b == b',') {
+                    Some(c) => rest = &rest[c + 1..],
+                    None => rest = &[],
+                }
+            }
+            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            let id = std::str::from_utf8(&rest[..digits])
+                .ok()
+                .and_then(|d| d.parse::<u64>().ok());
+            let data = &rest[digits..];
+            match (t, id) {
+                (b'0', _) => SioPacket::Connect(rest),
+                (b'1', _) => SioPacket::Disconnect,
+                (b'2', ack) => SioPacket::Event { ack, data },
+                (b'3', Some(id)) => SioPacket::Ack { id, data },
+                (b'4', _) => SioPacket::ConnectError(rest),
+                _ => SioPacket::Other(msg),
+            }
+        }
+        _ => SioPacket::Other(msg),
+    }
+}
+
+/// The event array prefix of a publication from the baseline server.
+const SIO_PUB: &[u8] = b"[\"pub\",";
+
+/// Calls `f` for the one packet of a Socket.IO WebSocket message: `42["pub",data]` is a
+/// publication (Socket.IO events carry no channel name: `channel` is empty), `2` a ping.
+pub fn scan_socketio<'a>(msg: &'a [u8], mut f: impl FnMut(Event<'a>)) {
+    // Fast path: the exact bytes socket.io writes for io.to(room).emit("pub", data).
+    if msg.len() > 2 + SIO_PUB.len() && msg.starts_with(b"42") && msg[2..].starts_with(SIO_PUB) {
+        f(Event::Publication {
+            channel: b"",
+            stamp: parse_stamp(&msg[2 + SIO_PUB.len()..]),
+        });
+        return;
+    }
+    match parse_socketio(msg) {
+        SioPacket::Ping => f(Event::Ping),
+        SioPacket::Event { data, .. } if data.starts_with(SIO_PUB) => f(Event::Publication {
+            channel: b"",
+            stamp: parse_stamp(&data[SIO_PUB.len()..]),
+        }),
+        _ => f(Event::Other(msg)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +334,104 @@ mod tests {
         let mut n = 0;
         assert!(!scan_protobuf(&f[..f.len() - 4], |_| n += 1));
         assert_eq!(n, 5);
+    }
+
+    fn sio(msg: &[u8]) -> Vec<Event<'_>> {
+        let mut ev = Vec::new();
+        scan_socketio(msg, |e| ev.push(e));
+        ev
+    }
+
+    #[test]
+    fn socketio_open_connect_and_ping() {
+        let open = br#"0{"sid":"lv_VI97HAXpY6yYWAAAC","upgrades":[],"pingInterval":25000,"pingTimeout":8000,"maxPayload":1000000}"#;
+        match parse_socketio(open) {
+            SioPacket::Open(j) => {
+                let v: serde_json::Value = serde_json::from_slice(j).unwrap();
+                assert_eq!(v["pingInterval"], 25000);
+            }
+            p => panic!("{p:?}"),
+        }
+        assert_eq!(
+            parse_socketio(br#"40{"sid":"wZX3oN0bSVIhsaknAAAI"}"#),
+            SioPacket::Connect(br#"{"sid":"wZX3oN0bSVIhsaknAAAI"}"#)
+        );
+        assert_eq!(
+            parse_socketio(br#"44{"message":"Not authorized"}"#),
+            SioPacket::ConnectError(br#"{"message":"Not authorized"}"#)
+        );
+        assert_eq!(parse_socketio(b"2"), SioPacket::Ping);
+        assert_eq!(parse_socketio(b"3"), SioPacket::Pong);
+        assert_eq!(parse_socketio(b"41"), SioPacket::Disconnect);
+        assert_eq!(parse_socketio(b"1"), SioPacket::Close);
+        assert_eq!(sio(b"2"), vec![Event::Ping]);
+        assert!(matches!(sio(open)[..], [Event::Other(_)]));
+    }
+
+    #[test]
+    fn socketio_ack_and_events() {
+        assert_eq!(
+            parse_socketio(br#"431[{"ok":true}]"#),
+            SioPacket::Ack {
+                id: 1,
+                data: br#"[{"ok":true}]"#
+            }
+        );
+        assert_eq!(
+            parse_socketio(br#"43/admin,12[{"ok":true}]"#),
+            SioPacket::Ack {
+                id: 12,
+                data: br#"[{"ok":true}]"#
+            }
+        );
+        assert_eq!(
+            parse_socketio(br#"427["subscribe","loadtest"]"#),
+            SioPacket::Event {
+                ack: Some(7),
+                data: br#"["subscribe","loadtest"]"#
+            }
+        );
+        // An ack is not a publication, nor is another event.
+        assert!(matches!(sio(br#"431[{"ok":true}]"#)[..], [Event::Other(_)]));
+        assert!(matches!(sio(br#"42["hello",1]"#)[..], [Event::Other(_)]));
+    }
+
+    #[test]
+    fn socketio_stamped_publication() {
+        for (i, seq) in [0u64, 17, 123_456].into_iter().enumerate() {
+            let st = Stamp {
+                seq,
+                stream: 3,
+                sent_ns: 1_700_000_000_000_000_000 + seq,
+            };
+            let data = stamp_bytes(st, 100);
+            // What socket.io writes: JSON.stringify(["pub", data]) after "42".
+            let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
+            let msg = format!("42{}", serde_json::to_string(&("pub", v)).unwrap());
+            assert_eq!(
+                sio(msg.as_bytes()),
+                vec![Event::Publication {
+                    channel: b"",
+                    stamp: Some(st)
+                }],
+                "case {i}: {msg}"
+            );
+            // The slow path (with an ack id) reads the same stamp.
+            let with_id = format!("425{}", &msg[2..]);
+            assert_eq!(
+                sio(with_id.as_bytes()),
+                vec![Event::Publication {
+                    channel: b"",
+                    stamp: Some(st)
+                }]
+            );
+        }
+        assert_eq!(
+            sio(br#"42["pub",{"text":"hi"}]"#),
+            vec![Event::Publication {
+                channel: b"",
+                stamp: None
+            }]
+        );
     }
 }

@@ -1,6 +1,11 @@
 //! One subscriber connection: TCP connect (optionally from a chosen source address), WebSocket
 //! upgrade, `connect` + `subscribe` pipelined in one frame, then a read loop that counts every
 //! publication, answers server pings, and stops on request. One tokio task per connection.
+//!
+//! With [`ServerKind::SocketIo`] the same connection speaks Engine.IO v4 / Socket.IO v5 to the
+//! baseline server in loadtest/socketio instead: open packet, `40` connect, one
+//! `42<id>["subscribe",channel]` per channel (waiting for each ack), then the same read loop
+//! over `42["pub",data]` messages, answering `2` pings with `3`.
 
 pub mod frame;
 
@@ -22,19 +27,35 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 
 use crate::progress::Live;
-use crate::stamp::unix_ns;
+use crate::stamp::{find, unix_ns};
 use crate::stats::{Counts, Seen, Tracker};
-use frame::{Event, scan_json, scan_protobuf};
+use frame::{Event, scan_json, scan_protobuf, scan_socketio};
 
 pub type Ws = WebSocketStream<TcpStream>;
+
+/// Which server (and so which client protocol and publish API) a run targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerKind {
+    /// A Herald node: centrifuge-style JSON/Protobuf client protocol, `/api/publish` and
+    /// `/api/batch`.
+    #[default]
+    Herald,
+    /// The Socket.IO v4 baseline (loadtest/socketio/server.mjs): Engine.IO v4 over WebSocket,
+    /// `POST /publish`, no batch endpoint.
+    #[value(name = "socketio")]
+    SocketIo,
+}
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub addr: SocketAddr,
-    /// `ws://host:port/connection/websocket`
+    /// `ws://host:port/connection/websocket` (Herald) or
+    /// `ws://host:port/socket.io/?EIO=4&transport=websocket` (Socket.IO).
     pub ws_url: String,
     pub format: Format,
+    pub kind: ServerKind,
 }
 
 impl Endpoint {
@@ -43,6 +64,17 @@ impl Endpoint {
             addr,
             ws_url: format!("ws://{addr}/connection/websocket"),
             format,
+            kind: ServerKind::Herald,
+        }
+    }
+
+    /// A Socket.IO server (JSON text frames only; `format` is kept as JSON).
+    pub fn socketio(addr: SocketAddr) -> Endpoint {
+        Endpoint {
+            addr,
+            ws_url: format!("ws://{addr}/socket.io/?EIO=4&transport=websocket"),
+            format: Format::Json,
+            kind: ServerKind::SocketIo,
         }
     }
 }
@@ -76,10 +108,11 @@ fn encode(format: Format, cmds: &[Command]) -> Message {
     }
 }
 
-fn pong(format: Format) -> Message {
-    match format {
-        Format::Json => Message::text("{}"),
-        Format::Protobuf => Message::binary(vec![0u8]),
+fn pong(kind: ServerKind, format: Format) -> Message {
+    match (kind, format) {
+        (ServerKind::SocketIo, _) => Message::text("3"),
+        (_, Format::Json) => Message::text("{}"),
+        (_, Format::Protobuf) => Message::binary(vec![0u8]),
     }
 }
 
@@ -155,6 +188,10 @@ pub async fn open(
     let (mut ws, _) = client_async_with_config(req, stream, Some(ws_config()))
         .await
         .map_err(|e| format!("upgrade: {}", short(&e)))?;
+    if ep.kind == ServerKind::SocketIo {
+        socketio_handshake(&mut ws, channels).await?;
+        return Ok(ws);
+    }
 
     let mut cmds = vec![Command {
         id: 1,
@@ -193,7 +230,7 @@ pub async fn open(
         for r in decode_replies(ep.format, data)? {
             if r.id == 0 {
                 if r.push.is_none() {
-                    ws.send(pong(ep.format))
+                    ws.send(pong(ep.kind, ep.format))
                         .await
                         .map_err(|e| format!("send: {}", short(&e)))?;
                 }
@@ -209,9 +246,84 @@ pub async fn open(
     Ok(ws)
 }
 
+/// The next text message of a Socket.IO connection during the handshake (pings answered).
+async fn socketio_next(ws: &mut Ws) -> Result<String, String> {
+    loop {
+        let msg = match ws.next().await {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return Err(format!("ws: {}", short(&e))),
+            None => return Err("eof".to_owned()),
+        };
+        match msg {
+            Message::Text(t) => {
+                if frame::parse_socketio(t.as_bytes()) == frame::SioPacket::Ping {
+                    ws.send(Message::text("3"))
+                        .await
+                        .map_err(|e| format!("send: {}", short(&e)))?;
+                    continue;
+                }
+                return Ok(t.as_str().to_owned());
+            }
+            Message::Close(_) => return Err(close_reason(&msg)),
+            Message::Binary(_) => return Err("unexpected binary message".to_owned()),
+            _ => continue,
+        }
+    }
+}
+
+/// Engine.IO open → Socket.IO connect to `/` → `subscribe` every channel, waiting for each
+/// ack (so the room is joined before publishing starts).
+async fn socketio_handshake(ws: &mut Ws, channels: &[String]) -> Result<(), String> {
+    use frame::SioPacket;
+    let open = socketio_next(ws).await?;
+    if !matches!(frame::parse_socketio(open.as_bytes()), SioPacket::Open(_)) {
+        return Err(format!("expected open packet, got {:.40}", open));
+    }
+    ws.send(Message::text("40"))
+        .await
+        .map_err(|e| format!("send: {}", short(&e)))?;
+    let conn = socketio_next(ws).await?;
+    match frame::parse_socketio(conn.as_bytes()) {
+        SioPacket::Connect(_) => {}
+        SioPacket::ConnectError(e) => {
+            return Err(format!("connect error {:.40}", String::from_utf8_lossy(e)));
+        }
+        _ => return Err(format!("expected connect, got {:.40}", conn)),
+    }
+    for (i, ch) in channels.iter().enumerate() {
+        let id = 1 + i as u64;
+        let name = serde_json::to_string(ch).map_err(|e| format!("channel: {e}"))?;
+        ws.send(Message::text(format!("42{id}[\"subscribe\",{name}]")))
+            .await
+            .map_err(|e| format!("send: {}", short(&e)))?;
+        loop {
+            let m = socketio_next(ws).await?;
+            match frame::parse_socketio(m.as_bytes()) {
+                SioPacket::Ack { id: got, data } if got == id => {
+                    if find(data, b"\"ok\":true").is_none() {
+                        return Err(format!(
+                            "subscribe refused: {:.40}",
+                            String::from_utf8_lossy(data)
+                        ));
+                    }
+                    break;
+                }
+                SioPacket::Disconnect | SioPacket::Close => {
+                    return Err("disconnected while subscribing".to_owned());
+                }
+                // A publication of an earlier channel, or a foreign ack: not ours yet.
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What the read loop needs to count publications of one connection.
 pub struct Reader<'a> {
     pub format: Format,
+    /// Client protocol of the connection.
+    pub kind: ServerKind,
     /// Subscribed channels (publication channel names are matched against these).
     pub channels: Vec<String>,
     /// Publisher streams per channel (the `k` of stamps ranges over 0..streams).
@@ -281,9 +393,12 @@ pub async fn read_loop(mut ws: Ws, r: Reader<'_>, mut stop: watch::Receiver<bool
                 }
                 Event::Other(_) => {}
             };
-            match r.format {
-                Format::Json => scan_json(data, &mut on),
-                Format::Protobuf => {
+            match (r.kind, r.format) {
+                // One Engine.IO packet per WebSocket message, and no channel name in it: a
+                // Socket.IO subscriber is on one room (channels[0]).
+                (ServerKind::SocketIo, _) => scan_socketio(data, &mut on),
+                (_, Format::Json) => scan_json(data, &mut on),
+                (_, Format::Protobuf) => {
                     scan_protobuf(data, &mut on);
                 }
             }
@@ -292,7 +407,7 @@ pub async fn read_loop(mut ws: Ws, r: Reader<'_>, mut stop: watch::Receiver<bool
             }
         }
         r.live.delivered.fetch_add(n, Relaxed);
-        if ping && let Err(e) = ws.send(pong(r.format)).await {
+        if ping && let Err(e) = ws.send(pong(r.kind, r.format)).await {
             closed = Some(format!("pong: {}", short(&e)));
             break;
         }

@@ -49,6 +49,7 @@ pub async fn run(
     live: &Arc<Live>,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<Step>> {
+    c.require_herald("channels")?;
     c.check_conns(a.clients + a.publishers)?;
     let eps = c.endpoints()?;
     let gsize = a.group_size.max(1);

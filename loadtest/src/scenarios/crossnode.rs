@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use super::{Common, Fleet, Member, StepSpec, auto_batch, measure_step, parse_list, publishers};
+use super::{
+    Common, Fleet, Member, StepSpec, batch_for, measure_step, parse_list, ramp_publishers,
+};
 use crate::progress::Live;
 use crate::publisher::{Plan, Target};
 use crate::report::Step;
@@ -44,6 +46,7 @@ pub async fn run(
     if eps.len() < 2 {
         notes.push("only one --url: this measures a single node".into());
     }
+    let rates = parse_list(&a.rates)?;
     let tokens = c.tokens(a.subscribers, "lt-cross-")?;
     let members = tokens
         .into_iter()
@@ -71,15 +74,12 @@ pub async fn run(
         target: Target::One(0),
         payload_size: c.payload_size,
     });
-    let mut pubs = publishers(c.api_addr()?, &c.api_key, a.publishers, 1).await?;
+    let max_rate = rates.iter().copied().fold(0.0, f64::max);
+    let mut pubs = ramp_publishers(c, a.publishers, max_rate, 1, notes).await?;
     let mut steps = Vec::new();
-    for rate in parse_list(&a.rates)? {
+    for rate in rates {
         live.set_step(format!("crossnode @ {rate}/s"));
-        let batch = if a.batch > 0 {
-            a.batch
-        } else {
-            auto_batch(rate, a.publishers)
-        };
+        let batch = batch_for(c, a.batch, rate, pubs.len());
         let step = measure_step(
             StepSpec {
                 label: format!("{rate}/s"),

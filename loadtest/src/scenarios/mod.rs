@@ -22,7 +22,7 @@ use herald_protocol::Format;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::client::{self, Endpoint, Reader};
+use crate::client::{self, Endpoint, Reader, ServerKind};
 use crate::net;
 use crate::procstat::Watch;
 use crate::progress::Live;
@@ -57,6 +57,11 @@ pub struct Common {
     )]
     #[serde(skip)]
     pub secret: String,
+    /// Server under test: `herald`, or `socketio` (the Socket.IO v4 baseline,
+    /// loadtest/socketio/server.mjs: Engine.IO v4 client, `POST /publish`, no batches;
+    /// fanout, idle and crossnode only).
+    #[arg(long = "target", value_enum, default_value_t = ServerKind::Herald)]
+    pub target: ServerKind,
     /// Speak Protobuf (subprotocol centrifuge-protobuf) instead of JSON.
     #[arg(long)]
     pub protobuf: bool,
@@ -93,10 +98,27 @@ impl Common {
     }
 
     pub fn endpoints(&self) -> anyhow::Result<Vec<Endpoint>> {
+        if self.target == ServerKind::SocketIo && self.protobuf {
+            bail!("--protobuf is a Herald protocol: Socket.IO speaks JSON text frames only");
+        }
         self.urls
             .iter()
-            .map(|u| Ok(Endpoint::new(net::resolve(u)?, self.format())))
+            .map(|u| {
+                let addr = net::resolve(u)?;
+                Ok(match self.target {
+                    ServerKind::Herald => Endpoint::new(addr, self.format()),
+                    ServerKind::SocketIo => Endpoint::socketio(addr),
+                })
+            })
             .collect()
+    }
+
+    /// Fails unless the scenario `name` supports the chosen `--target`.
+    pub fn require_herald(&self, name: &str) -> anyhow::Result<()> {
+        if self.target != ServerKind::Herald {
+            bail!("{name} runs against Herald only (--target socketio: fanout, idle, crossnode)");
+        }
+        Ok(())
     }
 
     pub fn api_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -104,7 +126,11 @@ impl Common {
     }
 
     /// Connection tokens for users `prefix0 .. prefix{n-1}`, signed before any traffic.
+    /// (The Socket.IO baseline has no authentication: empty tokens.)
     pub fn tokens(&self, n: usize, prefix: &str) -> anyhow::Result<Vec<String>> {
+        if self.target == ServerKind::SocketIo {
+            return Ok(vec![String::new(); n]);
+        }
         if self.secret.is_empty() {
             bail!("--secret (or HERALD_AUTH__HMAC_SECRET) is required to sign connection tokens");
         }
@@ -223,6 +249,7 @@ impl Fleet {
                 live.connected.fetch_add(1, Relaxed);
                 let reader = Reader {
                     format: ep.format,
+                    kind: ep.kind,
                     channels: m.channels,
                     streams,
                     shard: shards.shard(i),
@@ -288,8 +315,19 @@ impl Fleet {
     }
 }
 
-/// Publisher connections (streams 0..n).
+/// Publisher connections (streams 0..n) to a Herald API.
 pub async fn publishers(
+    addr: SocketAddr,
+    key: &str,
+    n: usize,
+    channels: usize,
+) -> anyhow::Result<Vec<Publisher>> {
+    publishers_to(ServerKind::Herald, addr, key, n, channels).await
+}
+
+/// Publisher connections (streams 0..n) to the API of a `kind` server.
+pub async fn publishers_to(
+    kind: ServerKind,
     addr: SocketAddr,
     key: &str,
     n: usize,
@@ -297,9 +335,50 @@ pub async fn publishers(
 ) -> anyhow::Result<Vec<Publisher>> {
     let mut v = Vec::with_capacity(n);
     for k in 0..n {
-        v.push(Publisher::connect(addr, key, k as u32, channels).await?);
+        let mut p = Publisher::connect(addr, key, k as u32, channels).await?;
+        p.kind = kind;
+        v.push(p);
     }
     Ok(v)
+}
+
+/// Publisher connections for a ramp up to `max_rate` against `c.target`: Herald gets `n`
+/// (batches absorb high rates); Socket.IO has no batch endpoint, so it gets enough
+/// keep-alive connections for ≤ [`SIO_REQS_PER_CONN`] requests/s each (at least `n`).
+pub async fn ramp_publishers(
+    c: &Common,
+    n: usize,
+    max_rate: f64,
+    channels: usize,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Vec<Publisher>> {
+    let n = match c.target {
+        ServerKind::Herald => n,
+        ServerKind::SocketIo => {
+            let need = (max_rate / SIO_REQS_PER_CONN).ceil() as usize;
+            let m = n.max(need).clamp(1, 256);
+            if m != n {
+                notes.push(format!(
+                    "socketio: {m} publisher connections (one publication per request, \
+                     ≤ {SIO_REQS_PER_CONN}/s each) instead of --publishers {n}"
+                ));
+            }
+            m
+        }
+    };
+    publishers_to(c.target, c.api_addr()?, &c.api_key, n, channels).await
+}
+
+/// Requests/s one Socket.IO publisher connection is planned for (one request in flight).
+pub const SIO_REQS_PER_CONN: f64 = 250.0;
+
+/// Publications per request: `batch` if set, else [`auto_batch`]; always 1 for Socket.IO.
+pub fn batch_for(c: &Common, batch: usize, rate: f64, conns: usize) -> usize {
+    match c.target {
+        ServerKind::SocketIo => 1,
+        ServerKind::Herald if batch > 0 => batch,
+        ServerKind::Herald => auto_batch(rate, conns),
+    }
 }
 
 /// Batch size for a total rate over `conns` connections: about ≤ 250 requests/s each.

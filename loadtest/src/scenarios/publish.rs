@@ -39,6 +39,7 @@ pub async fn run(
     live: &Arc<Live>,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<Step>> {
+    c.require_herald("publish")?;
     c.check_conns(a.subscribers + a.connections)?;
     let eps = c.endpoints()?;
     let fleet = if a.subscribers > 0 {

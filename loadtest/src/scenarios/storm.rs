@@ -29,6 +29,7 @@ pub async fn run(
     live: &Arc<Live>,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<Step>> {
+    c.require_herald("connect-storm")?;
     c.check_conns(a.connections)?;
     let eps = c.endpoints()?;
     // Signed before the storm: not part of the measured window.

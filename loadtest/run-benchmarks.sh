@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Runs every Herald benchmark of docs/benchmarks.md on this machine, one after the other, and
+# writes each scenario's JSON and charts into one folder.
+#
+#   bash loadtest/run-benchmarks.sh [OUT_DIR]        (default: target/bench/<date>)
+#
+# Starts its own release-built herald nodes (and, for crossnode, its own redis-server on a free
+# port) on 127.0.0.1, and stops them when done. Nothing else should load the machine meanwhile:
+# the server and the generator share its cores, which is part of what is measured.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+OUT=${1:-target/bench/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+export HERALD_AUTH__HMAC_SECRET=loadtest-secret-0123456789abcdef0123456789
+export HERALD_API__KEY=loadtest-key
+export HERALD_LOG=warn
+LT=target/release/herald-loadtest
+COMMON=(--api-key "$HERALD_API__KEY" --secret "$HERALD_AUTH__HMAC_SECRET")
+
+cargo build --release -p herald -p herald-loadtest
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+# start_node PORT [ENV=VALUE...]: a fresh node per scenario, so one run's memory never
+# colours the next.
+start_node() {
+  local port=$1; shift
+  env "$@" target/release/herald --config loadtest/herald-loadtest.toml \
+    --listen "127.0.0.1:$port" >"$OUT/herald-$port.log" 2>&1 &
+  PIDS+=($!)
+  NODE_PID=$!
+  for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "node on $port did not become ready" >&2
+  exit 1
+}
+stop_nodes() { cleanup; PIDS=(); }
+
+run() { # run NAME ARGS...: one scenario, its table on stdout and in NAME.txt
+  local name=$1; shift
+  echo "== $name: $LT $*" | tee "$OUT/$name.txt"
+  "$LT" "$@" --json "$OUT/$name.json" --charts "$OUT/$name-charts" 2>/dev/null | tee -a "$OUT/$name.txt"
+}
+
+for wd in 0s 25ms; do
+  for format in json protobuf; do
+    flag=(); [[ $format == protobuf ]] && flag=(--protobuf)
+    start_node 18000 HERALD_CLIENT__WRITE_DELAY=$wd
+    run "fanout-$format-wd$wd" fanout --url http://127.0.0.1:18000 "${COMMON[@]}" "${flag[@]}" \
+      --server-pid "$NODE_PID" --subscribers 2000 --rates 100,500,1000,2000 --step-secs 10
+    stop_nodes
+  done
+done
+
+start_node 18000
+run idle idle --url http://127.0.0.1:18000 "${COMMON[@]}" --server-pid "$NODE_PID" \
+  --connections 15000 --settle-secs 10
+stop_nodes
+
+start_node 18000
+run connect-storm connect-storm --url http://127.0.0.1:18000 "${COMMON[@]}" \
+  --server-pid "$NODE_PID" --connections 15000
+stop_nodes
+
+start_node 18000
+run publish publish --url http://127.0.0.1:18000 "${COMMON[@]}" --server-pid "$NODE_PID" \
+  --batch 1,10,100 --subscribers 10 --step-secs 10
+stop_nodes
+
+start_node 18000
+run channels channels --url http://127.0.0.1:18000 "${COMMON[@]}" --server-pid "$NODE_PID" \
+  --clients 5000 --rates 1000,5000,10000,20000 --step-secs 10
+stop_nodes
+
+# Two nodes sharing a Redis of our own.
+REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+  --logfile "$OUT/redis.log" &
+PIDS+=($!); REDIS_PID=$!
+sleep 0.5
+start_node 18001 HERALD_BROKER__KIND=redis HERALD_BROKER__REDIS_URLS=redis://127.0.0.1:$REDIS_PORT
+A=$NODE_PID
+start_node 18002 HERALD_BROKER__KIND=redis HERALD_BROKER__REDIS_URLS=redis://127.0.0.1:$REDIS_PORT
+B=$NODE_PID
+run crossnode crossnode --url http://127.0.0.1:18001 --url http://127.0.0.1:18002 "${COMMON[@]}" \
+  --server-pid "$A" --server-pid "$B" --server-pid "$REDIS_PID" \
+  --subscribers 1000 --rates 10,50,100 --step-secs 10
+stop_nodes
+
+echo "results in $OUT"
