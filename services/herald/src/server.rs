@@ -77,6 +77,10 @@ pub async fn serve(
             .configure(api::configure)
     })
     .listen(listener)?
+    // A push server writes small frames back to back: with Nagle's algorithm on, a frame
+    // written while the previous one is unacknowledged waits for the client's delayed ACK
+    // (up to 40 ms).
+    .tcp_nodelay(true)
     .shutdown_timeout(config.server.shutdown_timeout.as_secs())
     .disable_signals();
     if let Some(workers) = workers {
