@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use super::{Common, Fleet, Member, StepSpec, auto_batch, measure_step, parse_list, publishers};
+use super::{
+    Common, Fleet, Member, Ramp, auto_batch, parse_list, publishers, run_ramp, stop_on_loss,
+};
 use crate::progress::Live;
 use crate::publisher::{Plan, Target};
 use crate::report::Step;
@@ -98,38 +100,30 @@ pub async fn run(
         payload_size: c.payload_size,
     });
     let mut pubs = publishers(c.api_addr()?, &c.api_key, a.publishers, plan.channels.len()).await?;
-    let mut steps = Vec::new();
-    for rate in parse_list(&a.rates)? {
-        live.set_step(format!("channels @ {rate}/s"));
-        let batch = if a.batch > 0 {
-            a.batch
-        } else {
-            auto_batch(rate, a.publishers)
-        };
-        let step = measure_step(
-            StepSpec {
-                label: format!("{rate}/s"),
-                rate,
-                batch,
-                duration: Duration::from_secs_f64(a.step_secs),
-                settle: Duration::from_secs_f64(a.settle_secs),
-                max_publications: (rate * a.step_secs * 1.1) as u64 + 10,
-                server_pids: &c.server_pids,
-                urls: &c.urls,
+    let rates = parse_list(&a.rates)?;
+    let steps = run_ramp(
+        Ramp {
+            rates: &rates,
+            step_secs: a.step_secs,
+            settle_secs: a.settle_secs,
+            describe: &|rate| format!("channels @ {rate}/s"),
+            batch: &|rate| {
+                if a.batch > 0 {
+                    a.batch
+                } else {
+                    auto_batch(rate, a.publishers)
+                }
             },
-            &mut pubs,
-            &plan,
-            Some(&fleet),
-            live,
-        )
-        .await;
-        let lost = step.lost;
-        steps.push(step);
-        if lost > 0 {
-            notes.push(format!("stopped at {rate}/s: {lost} deliveries lost"));
-            break;
-        }
-    }
+            stop: &stop_on_loss,
+        },
+        c,
+        &mut pubs,
+        &plan,
+        &fleet,
+        live,
+        notes,
+    )
+    .await;
     fleet.shutdown().await;
     Ok(steps)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::bail;
 
 use super::{
-    Common, Fleet, Member, StepSpec, batch_for, measure_step, parse_list, ramp_publishers,
+    Common, Fleet, Member, Ramp, batch_for, parse_list, ramp_publishers, run_ramp, stop_on_loss,
 };
 use crate::progress::Live;
 use crate::publisher::{Plan, Target};
@@ -76,34 +76,24 @@ pub async fn run(
     });
     let max_rate = rates.iter().copied().fold(0.0, f64::max);
     let mut pubs = ramp_publishers(c, a.publishers, max_rate, 1, notes).await?;
-    let mut steps = Vec::new();
-    for rate in rates {
-        live.set_step(format!("crossnode @ {rate}/s"));
-        let batch = batch_for(c, a.batch, rate, pubs.len());
-        let step = measure_step(
-            StepSpec {
-                label: format!("{rate}/s"),
-                rate,
-                batch,
-                duration: Duration::from_secs_f64(a.step_secs),
-                settle: Duration::from_secs_f64(a.settle_secs),
-                max_publications: (rate * a.step_secs * 1.1) as u64 + 10,
-                server_pids: &c.server_pids,
-                urls: &c.urls,
-            },
-            &mut pubs,
-            &plan,
-            Some(&fleet),
-            live,
-        )
-        .await;
-        let lost = step.lost;
-        steps.push(step);
-        if lost > 0 {
-            notes.push(format!("stopped at {rate}/s: {lost} deliveries lost"));
-            break;
-        }
-    }
+    let publishers = pubs.len();
+    let steps = run_ramp(
+        Ramp {
+            rates: &rates,
+            step_secs: a.step_secs,
+            settle_secs: a.settle_secs,
+            describe: &|rate| format!("crossnode @ {rate}/s"),
+            batch: &|rate| batch_for(c, a.batch, rate, publishers),
+            stop: &stop_on_loss,
+        },
+        c,
+        &mut pubs,
+        &plan,
+        &fleet,
+        live,
+        notes,
+    )
+    .await;
     fleet.shutdown().await;
     Ok(steps)
 }

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{
-    Common, Fleet, Member, StepSpec, batch_for, measure_step, parse_list, ramp_publishers,
-};
+use super::{Common, Fleet, Member, Ramp, batch_for, parse_list, ramp_publishers, run_ramp};
 use crate::progress::Live;
 use crate::publisher::{Plan, Target};
 use crate::report::Step;
@@ -83,52 +81,40 @@ pub async fn run(
     });
     let max_rate = rates.iter().copied().fold(0.0, f64::max);
     let mut pubs = ramp_publishers(c, a.publishers, max_rate, 1, notes).await?;
-    let mut steps = Vec::new();
-    for rate in rates {
-        live.set_step(format!("fanout {subs} subs @ {rate}/s"));
-        let batch = batch_for(c, a.batch, rate, pubs.len());
-        let step = measure_step(
-            StepSpec {
-                label: format!("{rate}/s"),
-                rate,
-                batch,
-                duration: Duration::from_secs_f64(a.step_secs),
-                settle: Duration::from_secs_f64(a.settle_secs),
-                max_publications: (rate * a.step_secs * 1.1) as u64 + 10,
-                server_pids: &c.server_pids,
-                urls: &c.urls,
+    let publishers = pubs.len();
+    let steps = run_ramp(
+        Ramp {
+            rates: &rates,
+            step_secs: a.step_secs,
+            settle_secs: a.settle_secs,
+            describe: &|rate| format!("fanout {subs} subs @ {rate}/s"),
+            batch: &|rate| batch_for(c, a.batch, rate, publishers),
+            stop: &|rate, step| {
+                if step.lost > 0 {
+                    Some(format!(
+                        "ramp stopped at {rate}/s: {} deliveries missing after the settle time (lost or late)",
+                        step.lost
+                    ))
+                } else if step.latency.p99_ms > a.max_p99_ms {
+                    Some(format!(
+                        "ramp stopped at {rate}/s: p99 {:.1} ms > --max-p99-ms {}",
+                        step.latency.p99_ms, a.max_p99_ms
+                    ))
+                } else if step.published == 0 {
+                    Some(format!("ramp stopped at {rate}/s: nothing published"))
+                } else {
+                    None
+                }
             },
-            &mut pubs,
-            &plan,
-            Some(&fleet),
-            live,
-        )
-        .await;
-        let stop = if step.lost > 0 {
-            Some(format!(
-                "ramp stopped at {rate}/s: {} deliveries missing after the settle time (lost or late)",
-                step.lost
-            ))
-        } else if step.latency.p99_ms > a.max_p99_ms {
-            Some(format!(
-                "ramp stopped at {rate}/s: p99 {:.1} ms > --max-p99-ms {}",
-                step.latency.p99_ms, a.max_p99_ms
-            ))
-        } else if step.published == 0 {
-            Some(format!("ramp stopped at {rate}/s: nothing published"))
-        } else {
-            None
-        };
-        live.set_step(format!(
-            "{rate}/s done: p99 {:.1} ms lost {}",
-            step.latency.p99_ms, step.lost
-        ));
-        steps.push(step);
-        if let Some(s) = stop {
-            notes.push(s);
-            break;
-        }
-    }
+        },
+        c,
+        &mut pubs,
+        &plan,
+        &fleet,
+        live,
+        notes,
+    )
+    .await;
     fleet.shutdown().await;
     Ok(steps)
 }

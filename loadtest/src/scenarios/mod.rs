@@ -402,6 +402,69 @@ pub struct StepSpec<'a> {
     pub urls: &'a [String],
 }
 
+/// How a publish-rate ramp is run: the same for every scenario that publishes in steps.
+pub struct Ramp<'a> {
+    pub rates: &'a [f64],
+    pub step_secs: f64,
+    pub settle_secs: f64,
+    /// Progress-line label of a step.
+    pub describe: &'a dyn Fn(f64) -> String,
+    /// Publications per API request at a rate.
+    pub batch: &'a dyn Fn(f64) -> usize,
+    /// Why the ramp stops after a step, if it does.
+    pub stop: &'a dyn Fn(f64, &Step) -> Option<String>,
+}
+
+/// Runs one measured step per rate, in order, until `stop` ends the ramp (its reason goes into
+/// `notes`).
+pub async fn run_ramp(
+    ramp: Ramp<'_>,
+    common: &Common,
+    pubs: &mut Vec<Publisher>,
+    plan: &Arc<Plan>,
+    fleet: &Fleet,
+    live: &Arc<Live>,
+    notes: &mut Vec<String>,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for &rate in ramp.rates {
+        live.set_step((ramp.describe)(rate));
+        let step = measure_step(
+            StepSpec {
+                label: format!("{rate}/s"),
+                rate,
+                batch: (ramp.batch)(rate),
+                duration: Duration::from_secs_f64(ramp.step_secs),
+                settle: Duration::from_secs_f64(ramp.settle_secs),
+                max_publications: (rate * ramp.step_secs * 1.1) as u64 + 10,
+                server_pids: &common.server_pids,
+                urls: &common.urls,
+            },
+            pubs,
+            plan,
+            Some(fleet),
+            live,
+        )
+        .await;
+        let stop = (ramp.stop)(rate, &step);
+        live.set_step(format!(
+            "{rate}/s done: p99 {:.1} ms lost {}",
+            step.latency.p99_ms, step.lost
+        ));
+        steps.push(step);
+        if let Some(reason) = stop {
+            notes.push(reason);
+            break;
+        }
+    }
+    steps
+}
+
+/// The usual reason to stop a ramp: deliveries went missing.
+pub fn stop_on_loss(rate: f64, step: &Step) -> Option<String> {
+    (step.lost > 0).then(|| format!("stopped at {rate}/s: {} deliveries lost", step.lost))
+}
+
 /// Publishes per `spec` with every publisher, waits for the deliveries to drain, and collects
 /// the step's numbers.
 pub async fn measure_step(
