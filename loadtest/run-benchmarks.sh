@@ -69,7 +69,7 @@ stop_nodes
 
 start_node 18000
 run publish publish --url http://127.0.0.1:18000 "${COMMON[@]}" --server-pid "$NODE_PID" \
-  --batch 1,10,100 --subscribers 10 --step-secs 10
+  --batch 1,10,100 --connections 32 --subscribers 10 --step-secs 10
 stop_nodes
 
 start_node 18000
