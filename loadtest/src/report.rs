@@ -38,6 +38,9 @@ pub struct Step {
     pub delivered: u64,
     /// Deliveries per second over the publishing time plus the drain after it.
     pub deliveries_per_s: f64,
+    /// WebSocket messages (frames) subscribers read per second over the same time: deliveries
+    /// per frame is how much the server batched.
+    pub frames_per_s: f64,
     /// Expected deliveries not counted by the end of the settle time: lost (3008 cuts, gaps)
     /// or late (still queued at the server).
     pub lost: u64,
@@ -107,7 +110,7 @@ pub fn table(r: &Report) -> String {
     let _ = writeln!(s, "== herald-loadtest {} ==", r.scenario);
     let _ = writeln!(
         s,
-        "{:<14} {:>9} {:>9} {:>6} {:>11} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>6} {:>4} {:>4} {:>15} {:>7}",
+        "{:<14} {:>9} {:>9} {:>6} {:>11} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>6} {:>4} {:>4} {:>15} {:>7}",
         "step",
         "target/s",
         "pub/s",
@@ -118,6 +121,7 @@ pub fn table(r: &Report) -> String {
         "p99ms",
         "p999ms",
         "maxms",
+        "frames/s",
         "api99ms",
         "lost",
         "dup",
@@ -133,7 +137,7 @@ pub fn table(r: &Report) -> String {
             .collect();
         let _ = writeln!(
             s,
-            "{:<14} {:>9} {:>9} {:>6} {:>11} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>6} {:>4} {:>4} {:>15} {:>7}",
+            "{:<14} {:>9} {:>9} {:>6} {:>11} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>6} {:>4} {:>4} {:>15} {:>7}",
             st.label,
             f(st.target_rate),
             f(st.publish_rate),
@@ -144,6 +148,7 @@ pub fn table(r: &Report) -> String {
             f(st.latency.p99_ms),
             f(st.latency.p999_ms),
             f(st.latency.max_ms),
+            f(st.frames_per_s),
             f(st.api_call.p99_ms),
             st.lost,
             st.duplicates,

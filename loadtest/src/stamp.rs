@@ -48,27 +48,13 @@ pub fn stamp_bytes(stamp: Stamp, size: usize) -> Vec<u8> {
     v
 }
 
-/// Position of `needle` in `hay`.
+/// Position of `needle` in `hay`. For short, cold searches; hot paths keep a prebuilt
+/// `memchr::memmem::Finder`, since building one costs more than a short search.
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
+    if needle.is_empty() {
         return None;
     }
-    let first = needle[0];
-    let last = hay.len() - needle.len();
-    let mut i = 0;
-    while i <= last {
-        match hay[i..=last].iter().position(|&b| b == first) {
-            None => return None,
-            Some(p) => {
-                i += p;
-                if &hay[i..i + needle.len()] == needle {
-                    return Some(i);
-                }
-                i += 1;
-            }
-        }
-    }
-    None
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Reads the unsigned integer after `key` (e.g. `"s":`), allowing spaces after the colon.
@@ -78,19 +64,46 @@ fn number_after(data: &[u8], key: &[u8]) -> Option<u64> {
     while i < data.len() && data[i] == b' ' {
         i += 1;
     }
+    digits(data, &mut i)
+}
+
+/// The unsigned integer starting at `*i` (at least one digit); `*i` ends after it.
+fn digits(data: &[u8], i: &mut usize) -> Option<u64> {
     let mut n: u64 = 0;
-    let begin = i;
-    while i < data.len() && data[i].is_ascii_digit() {
-        n = n.checked_mul(10)?.checked_add(u64::from(data[i] - b'0'))?;
-        i += 1;
+    let begin = *i;
+    while let Some(d) = data.get(*i).filter(|d| d.is_ascii_digit()) {
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        *i += 1;
     }
-    (i > begin).then_some(n)
+    (*i > begin).then_some(n)
+}
+
+/// Our own compact layout, read in one pass: `{"s":<seq>,"k":<stream>,"t":<ns>,`.
+fn parse_compact(data: &[u8]) -> Option<Stamp> {
+    let mut i = b"{\"s\":".len();
+    if !data.starts_with(b"{\"s\":") {
+        return None;
+    }
+    let seq = digits(data, &mut i)?;
+    data.get(i..)?.starts_with(b",\"k\":").then_some(())?;
+    i += b",\"k\":".len();
+    let stream = digits(data, &mut i)?;
+    data.get(i..)?.starts_with(b",\"t\":").then_some(())?;
+    i += b",\"t\":".len();
+    let sent_ns = digits(data, &mut i)?;
+    Some(Stamp {
+        seq,
+        stream: u32::try_from(stream).ok()?,
+        sent_ns,
+    })
 }
 
 /// Reads a stamp from publication data (the JSON object written by [`write_stamp`], possibly
 /// re-spaced). `k` is optional (0 when absent). No allocation.
 pub fn parse_stamp(data: &[u8]) -> Option<Stamp> {
-    // Fast path for our own compact layout.
+    if let Some(stamp) = parse_compact(data) {
+        return Some(stamp);
+    }
     let seq = number_after(data, b"\"s\":")?;
     let sent_ns = number_after(data, b"\"t\":")?;
     let stream = number_after(data, b"\"k\":").unwrap_or(0);

@@ -11,9 +11,11 @@ use serde::Serialize;
 /// Highest latency a histogram records, in µs (larger values are clamped).
 pub const MAX_LATENCY_US: u64 = 120_000_000;
 
-/// A latency histogram in microseconds, 3 significant digits.
+/// A latency histogram in microseconds, 2 significant digits (values within 1%): with 3, the
+/// buckets a run touches outgrow the CPU cache and every record is a miss (measured: 13% of the
+/// generator's CPU at 2 M deliveries/s).
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("static histogram bounds")
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).expect("static histogram bounds")
 }
 
 /// How many missing sequence numbers a tracker remembers to tell a late arrival (reordered)
@@ -246,8 +248,9 @@ mod tests {
         assert_eq!(total.received, 100);
         assert_eq!(total.latency.len(), 100);
         let l = Latency::of(&total.latency);
-        assert!((l.p50_ms - 49.0).abs() < 0.1, "{l:?}");
-        assert!((l.max_ms - 99.0).abs() < 0.1, "{l:?}");
+        // Two significant digits: within 1%.
+        assert!((l.p50_ms - 49.0).abs() < 0.49, "{l:?}");
+        assert!((l.max_ms - 99.0).abs() < 0.99, "{l:?}");
         assert_eq!(total.closes["3008 slow"], 1);
         // Taking resets.
         assert_eq!(shards.take().received, 0);

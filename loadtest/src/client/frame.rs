@@ -4,7 +4,11 @@
 //! Publication.data(4)). Socket.IO messages (one Engine.IO packet each) are matched on their
 //! `42["pub",` prefix. No allocation per message.
 
-use crate::stamp::{Stamp, find, parse_stamp};
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+
+use crate::stamp::{Stamp, parse_stamp};
 
 /// One message of a server frame, as a subscriber sees it.
 #[derive(Debug, PartialEq, Eq)]
@@ -22,7 +26,7 @@ pub enum Event<'a> {
 
 /// Calls `f` for every message of a JSON frame (`'\n'`-separated objects).
 pub fn scan_json<'a>(frame: &'a [u8], mut f: impl FnMut(Event<'a>)) {
-    for line in frame.split(|&b| b == b'\n') {
+    for line in lines(frame) {
         let line = line.trim_ascii();
         if line.is_empty() {
             continue;
@@ -31,27 +35,60 @@ pub fn scan_json<'a>(frame: &'a [u8], mut f: impl FnMut(Event<'a>)) {
             f(Event::Ping);
             continue;
         }
+        if let Some(publication) = herald_publication(line) {
+            f(publication);
+            continue;
+        }
         if !line.starts_with(b"{\"push\":") {
             f(Event::Other(line));
             continue;
         }
-        let Some(data_at) = find(line, b"\"pub\":") else {
+        let Some(data_at) = PUB.find(line) else {
             f(Event::Other(line));
             continue;
         };
-        let channel = json_string_after(line, b"\"channel\":\"").unwrap_or(b"");
-        let stamp =
-            find(&line[data_at..], b"\"data\":").and_then(|d| parse_stamp(&line[data_at + d..]));
+        let channel = CHANNEL
+            .find(line)
+            .and_then(|at| quoted(&line[at + CHANNEL.needle().len()..]))
+            .unwrap_or(b"");
+        let stamp = DATA
+            .find(&line[data_at..])
+            .and_then(|d| parse_stamp(&line[data_at + d + DATA.needle().len()..]));
         f(Event::Publication { channel, stamp });
     }
 }
 
-/// The string value after `key` (which ends with the opening quote); our channel names never
-/// hold escapes, so the value ends at the next quote.
-fn json_string_after<'a>(line: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
-    let start = find(line, key)? + key.len();
-    let len = line[start..].iter().position(|&b| b == b'"')?;
-    Some(&line[start..start + len])
+static PUB: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"pub\":"));
+static CHANNEL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"channel\":\""));
+static DATA: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"data\":"));
+
+/// The layout Herald writes, read without searching:
+/// `{"push":{"channel":"<ch>","pub":{"data":<stamp>…`. `None` for anything else.
+fn herald_publication(line: &[u8]) -> Option<Event<'_>> {
+    let rest = line.strip_prefix(b"{\"push\":{\"channel\":\"")?;
+    let channel = quoted(rest)?;
+    let data = rest[channel.len()..].strip_prefix(b"\",\"pub\":{\"data\":")?;
+    Some(Event::Publication {
+        channel,
+        stamp: parse_stamp(data),
+    })
+}
+
+/// The string up to the next quote; our channel names never hold escapes.
+fn quoted(s: &[u8]) -> Option<&[u8]> {
+    Some(&s[..memchr::memchr(b'"', s)?])
+}
+
+/// The `'\n'`-separated pieces of `frame` (SIMD search for the separators).
+fn lines(frame: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', frame).chain(std::iter::once(frame.len()));
+    std::iter::from_fn(move || {
+        let end = ends.next()?;
+        let line = &frame[start.min(end)..end];
+        start = end + 1;
+        Some(line)
+    })
 }
 
 fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {

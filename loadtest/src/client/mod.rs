@@ -79,10 +79,12 @@ impl Endpoint {
     }
 }
 
-/// Small buffers: thousands of connections, frames of a few KiB.
+/// Buffers sized for thousands of connections receiving frames of a few KiB: a 16 KiB read
+/// takes a batched frame in one syscall (4 KiB took three), and 15,000 idle connections still
+/// fit in 240 MiB.
 pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(16 * 1024)
         .write_buffer_size(0)
         .max_write_buffer_size(1 << 20)
         .max_message_size(Some(64 << 20))
