@@ -22,6 +22,9 @@
 //! shutdown_timeout = "10s"
 //! # How often the node tells the other nodes it is alive; silent for 3 intervals = gone.
 //! heartbeat_interval = "3s"
+//! # Worker threads serving connections (each runs its connections' tasks). Default: one per
+//! # CPU. Fewer when several nodes or other busy processes share the machine's cores.
+//! # workers = 2
 //!
 //! [auth]
 //! # Exactly one token key: a shared secret for HS256/384/512 (at least 32 bytes recommended),
@@ -115,6 +118,8 @@ pub const ENV_PREFIX: &str = "HERALD";
 
 /// HMAC secrets shorter than this get a warning.
 const MIN_HMAC_SECRET_LEN: usize = 32;
+/// More worker threads than this is a typo, not a machine.
+const MAX_WORKERS: usize = 1024;
 
 /// The validated configuration of a node.
 #[derive(Debug, Clone)]
@@ -145,6 +150,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// How often the node announces itself to its peers.
     pub heartbeat_interval: Duration,
+    /// Worker threads; `None`: one per CPU.
+    pub workers: Option<usize>,
 }
 
 /// `[api]`, validated.
@@ -321,6 +328,13 @@ impl Config {
             &raw.server.heartbeat_interval,
             &mut problems,
         );
+        if let Some(w) = raw.server.workers
+            && !(1..=MAX_WORKERS).contains(&w)
+        {
+            problems.push(format!(
+                "server.workers: {w} is out of range (1 to {MAX_WORKERS}; leave it out for one per CPU)"
+            ));
+        }
         if heartbeat_interval.is_some_and(|d| d < Duration::from_millis(100)) {
             problems.push(format!(
                 "server.heartbeat_interval: {:?} is too short (at least 100ms)",
@@ -524,6 +538,7 @@ impl Config {
                 name,
                 shutdown_timeout: shutdown_timeout.expect("checked above"),
                 heartbeat_interval: heartbeat_interval.expect("checked above"),
+                workers: raw.server.workers,
             },
             token,
             api,
@@ -586,6 +601,11 @@ impl Config {
             "  heartbeat_interval: {}",
             d(self.server.heartbeat_interval)
         );
+        let workers = self
+            .server
+            .workers
+            .map_or_else(|| "one per CPU".to_owned(), |w| w.to_string());
+        let _ = writeln!(s, "  workers:          {workers}");
         let _ = writeln!(s, "[auth]");
         let generated = if self.dev.is_some() {
             ", generated"
@@ -685,6 +705,7 @@ impl Config {
                 name: "herald-test".to_owned(),
                 shutdown_timeout: Duration::from_secs(10),
                 heartbeat_interval: Duration::from_secs(3),
+                workers: Some(2),
             },
             token: TokenConfig {
                 key: TokenKey::Hmac(b"test-secret-0123456789abcdef0123456789".to_vec()),

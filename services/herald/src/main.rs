@@ -99,7 +99,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         version = herald::server::VERSION,
         "herald node listening"
     );
-    actix_web::rt::System::new().block_on(herald::serve(config, node, listener, None, signal()))
+    actix_web::rt::System::new().block_on(herald::serve(config, node, listener, signal()))
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).

@@ -47,7 +47,6 @@ pub async fn serve(
     config: Config,
     node: Node,
     listener: TcpListener,
-    workers: Option<usize>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let ws_config = WebsocketConfig {
@@ -83,7 +82,7 @@ pub async fn serve(
     .tcp_nodelay(true)
     .shutdown_timeout(config.server.shutdown_timeout.as_secs())
     .disable_signals();
-    if let Some(workers) = workers {
+    if let Some(workers) = config.server.workers {
         server = server.workers(workers);
     }
     let server = server.run();
@@ -136,15 +135,9 @@ impl RunningNode {
         let thread = std::thread::Builder::new()
             .name(format!("herald-{addr}"))
             .spawn(move || {
-                actix_web::rt::System::new().block_on(serve(
-                    config,
-                    serving,
-                    listener,
-                    Some(2),
-                    async {
-                        let _ = stopped.await;
-                    },
-                ))
+                actix_web::rt::System::new().block_on(serve(config, serving, listener, async {
+                    let _ = stopped.await;
+                }))
             })?;
         Ok(RunningNode {
             addr,

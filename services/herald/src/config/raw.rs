@@ -32,6 +32,8 @@ pub(crate) struct RawServer {
     /// How often the node tells the other nodes it is alive (shown by `/api/info`); a node
     /// silent for three intervals is forgotten. Default `3s`.
     pub heartbeat_interval: String,
+    /// Worker threads serving connections. Default: one per CPU.
+    pub workers: Option<usize>,
 }
 
 impl Default for RawServer {
@@ -42,6 +44,7 @@ impl Default for RawServer {
             name: None,
             shutdown_timeout: "10s".to_owned(),
             heartbeat_interval: "3s".to_owned(),
+            workers: None,
         }
     }
 }

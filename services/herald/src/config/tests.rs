@@ -204,6 +204,7 @@ listen = "[::1]:9000"
 allowed_origins = ["https://App.example", "*", "https://*.example.com/"]
 name = "node-7"
 shutdown_timeout = "3s"
+workers = 3
 [auth]
 hmac_secret = "0123456789abcdef0123456789abcdef"
 audience = "herald"
@@ -241,6 +242,7 @@ expired_close_delay = "0s"
     );
     assert_eq!(cfg.server.name, "node-7");
     assert_eq!(cfg.server.shutdown_timeout, Duration::from_secs(3));
+    assert_eq!(cfg.server.workers, Some(3));
     assert_eq!(cfg.token.audience.as_deref(), Some("herald"));
     assert_eq!(cfg.token.issuer.as_deref(), Some("https://auth.example"));
     let all = ChannelOptions {
@@ -404,6 +406,18 @@ fn bad_listen() {
         "server.listen",
         "not a socket address",
     );
+}
+
+#[test]
+fn bad_workers() {
+    assert_one_problem(
+        load_toml("[server]\nworkers = 0\n"),
+        "server.workers",
+        "0 is out of range (1 to 1024; leave it out for one per CPU)",
+    );
+    let cfg = load_str("toml", "", &[("HERALD_SERVER__WORKERS", "1")]).expect("valid");
+    assert_eq!(cfg.server.workers, Some(1));
+    assert_eq!(load_toml("").expect("valid").server.workers, None);
 }
 
 #[test]
