@@ -223,7 +223,7 @@ impl Fleet {
             let (sem, live, stop_rx) = (sem.clone(), live.clone(), stop_rx.clone());
             let (connect_times, failures, last_ready) =
                 (connect_times.clone(), failures.clone(), last_ready.clone());
-            let source = net::source_for(ep.addr, i, size);
+            let source = net::source_for(ep.addr, i);
             handles.push(tokio::spawn(async move {
                 let permit = sem.acquire().await;
                 let t0 = Instant::now();

@@ -25,6 +25,10 @@
 //! # Worker threads serving connections (each runs its connections' tasks). Default: one per
 //! # CPU. Fewer when several nodes or other busy processes share the machine's cores.
 //! # workers = 2
+//! # Connections the kernel queues until the node accepts them: a reconnect storm (every client
+//! # of a restarted node at once) overflows a short queue, and each overflowed client waits a
+//! # SYN retransmission (1 s or more). Capped by the kernel's net.core.somaxconn.
+//! backlog = 4096
 //!
 //! [auth]
 //! # Exactly one token key: a shared secret for HS256/384/512 (at least 32 bytes recommended),
@@ -152,6 +156,8 @@ pub struct ServerConfig {
     pub heartbeat_interval: Duration,
     /// Worker threads; `None`: one per CPU.
     pub workers: Option<usize>,
+    /// Listen backlog (pending connections not yet accepted).
+    pub backlog: u32,
 }
 
 /// `[api]`, validated.
@@ -334,6 +340,9 @@ impl Config {
             problems.push(format!(
                 "server.workers: {w} is out of range (1 to {MAX_WORKERS}; leave it out for one per CPU)"
             ));
+        }
+        if raw.server.backlog == 0 {
+            problems.push("server.backlog: must be at least 1 (default 4096)".to_owned());
         }
         if heartbeat_interval.is_some_and(|d| d < Duration::from_millis(100)) {
             problems.push(format!(
@@ -539,6 +548,7 @@ impl Config {
                 shutdown_timeout: shutdown_timeout.expect("checked above"),
                 heartbeat_interval: heartbeat_interval.expect("checked above"),
                 workers: raw.server.workers,
+                backlog: raw.server.backlog,
             },
             token,
             api,
@@ -606,6 +616,7 @@ impl Config {
             .workers
             .map_or_else(|| "one per CPU".to_owned(), |w| w.to_string());
         let _ = writeln!(s, "  workers:          {workers}");
+        let _ = writeln!(s, "  backlog:          {}", self.server.backlog);
         let _ = writeln!(s, "[auth]");
         let generated = if self.dev.is_some() {
             ", generated"
@@ -706,6 +717,7 @@ impl Config {
                 shutdown_timeout: Duration::from_secs(10),
                 heartbeat_interval: Duration::from_secs(3),
                 workers: Some(2),
+                backlog: 4096,
             },
             token: TokenConfig {
                 key: TokenKey::Hmac(b"test-secret-0123456789abcdef0123456789".to_vec()),

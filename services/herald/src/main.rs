@@ -87,7 +87,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!("config: {warning}");
     }
-    let listener = std::net::TcpListener::bind(config.server.listen)
+    let listener = herald::server::bind_listener(config.server.listen, config.server.backlog)
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     if let Some(dev) = &config.dev {
         tracing::warn!("{}", herald::devmode::banner(&config, dev));

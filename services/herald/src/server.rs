@@ -41,6 +41,19 @@ pub fn build_node(config: &Config) -> anyhow::Result<Node> {
     Ok(node)
 }
 
+/// The node's listening socket, with `backlog` pending connections queued by the kernel.
+/// `std::net::TcpListener::bind` would fix the queue at 128: a reconnect storm overflows that
+/// at once, and each overflowed client then waits for a SYN retransmission (1 s and up).
+pub fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Rebinding right after a restart must not fail on the old connections' TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
+}
+
 /// Serves `node` on `listener` until `shutdown` resolves; then asks every client to reconnect
 /// elsewhere (3001) and stops within `server.shutdown_timeout`. Must run inside an actix system.
 pub async fn serve(
@@ -75,6 +88,7 @@ pub async fn serve(
             .route("/metrics", web::get().to(metrics::handler))
             .configure(api::configure)
     })
+    .backlog(config.server.backlog)
     .listen(listener)?
     // A push server writes small frames back to back: with Nagle's algorithm on, a frame
     // written while the previous one is unacknowledged waits for the client's delayed ACK
@@ -126,7 +140,7 @@ pub struct RunningNode {
 impl RunningNode {
     /// Binds `config.server.listen` (port 0 picks a free port) and starts serving.
     pub fn start(config: Config) -> anyhow::Result<RunningNode> {
-        let listener = TcpListener::bind(config.server.listen)
+        let listener = bind_listener(config.server.listen, config.server.backlog)
             .with_context(|| format!("bind {}", config.server.listen))?;
         let addr = listener.local_addr()?;
         let node = build_node(&config)?;
@@ -176,5 +190,35 @@ impl RunningNode {
 impl Drop for RunningNode {
     fn drop(&mut self) {
         let _ = self.stop_inner();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connections that the node has not accepted yet still complete their handshake, up to
+    /// the backlog: with std's fixed 128, the 129th client's SYN is dropped and it waits a
+    /// second for the retransmission.
+    #[tokio::test]
+    async fn the_listener_queues_a_storm_up_to_its_backlog() {
+        let listener = bind_listener(SocketAddr::from(([127, 0, 0, 1], 0)), 1024).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connects: Vec<_> = (0..600)
+            .map(|_| tokio::spawn(tokio::net::TcpStream::connect(addr)))
+            .collect();
+        let all = async {
+            let mut streams = Vec::new();
+            for c in connects {
+                streams.push(c.await.expect("task").expect("connect"));
+            }
+            streams
+        };
+        // Well under the kernel's first SYN retransmission (1 s).
+        let streams = tokio::time::timeout(std::time::Duration::from_millis(900), all)
+            .await
+            .expect("600 connects completed without being accepted");
+        assert_eq!(streams.len(), 600);
+        drop(listener);
     }
 }

@@ -34,6 +34,8 @@ pub(crate) struct RawServer {
     pub heartbeat_interval: String,
     /// Worker threads serving connections. Default: one per CPU.
     pub workers: Option<usize>,
+    /// Pending connections the kernel queues before the node accepts them. Default 4096.
+    pub backlog: u32,
 }
 
 impl Default for RawServer {
@@ -45,6 +47,7 @@ impl Default for RawServer {
             shutdown_timeout: "10s".to_owned(),
             heartbeat_interval: "3s".to_owned(),
             workers: None,
+            backlog: 4096,
         }
     }
 }

@@ -205,6 +205,7 @@ allowed_origins = ["https://App.example", "*", "https://*.example.com/"]
 name = "node-7"
 shutdown_timeout = "3s"
 workers = 3
+backlog = 512
 [auth]
 hmac_secret = "0123456789abcdef0123456789abcdef"
 audience = "herald"
@@ -243,6 +244,7 @@ expired_close_delay = "0s"
     assert_eq!(cfg.server.name, "node-7");
     assert_eq!(cfg.server.shutdown_timeout, Duration::from_secs(3));
     assert_eq!(cfg.server.workers, Some(3));
+    assert_eq!(cfg.server.backlog, 512);
     assert_eq!(cfg.token.audience.as_deref(), Some("herald"));
     assert_eq!(cfg.token.issuer.as_deref(), Some("https://auth.example"));
     let all = ChannelOptions {
@@ -418,6 +420,12 @@ fn bad_workers() {
     let cfg = load_str("toml", "", &[("HERALD_SERVER__WORKERS", "1")]).expect("valid");
     assert_eq!(cfg.server.workers, Some(1));
     assert_eq!(load_toml("").expect("valid").server.workers, None);
+    assert_one_problem(
+        load_toml("[server]\nbacklog = 0\n"),
+        "server.backlog",
+        "must be at least 1",
+    );
+    assert_eq!(load_toml("").expect("valid").server.backlog, 4096);
 }
 
 #[test]
