@@ -97,6 +97,7 @@ async fn run(
     let outbound = session.outbound().clone();
     let write_delay = session.write_delay();
     let mut next_write = tokio::time::Instant::now();
+    // Taken whole by each write (not split off), so an idle connection keeps no buffer alive.
     let mut frame = BytesMut::new();
     // One timer for the session's clocks, moved only when its deadline changes: registering a
     // new timer on every loop turn would cost a timer-wheel insert and removal per frame.
@@ -118,7 +119,7 @@ async fn run(
                 }
                 let flow = Box::pin(session.drain(&mut frame)).await;
                 if !frame.is_empty() {
-                    if let Err(d) = write(&mut ws, format, frame.split().freeze()).await {
+                    if let Err(d) = write(&mut ws, format, std::mem::take(&mut frame).freeze()).await {
                         break Some(d);
                     }
                     if !write_delay.is_zero() {
@@ -166,7 +167,7 @@ async fn run(
     if close.as_ref().is_some_and(|d| *d != disconnect::SLOW) {
         let _ = Box::pin(session.drain(&mut frame)).await;
         if !frame.is_empty() {
-            let _ = write(&mut ws, format, frame.split().freeze()).await;
+            let _ = write(&mut ws, format, std::mem::take(&mut frame).freeze()).await;
         }
     }
     // Leave the hub before the network goodbye, as centrifuge does.
