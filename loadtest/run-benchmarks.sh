@@ -21,8 +21,9 @@ COMMON=(--api-key "$HERALD_API__KEY" --secret "$HERALD_AUTH__HMAC_SECRET")
 cargo build --release -p herald -p herald-loadtest
 
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
+REDIS_PID=
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; if ((${#PIDS[@]})); then wait "${PIDS[@]}" 2>/dev/null || true; fi; }
+trap 'cleanup; [[ -n $REDIS_PID ]] && kill "$REDIS_PID" 2>/dev/null; wait' EXIT
 
 # start_node PORT [ENV=VALUE...]: a fresh node per scenario, so one run's memory never
 # colours the next.
@@ -47,7 +48,7 @@ run() { # run NAME ARGS...: one scenario, its table on stdout and in NAME.txt
   "$LT" "$@" --json "$OUT/$name.json" --charts "$OUT/$name-charts" 2>/dev/null | tee -a "$OUT/$name.txt"
 }
 
-for wd in 0s 25ms; do
+for wd in 0s 20ms; do
   for format in json protobuf; do
     flag=(); [[ $format == protobuf ]] && flag=(--protobuf)
     start_node 18000 HERALD_CLIENT__WRITE_DELAY=$wd
@@ -81,15 +82,22 @@ stop_nodes
 REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
   --logfile "$OUT/redis.log" &
-PIDS+=($!); REDIS_PID=$!
+REDIS_PID=$!
 sleep 0.5
-start_node 18001 HERALD_BROKER__KIND=redis HERALD_BROKER__REDIS_URLS=redis://127.0.0.1:$REDIS_PORT
-A=$NODE_PID
-start_node 18002 HERALD_BROKER__KIND=redis HERALD_BROKER__REDIS_URLS=redis://127.0.0.1:$REDIS_PORT
-B=$NODE_PID
-run crossnode crossnode --url http://127.0.0.1:18001 --url http://127.0.0.1:18002 "${COMMON[@]}" \
-  --server-pid "$A" --server-pid "$B" --server-pid "$REDIS_PID" \
-  --subscribers 1000 --rates 10,50,100 --step-secs 10
-stop_nodes
+# Two nodes on two cores: one worker thread each (server.workers), so the nodes, Redis and the
+# generator do not preempt each other's threads.
+REDIS_ENV=(HERALD_BROKER__KIND=redis HERALD_BROKER__REDIS_URLS=redis://127.0.0.1:$REDIS_PORT HERALD_SERVER__WORKERS=1)
+# 100k deliveries/s in two shapes: 200 subscribers x 500 pub/s, and 1,000 x 100 pub/s.
+for subs in 200 1000; do
+  start_node 18001 "${REDIS_ENV[@]}"
+  A=$NODE_PID
+  start_node 18002 "${REDIS_ENV[@]}"
+  B=$NODE_PID
+  rates=100,250,500; [[ $subs == 1000 ]] && rates=10,50,100
+  run "crossnode-$subs" crossnode --url http://127.0.0.1:18001 --url http://127.0.0.1:18002 "${COMMON[@]}" \
+    --server-pid "$A" --server-pid "$B" --server-pid "$REDIS_PID" \
+    --subscribers "$subs" --rates "$rates" --step-secs 10
+  stop_nodes
+done
 
 echo "results in $OUT"
