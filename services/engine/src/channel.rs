@@ -2,6 +2,7 @@
 //! user-limited channels (`news#42`, `dialog#42,43`).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use crate::config::{ChannelConfig, ChannelOptions};
 
@@ -23,11 +24,23 @@ pub enum ChannelError {
 }
 
 /// Options granted to every channel in dev mode, where anyone may do anything.
+/// Options of a channel in an unconfigured namespace in dev mode: every permission, no
+/// history or presence (they cost memory and are a per-namespace decision).
 static INSECURE: ChannelOptions = ChannelOptions {
     allow_subscribe_for_client: true,
     allow_publish_for_subscriber: true,
     allow_publish_for_client: true,
     allow_user_limited_channels: true,
+    history_size: 0,
+    history_ttl: Duration::ZERO,
+    force_recovery: false,
+    allow_recovery: true,
+    force_positioning: false,
+    presence: false,
+    join_leave: false,
+    force_push_join_leave: false,
+    allow_history_for_subscriber: true,
+    allow_presence_for_subscriber: true,
 };
 
 /// Resolves a channel name to its options. Built once per node; lookups are lock-free reads.
@@ -41,12 +54,29 @@ pub struct ChannelRules {
 
 impl ChannelRules {
     pub fn new(config: &ChannelConfig) -> Self {
+        // In dev mode every permission is granted, but a namespace's features (history,
+        // presence) stay as configured.
+        let grant = |o: &ChannelOptions| {
+            if !config.insecure {
+                return o.clone();
+            }
+            ChannelOptions {
+                allow_subscribe_for_client: true,
+                allow_publish_for_subscriber: true,
+                allow_publish_for_client: true,
+                allow_user_limited_channels: true,
+                allow_recovery: o.allow_recovery || o.has_history(),
+                allow_history_for_subscriber: o.allow_history_for_subscriber || o.has_history(),
+                allow_presence_for_subscriber: o.allow_presence_for_subscriber || o.presence,
+                ..o.clone()
+            }
+        };
         Self {
-            without_namespace: config.without_namespace.clone(),
+            without_namespace: grant(&config.without_namespace),
             namespaces: config
                 .namespaces
                 .iter()
-                .map(|ns| (ns.name.clone(), ns.options.clone()))
+                .map(|ns| (ns.name.clone(), grant(&ns.options)))
                 .collect(),
             max_length: config.max_channel_length,
             insecure: config.insecure,
@@ -67,15 +97,14 @@ impl ChannelRules {
                 max: self.max_length,
             });
         }
-        if self.insecure {
-            return Ok(&INSECURE);
-        }
         match namespace_of(channel) {
             None => Ok(&self.without_namespace),
-            Some(ns) => self
-                .namespaces
-                .get(ns)
-                .ok_or_else(|| ChannelError::UnknownNamespace(ns.to_string())),
+            Some(ns) => match self.namespaces.get(ns) {
+                Some(options) => Ok(options),
+                // Dev mode takes any namespace.
+                None if self.insecure => Ok(&INSECURE),
+                None => Err(ChannelError::UnknownNamespace(ns.to_string())),
+            },
         }
     }
 }

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 /// Options a channel gets from its namespace (or from the top-level `[channels]` section for
-/// channels without a namespace). All permissions are off by default.
+/// channels without a namespace). All permissions and features are off by default; the meaning
+/// of each is Centrifugo's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChannelOptions {
     /// Any authenticated client may subscribe without a subscription token.
@@ -15,6 +16,35 @@ pub struct ChannelOptions {
     pub allow_publish_for_client: bool,
     /// Channels like `news#42` or `dialog#42,43` may be subscribed by the listed users only.
     pub allow_user_limited_channels: bool,
+    /// Publications kept per channel (0 = no history). With `history_ttl`, publications get
+    /// offsets in a stream with an epoch, and subscribers can recover what they missed.
+    pub history_size: usize,
+    /// How long a channel's history is kept after its last publication (0 = no history).
+    pub history_ttl: Duration,
+    /// Every subscription is recoverable (the client need not ask).
+    pub force_recovery: bool,
+    /// A client may ask for a recoverable subscription.
+    pub allow_recovery: bool,
+    /// Every subscription is positioned: the node watches offsets and makes the client
+    /// recover (unsubscribe 2500 / disconnect 3010) when it missed a publication.
+    pub force_positioning: bool,
+    /// The channel keeps presence (who is subscribed, on every node).
+    pub presence: bool,
+    /// Joins and leaves are sent to subscribers that asked for them.
+    pub join_leave: bool,
+    /// Joins and leaves are sent to every subscriber, asked or not.
+    pub force_push_join_leave: bool,
+    /// Subscribers may read the channel's history.
+    pub allow_history_for_subscriber: bool,
+    /// Subscribers may read the channel's presence.
+    pub allow_presence_for_subscriber: bool,
+}
+
+impl ChannelOptions {
+    /// Whether publications into the channel are kept (and so get offsets).
+    pub fn has_history(&self) -> bool {
+        self.history_size > 0 && !self.history_ttl.is_zero()
+    }
 }
 
 /// A named namespace: channel `chat:room1` belongs to namespace `chat`.

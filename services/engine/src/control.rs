@@ -1,5 +1,6 @@
-//! Requests the node sends to a live session through its outbound queue (server API subscribe
-//! and unsubscribe of a user), so the session stays the only owner of its subscription state.
+//! Requests that reach a live session through its outbound queue, in order with what is
+//! queued: the node's (server API subscribe and unsubscribe of a user), so the session stays
+//! the only owner of its subscription state, and the session's own markers.
 
 use bytes::Bytes;
 
@@ -15,4 +16,7 @@ pub enum Control {
     },
     /// Remove the connection from a channel and tell the client.
     Unsubscribe { channel: String },
+    /// Queued by the session itself right behind a positioned subscribe reply: from here on
+    /// the channel's live publications (held back until now) follow the reply.
+    CaughtUp { channel_id: u64 },
 }

@@ -19,6 +19,9 @@ pub enum NodeError {
     NotAvailable,
     #[error("permission denied")]
     PermissionDenied,
+    /// A history position from another epoch of the stream.
+    #[error("unrecoverable position")]
+    UnrecoverablePosition,
 }
 
 impl NodeError {
@@ -28,10 +31,12 @@ impl NodeError {
             NodeError::Channel(ChannelError::Empty | ChannelError::TooLong { .. }) => {
                 codes::BAD_REQUEST
             }
+            NodeError::Broker(BrokerError::Unsupported(_)) => codes::NOT_AVAILABLE,
             NodeError::Broker(_) => codes::INTERNAL,
             NodeError::BadRequest(_) => codes::BAD_REQUEST,
             NodeError::NotAvailable => codes::NOT_AVAILABLE,
             NodeError::PermissionDenied => codes::PERMISSION_DENIED,
+            NodeError::UnrecoverablePosition => codes::UNRECOVERABLE_POSITION,
         }
     }
 }

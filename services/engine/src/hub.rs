@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use herald_protocol::Format;
@@ -28,6 +29,13 @@ pub struct Subscriber {
 
 pub struct Hub {
     channels: Sharded<ChannelEntry>,
+    next_id: AtomicU64,
+}
+
+/// A new local subscription: the channel's id in this hub, and its broker subscription.
+pub struct Joined {
+    pub channel_id: u64,
+    pub broker: BrokerSubscription,
 }
 
 /// The node's node-level broker subscription of a channel: set once the broker confirmed it.
@@ -35,8 +43,10 @@ pub struct Hub {
 /// actually reach this node; only the first one performs it.
 pub type BrokerSubscription = Arc<tokio::sync::OnceCell<()>>;
 
-#[derive(Default)]
 struct ChannelEntry {
+    /// Unique in this hub for the life of the entry: tells a session which of its channels a
+    /// queued publication belongs to, without a string per queued item.
+    id: u64,
     subscribers: HashMap<ConnId, Subscriber>,
     broker: BrokerSubscription,
 }
@@ -63,26 +73,31 @@ impl Hub {
     pub fn new() -> Self {
         Self {
             channels: Sharded::new(SHARDS),
+            next_id: AtomicU64::new(1),
         }
     }
 
-    /// Adds a local subscriber. Returns the channel's broker subscription to await (and to
-    /// perform, for whoever gets there first), or `None` if the connection was already in.
-    pub fn subscribe(
-        &self,
-        channel: &str,
-        conn: ConnId,
-        subscriber: Subscriber,
-    ) -> Option<BrokerSubscription> {
+    /// Adds a local subscriber. Returns the channel's id and broker subscription to await (and
+    /// to perform, for whoever gets there first), or `None` if the connection was already in.
+    pub fn subscribe(&self, channel: &str, conn: ConnId, subscriber: Subscriber) -> Option<Joined> {
         let mut shard = self.channels.write(channel);
         let entry = match shard.get_mut(channel) {
             Some(entry) => entry,
-            None => shard.entry(Arc::from(channel)).or_default(),
+            None => shard
+                .entry(Arc::from(channel))
+                .or_insert_with(|| ChannelEntry {
+                    id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                    subscribers: HashMap::new(),
+                    broker: BrokerSubscription::default(),
+                }),
         };
         if entry.subscribers.insert(conn, subscriber).is_some() {
             return None;
         }
-        Some(entry.broker.clone())
+        Some(Joined {
+            channel_id: entry.id,
+            broker: entry.broker.clone(),
+        })
     }
 
     pub fn unsubscribe(&self, channel: &str, conn: ConnId) -> Membership {
@@ -109,9 +124,15 @@ impl Hub {
     /// Pushes one publication to every local subscriber of `channel`. `encode` is called at most
     /// once per wire format, however many subscribers there are; `None` means the publication
     /// cannot be represented in that format (binary data for a JSON client), and such
-    /// subscribers are closed with 3506. Returns how many subscribers took it (a slow one is cut
-    /// off by its own queue and not counted).
-    pub fn deliver(&self, channel: &str, mut encode: impl FnMut(Format) -> Option<Bytes>) -> usize {
+    /// subscribers are closed with 3506. `offset` is the publication's place in the channel's
+    /// stream, for channels with history. Returns how many subscribers took it (a slow one is
+    /// cut off by its own queue and not counted).
+    pub fn deliver(
+        &self,
+        channel: &str,
+        offset: Option<u64>,
+        mut encode: impl FnMut(Format) -> Option<Bytes>,
+    ) -> usize {
         let shard = self.channels.read(channel);
         let Some(entry) = shard.get(channel) else {
             return 0;
@@ -129,7 +150,11 @@ impl Hub {
                     .close(herald_protocol::codes::disconnect::INAPPROPRIATE_PROTOCOL);
                 continue;
             };
-            if sub.outbound.push(bytes) {
+            let pushed = match offset {
+                None => sub.outbound.push(bytes),
+                Some(offset) => sub.outbound.push_publication(entry.id, offset, bytes),
+            };
+            if pushed {
                 delivered += 1;
             }
         }
@@ -182,7 +207,7 @@ mod tests {
         items
             .into_iter()
             .filter_map(|i| match i {
-                Outgoing::Frame(b) => Some(b),
+                Outgoing::Frame(b) | Outgoing::Publication { frame: b, .. } => Some(b),
                 Outgoing::Control(_) => None,
             })
             .collect()
@@ -193,9 +218,9 @@ mod tests {
         let hub = Hub::new();
         let (a, _) = sub(Format::Json);
         let (b, _) = sub(Format::Json);
-        let first = hub.subscribe("ch", 1, a.clone()).expect("joined");
+        let first = hub.subscribe("ch", 1, a.clone()).expect("joined").broker;
         assert!(hub.subscribe("ch", 1, a).is_none(), "already in");
-        let second = hub.subscribe("ch", 2, b).expect("joined");
+        let second = hub.subscribe("ch", 2, b).expect("joined").broker;
         assert!(Arc::ptr_eq(&first, &second));
         assert_eq!(hub.unsubscribe("ch", 1), Membership::Unchanged);
         assert_eq!(hub.unsubscribe("ch", 1), Membership::Noop);
@@ -219,7 +244,7 @@ mod tests {
             queues.push(q);
         }
         let mut encodes = Vec::new();
-        let n = hub.deliver("ch", |f| {
+        let n = hub.deliver("ch", None, |f| {
             encodes.push(f);
             Some(Bytes::from(format!("{f:?}")))
         });
@@ -233,7 +258,7 @@ mod tests {
             third.as_ptr(),
             "same allocation, not a copy"
         );
-        assert_eq!(hub.deliver("other", |_| unreachable!()), 0);
+        assert_eq!(hub.deliver("other", None, |_| unreachable!()), 0);
     }
 
     #[test]
@@ -251,7 +276,7 @@ mod tests {
         let (fast, fast_q) = sub(Format::Json);
         hub.subscribe("ch", 2, fast);
         for _ in 0..3 {
-            hub.deliver("ch", |_| Some(Bytes::from_static(b"xyz")));
+            hub.deliver("ch", None, |_| Some(Bytes::from_static(b"xyz")));
         }
         assert!(slow.is_closed());
         assert_eq!(drained(&fast_q).len(), 3);

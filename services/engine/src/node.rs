@@ -12,7 +12,8 @@ use herald_protocol::proto::{ClientInfo, Publication, Push, Reply};
 
 use crate::auth::{AuthError, TokenVerifier};
 use crate::broker::{
-    Broker, BrokerError, BrokerEventHandler, NodeCommand, NodeStats, StreamPosition,
+    Broker, BrokerError, BrokerEventHandler, HistoryOptions, HistoryPage, HistoryQuery,
+    NodeCommand, NodeStats, StreamPosition,
 };
 use crate::channel::ChannelRules;
 use crate::config::{ChannelConfig, ClientConfig, TokenConfig};
@@ -73,6 +74,8 @@ pub struct PublishOptions {
     /// Publisher info, set for publications that come from a client.
     pub info: Option<ClientInfo>,
     pub tags: std::collections::BTreeMap<String, String>,
+    /// Publish without keeping the publication in the channel's history (no offset).
+    pub skip_history: bool,
 }
 
 /// What `/api/info` reports about this node.
@@ -141,14 +144,23 @@ impl Node {
         data: Bytes,
         options: PublishOptions,
     ) -> Result<Option<StreamPosition>, NodeError> {
-        self.inner.rules.resolve(channel)?;
+        let channel_options = self.inner.rules.resolve(channel)?;
+        let history =
+            (channel_options.has_history() && !options.skip_history).then_some(HistoryOptions {
+                size: channel_options.history_size,
+                ttl: channel_options.history_ttl,
+            });
         let publication = Publication {
             data,
             info: options.info,
             tags: options.tags,
             ..Default::default()
         };
-        let position = self.inner.broker.publish(channel, publication).await?;
+        let position = self
+            .inner
+            .broker
+            .publish(channel, publication, history.as_ref())
+            .await?;
         self.inner.metrics.published();
         Ok(position)
     }
@@ -310,23 +322,66 @@ impl Node {
     /// Adds a local subscriber and returns once the node-level broker subscription of the
     /// channel exists: the first subscriber takes it, concurrent ones wait for it, later ones
     /// find it. If the broker refuses, this subscriber is rolled back (the next one retries).
+    /// Returns the channel's hub id (`None` if the connection was already subscribed).
     pub(crate) async fn add_subscription(
         &self,
         channel: &str,
         conn: ConnId,
         subscriber: Subscriber,
-    ) -> Result<(), NodeError> {
-        let Some(broker_subscription) = self.inner.hub.subscribe(channel, conn, subscriber) else {
-            return Ok(());
+    ) -> Result<Option<u64>, NodeError> {
+        let Some(joined) = self.inner.hub.subscribe(channel, conn, subscriber) else {
+            return Ok(None);
         };
-        let subscribed = broker_subscription
+        let subscribed = joined
+            .broker
             .get_or_try_init(|| self.inner.broker.subscribe(channel))
             .await;
         if let Err(e) = subscribed {
             self.remove_subscription(channel, conn);
             return Err(e.into());
         }
-        Ok(())
+        Ok(Some(joined.channel_id))
+    }
+
+    /// Reads a channel's history. The channel's namespace must keep history (108 otherwise);
+    /// a `since` from another epoch of the stream is refused (112): the client's position is
+    /// gone, and reading from an offset of another stream would hand it the wrong publications.
+    pub async fn history(
+        &self,
+        channel: &str,
+        query: HistoryQuery,
+    ) -> Result<HistoryPage, NodeError> {
+        let options = self.inner.rules.resolve(channel)?;
+        if !options.has_history() {
+            return Err(NodeError::NotAvailable);
+        }
+        let page = self.inner.broker.history(channel, &query).await?;
+        if let Some(since) = &query.since
+            && !since.epoch.is_empty()
+            && since.epoch != page.position.epoch
+        {
+            return Err(NodeError::UnrecoverablePosition);
+        }
+        Ok(page)
+    }
+
+    /// Reads a channel's stream without the namespace check (the session checked it).
+    pub(crate) async fn read_history(
+        &self,
+        channel: &str,
+        query: &HistoryQuery,
+    ) -> Result<HistoryPage, NodeError> {
+        Ok(self.inner.broker.history(channel, query).await?)
+    }
+
+    /// Forgets a channel's publications; its position (offset, epoch) stays, so subscribers
+    /// are not told their position is gone.
+    pub async fn remove_history(&self, channel: &str) -> Result<(), NodeError> {
+        let options = self.inner.rules.resolve(channel)?;
+        if !options.has_history() {
+            return Err(NodeError::NotAvailable);
+        }
+        Ok(self.inner.broker.remove_history(channel).await?)
     }
 
     /// Removes a local subscriber; after the last one the broker subscription is dropped in the
@@ -425,6 +480,7 @@ impl BrokerEventHandler for Events {
         let Some(inner) = self.0.upgrade() else {
             return;
         };
+        let offset = (publication.offset > 0).then_some(publication.offset);
         let reply = Reply {
             push: Some(Push {
                 channel: channel.to_string(),
@@ -433,7 +489,7 @@ impl BrokerEventHandler for Events {
             }),
             ..Default::default()
         };
-        let delivered = inner.hub.deliver(channel, |format| {
+        let delivered = inner.hub.deliver(channel, offset, |format| {
             codec::try_encode_reply(format, &reply)
                 .inspect_err(|e| tracing::debug!(channel, error = %e, "publication not encodable"))
                 .ok()

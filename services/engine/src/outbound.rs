@@ -19,6 +19,13 @@ use crate::control::Control;
 pub enum Outgoing {
     /// One encoded reply or push, ready to be joined into a frame.
     Frame(Bytes),
+    /// An encoded publication of a channel with history: its offset lets a positioned
+    /// subscription drop duplicates and notice gaps. `channel` is the hub's id of the channel.
+    Publication {
+        channel: u64,
+        offset: u64,
+        frame: Bytes,
+    },
     /// A request from the node (server API) that the session itself must apply. Boxed: it is
     /// rare, and keeping it small keeps every queued frame at the size of a `Bytes`.
     Control(Box<Control>),
@@ -72,6 +79,18 @@ impl Outbound {
     /// not fit; in the latter case the connection is marked slow and will be closed with 3008.
     pub fn push(&self, frame: Bytes) -> bool {
         self.enqueue(frame.len(), Outgoing::Frame(frame))
+    }
+
+    /// Queues one encoded publication of a channel with history (see [`Outgoing::Publication`]).
+    pub fn push_publication(&self, channel: u64, offset: u64, frame: Bytes) -> bool {
+        self.enqueue(
+            frame.len(),
+            Outgoing::Publication {
+                channel,
+                offset,
+                frame,
+            },
+        )
     }
 
     /// Queues a request for the session (server API subscribe/unsubscribe).
@@ -155,7 +174,7 @@ impl Outbound {
         let mut taken = 0;
         while let Some(item) = state.items.front() {
             let size = match item {
-                Outgoing::Frame(b) => b.len(),
+                Outgoing::Frame(b) | Outgoing::Publication { frame: b, .. } => b.len(),
                 Outgoing::Control(_) => CONTROL_COST,
             };
             if taken > 0 && taken + size > budget {
@@ -194,7 +213,7 @@ mod tests {
         items
             .into_iter()
             .map(|i| match i {
-                Outgoing::Frame(b) => b,
+                Outgoing::Frame(b) | Outgoing::Publication { frame: b, .. } => b,
                 Outgoing::Control(_) => panic!("unexpected control"),
             })
             .collect()

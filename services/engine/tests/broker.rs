@@ -97,7 +97,7 @@ async fn delivers_in_order(broker: Arc<dyn Broker>, recorder: Arc<Recorder>) {
     recorder.subscribed.lock().unwrap().push("ch".into());
     broker.subscribe("ch").await.unwrap();
     for n in 0..200 {
-        broker.publish("ch", publication(n)).await.unwrap();
+        broker.publish("ch", publication(n), None).await.unwrap();
     }
     eventually("200 publications", Duration::from_secs(5), || {
         recorder.data("ch").len() == 200
@@ -139,9 +139,9 @@ async fn two_brokers_on_one_redis_see_each_others_publications() {
     ready(&b).await;
     b.subscribe("news").await.unwrap();
     for n in 0..50 {
-        a.publish("news", publication(n)).await.unwrap();
+        a.publish("news", publication(n), None).await.unwrap();
     }
-    a.publish("elsewhere", publication(0)).await.unwrap();
+    a.publish("elsewhere", publication(0), None).await.unwrap();
     eventually("50 on b", Duration::from_secs(5), || {
         b_seen.data("news").len() == 50
     })
@@ -186,7 +186,7 @@ async fn channels_spread_over_shards_and_every_shard_delivers() {
     let channels: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
     for ch in &channels {
         broker.subscribe(ch).await.unwrap();
-        broker.publish(ch, publication(1)).await.unwrap();
+        broker.publish(ch, publication(1), None).await.unwrap();
     }
     eventually(
         "one publication per channel",
@@ -211,7 +211,7 @@ async fn redis_down_is_reported_quickly_and_everything_heals_after_it_returns() 
     ready(&broker).await;
     recorder.subscribed.lock().unwrap().push("live".into());
     broker.subscribe("live").await.unwrap();
-    broker.publish("live", publication(0)).await.unwrap();
+    broker.publish("live", publication(0), None).await.unwrap();
     eventually("first", Duration::from_secs(5), || {
         recorder.data("live").len() == 1
     })
@@ -219,7 +219,10 @@ async fn redis_down_is_reported_quickly_and_everything_heals_after_it_returns() 
 
     redis.kill();
     let started = Instant::now();
-    let err = broker.publish("live", publication(1)).await.unwrap_err();
+    let err = broker
+        .publish("live", publication(1), None)
+        .await
+        .unwrap_err();
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "publish must fail within the command timeout, took {:?}",
@@ -239,7 +242,7 @@ async fn redis_down_is_reported_quickly_and_everything_heals_after_it_returns() 
     // The subscription came back by itself: no one subscribed again.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if broker.publish("live", publication(2)).await.is_ok()
+        if broker.publish("live", publication(2), None).await.is_ok()
             && recorder.data("live").contains(&publication(2).data)
         {
             break;
@@ -258,7 +261,7 @@ async fn a_killed_pubsub_connection_is_replaced_and_resubscribed() {
     redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        broker.publish("x", publication(7)).await.unwrap();
+        broker.publish("x", publication(7), None).await.unwrap();
         if !recorder.data("x").is_empty() {
             break;
         }
@@ -289,7 +292,7 @@ async fn redis_cluster_carries_channels_over_sharded_pubsub() {
     }
     for n in 0..10 {
         for ch in &channels {
-            a.publish(ch, publication(n)).await.unwrap();
+            a.publish(ch, publication(n), None).await.unwrap();
         }
     }
     eventually("10 per channel on b", Duration::from_secs(10), || {
@@ -336,7 +339,10 @@ async fn locked_out(config: RedisConfig) -> BrokerError {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let started = Instant::now();
-    let err = broker.publish("ch", publication(0)).await.unwrap_err();
+    let err = broker
+        .publish("ch", publication(0), None)
+        .await
+        .unwrap_err();
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "publish must fail within the command timeout, took {:?}",
@@ -395,7 +401,7 @@ async fn an_acl_user_with_its_password_publishes_and_subscribes() {
     ready(&b).await;
     b.subscribe("news").await.unwrap();
     for n in 0..10 {
-        a.publish("news", publication(n)).await.unwrap();
+        a.publish("news", publication(n), None).await.unwrap();
     }
     eventually("10 on b", Duration::from_secs(5), || {
         b_seen.data("news").len() == 10
@@ -439,7 +445,7 @@ async fn a_tls_redis_is_used_with_its_ca_and_refused_without_it() {
     ready(&a).await;
     ready(&b).await;
     b.subscribe("tls").await.unwrap();
-    a.publish("tls", publication(1)).await.unwrap();
+    a.publish("tls", publication(1), None).await.unwrap();
     eventually("over TLS", Duration::from_secs(5), || {
         b_seen.data("tls") == [publication(1).data]
     })
@@ -497,7 +503,7 @@ async fn a_password_protected_redis_cluster_carries_channels_with_the_right_pass
     let channels: Vec<String> = (0..10).map(|i| format!("room{i}")).collect();
     for ch in &channels {
         b.subscribe(ch).await.unwrap();
-        a.publish(ch, publication(1)).await.unwrap();
+        a.publish(ch, publication(1), None).await.unwrap();
     }
     eventually("one per channel on b", Duration::from_secs(10), || {
         channels.iter().all(|ch| b_seen.data(ch).len() == 1)

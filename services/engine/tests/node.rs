@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use herald_engine::broker::{Broker, BrokerError, BrokerEventHandler, NodeCommand, StreamPosition};
+use herald_engine::broker::{
+    Broker, BrokerError, BrokerEventHandler, HistoryOptions, HistoryPage, HistoryQuery,
+    NodeCommand, StreamPosition,
+};
 use herald_engine::config::ChannelConfig;
 use herald_engine::testing::node::{node_config, token};
 use herald_engine::{Flow, Node, Session};
@@ -38,8 +41,15 @@ impl Broker for GatedBroker {
         &self,
         _: &str,
         _: Publication,
+        _: Option<&HistoryOptions>,
     ) -> Result<Option<StreamPosition>, BrokerError> {
         Ok(None)
+    }
+    async fn history(&self, _: &str, _: &HistoryQuery) -> Result<HistoryPage, BrokerError> {
+        Err(BrokerError::Unsupported("history"))
+    }
+    async fn remove_history(&self, _: &str) -> Result<(), BrokerError> {
+        Err(BrokerError::Unsupported("history"))
     }
     async fn publish_command(&self, _: &NodeCommand) -> Result<(), BrokerError> {
         Ok(())

@@ -72,12 +72,22 @@
 //! allow_publish_for_subscriber = false  # subscribers may publish
 //! allow_publish_for_client = false      # any client may publish, subscribed or not
 //! allow_user_limited_channels = false   # `news#42` / `dialog#42,43` for the listed users only
+//! # History (memory broker only, for now): both or neither. Publications get offsets in a
+//! # stream with an epoch; the last history_size are kept history_ttl after the latest one.
+//! history_size = 0
+//! history_ttl = "0s"
+//! force_recovery = false                # every subscription recovers missed publications
+//! allow_recovery = false                # clients may ask for recovery (SDK `recoverable`)
+//! force_positioning = false             # every subscription is positioned (gap → resubscribe)
+//! allow_history_for_subscriber = false  # subscribers may read history (client `history`)
+//! # Not implemented yet (rejected): presence, join_leave, force_push_join_leave,
+//! # allow_presence_for_subscriber.
 //! max_channel_length = 255              # bytes
 //! max_channels_per_client = 128
 //!
 //! [[channels.namespaces]]               # channel "chat:room1" is in namespace "chat"
 //! name = "chat"                         # ^[-a-zA-Z0-9_]{2,}$, unique
-//! allow_subscribe_for_client = true     # same four options as above, all off by default
+//! allow_subscribe_for_client = true     # same options as above, all off by default
 //! allow_publish_for_subscriber = true
 //! allow_publish_for_client = false
 //! allow_user_limited_channels = false
@@ -115,13 +125,80 @@ use herald_engine::config::{
     TokenConfig, TokenKey, redact_url,
 };
 
-use self::raw::RawConfig;
+use self::raw::{RawConfig, RawOptions};
 
 /// Prefix of configuration environment variables: `HERALD_<SECTION>__<KEY>`.
 pub const ENV_PREFIX: &str = "HERALD";
 
 /// HMAC secrets shorter than this get a warning.
 const MIN_HMAC_SECRET_LEN: usize = 32;
+/// Most publications one channel's history may keep.
+const MAX_HISTORY_SIZE: i64 = 1_000_000;
+
+/// Validates and converts the options of `[channels]` or of a namespace (`section` names it in
+/// problems).
+fn channel_options(section: &str, o: RawOptions<'_>, problems: &mut Vec<String>) -> ChannelOptions {
+    let size_ok = (0..=MAX_HISTORY_SIZE).contains(&o.history_size);
+    let history_size = if size_ok {
+        o.history_size as usize
+    } else {
+        problems.push(format!(
+            "{section}.history_size: {} is out of range (0 to {MAX_HISTORY_SIZE})",
+            o.history_size
+        ));
+        0
+    };
+    let ttl = parse_duration(&format!("{section}.history_ttl"), o.history_ttl, problems);
+    let history_ttl = ttl.unwrap_or_default();
+    if size_ok && ttl.is_some() && (history_size > 0) == history_ttl.is_zero() {
+        problems.push(format!(
+            "{section}.history_size and {section}.history_ttl: history needs both (e.g. history_size = 100, history_ttl = \"300s\"), or neither"
+        ));
+    }
+    let history = history_size > 0 && !history_ttl.is_zero();
+    for (key, on) in [
+        ("force_recovery", o.force_recovery),
+        ("allow_recovery", o.allow_recovery),
+        ("force_positioning", o.force_positioning),
+        (
+            "allow_history_for_subscriber",
+            o.allow_history_for_subscriber,
+        ),
+    ] {
+        if on && !history {
+            problems.push(format!(
+                "{section}.{key}: needs history (set history_size and history_ttl)"
+            ));
+        }
+    }
+    if o.allow_presence_for_subscriber && !o.presence {
+        problems.push(format!(
+            "{section}.allow_presence_for_subscriber: needs presence = true"
+        ));
+    }
+    if o.force_push_join_leave && !o.join_leave {
+        problems.push(format!(
+            "{section}.force_push_join_leave: needs join_leave = true"
+        ));
+    }
+    ChannelOptions {
+        allow_subscribe_for_client: o.allow_subscribe_for_client,
+        allow_publish_for_subscriber: o.allow_publish_for_subscriber,
+        allow_publish_for_client: o.allow_publish_for_client,
+        allow_user_limited_channels: o.allow_user_limited_channels,
+        history_size,
+        history_ttl,
+        force_recovery: o.force_recovery,
+        allow_recovery: o.allow_recovery,
+        force_positioning: o.force_positioning,
+        presence: o.presence,
+        join_leave: o.join_leave,
+        force_push_join_leave: o.force_push_join_leave,
+        allow_history_for_subscriber: o.allow_history_for_subscriber,
+        allow_presence_for_subscriber: o.allow_presence_for_subscriber,
+    }
+}
+
 /// More worker threads than this is a typo, not a machine.
 const MAX_WORKERS: usize = 1024;
 
@@ -433,12 +510,7 @@ impl Config {
 
         // [channels]
         let c = &raw.channels;
-        let without_namespace = ChannelOptions {
-            allow_subscribe_for_client: c.allow_subscribe_for_client,
-            allow_publish_for_subscriber: c.allow_publish_for_subscriber,
-            allow_publish_for_client: c.allow_publish_for_client,
-            allow_user_limited_channels: c.allow_user_limited_channels,
-        };
+        let without_namespace = channel_options("channels", c.options(), &mut problems);
         let max_channel_length = positive(
             "channels.max_channel_length",
             c.max_channel_length,
@@ -470,12 +542,11 @@ impl Config {
             }
             namespaces.push(Namespace {
                 name: ns.name.clone(),
-                options: ChannelOptions {
-                    allow_subscribe_for_client: ns.allow_subscribe_for_client,
-                    allow_publish_for_subscriber: ns.allow_publish_for_subscriber,
-                    allow_publish_for_client: ns.allow_publish_for_client,
-                    allow_user_limited_channels: ns.allow_user_limited_channels,
-                },
+                options: channel_options(
+                    &format!("channels.namespaces[{i}]"),
+                    ns.options(),
+                    &mut problems,
+                ),
             });
         }
         let channels = ChannelConfig {
@@ -485,6 +556,33 @@ impl Config {
             max_channels_per_client,
             insecure: dev.is_some(),
         };
+        let sections = std::iter::once(("channels".to_owned(), &channels.without_namespace)).chain(
+            channels
+                .namespaces
+                .iter()
+                .enumerate()
+                .map(|(i, ns)| (format!("channels.namespaces[{i}]"), &ns.options)),
+        );
+        for (section, o) in sections {
+            if o.has_history() && matches!(broker, BrokerConfig::Redis(_)) {
+                problems.push(format!(
+                    "{section}.history_size: history with the Redis broker is not implemented yet (the memory broker keeps history; leave history off with Redis)"
+                ));
+            }
+            for (key, on) in [
+                ("presence", o.presence),
+                ("join_leave", o.join_leave),
+                ("force_push_join_leave", o.force_push_join_leave),
+                (
+                    "allow_presence_for_subscriber",
+                    o.allow_presence_for_subscriber,
+                ),
+            ] {
+                if on {
+                    problems.push(format!("{section}.{key}: presence is not implemented yet"));
+                }
+            }
+        }
 
         // [client]
         let cl = &raw.client;
@@ -580,11 +678,33 @@ impl Config {
             if o.allow_user_limited_channels {
                 on.push("user_limited_channels");
             }
-            if on.is_empty() {
+            let mut text = if on.is_empty() {
                 "nothing allowed".to_owned()
             } else {
                 format!("allow {}", on.join(", "))
+            };
+            if o.has_history() {
+                let mut extra = Vec::new();
+                for (name, set) in [
+                    ("force_recovery", o.force_recovery),
+                    ("allow_recovery", o.allow_recovery),
+                    ("force_positioning", o.force_positioning),
+                    ("history_for_subscriber", o.allow_history_for_subscriber),
+                ] {
+                    if set {
+                        extra.push(name);
+                    }
+                }
+                let _ = write!(
+                    text,
+                    "; history {} for {}{}{}",
+                    o.history_size,
+                    humantime::format_duration(o.history_ttl),
+                    if extra.is_empty() { "" } else { ", " },
+                    extra.join(", ")
+                );
             }
+            text
         };
         let d = |d: Duration| humantime::format_duration(d).to_string();
 
@@ -729,14 +849,27 @@ impl Config {
             },
             broker: BrokerConfig::Memory,
             channels: ChannelConfig {
-                namespaces: vec![Namespace {
-                    name: "chat".to_owned(),
-                    options: ChannelOptions {
-                        allow_subscribe_for_client: true,
-                        allow_publish_for_subscriber: true,
-                        ..ChannelOptions::default()
+                namespaces: vec![
+                    Namespace {
+                        name: "chat".to_owned(),
+                        options: ChannelOptions {
+                            allow_subscribe_for_client: true,
+                            allow_publish_for_subscriber: true,
+                            ..ChannelOptions::default()
+                        },
                     },
-                }],
+                    Namespace {
+                        name: "history".to_owned(),
+                        options: ChannelOptions {
+                            allow_subscribe_for_client: true,
+                            history_size: 10,
+                            history_ttl: Duration::from_secs(300),
+                            allow_recovery: true,
+                            allow_history_for_subscriber: true,
+                            ..ChannelOptions::default()
+                        },
+                    },
+                ],
                 ..ChannelConfig::default()
             },
             client: ClientConfig::default(),

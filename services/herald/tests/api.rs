@@ -228,6 +228,90 @@ async fn server_subscribe_and_unsubscribe_of_a_user() {
 }
 
 #[tokio::test]
+async fn history_publish_positions_reads_and_removal() {
+    let node = node();
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let mut epoch = String::new();
+    for n in 1..=4 {
+        let (_, body) = api
+            .post(
+                "publish",
+                &json!({"channel":"history:1","data":{"n":n}}).to_string(),
+            )
+            .await;
+        let result = &parse(&body)["result"];
+        assert_eq!(result["offset"], n, "{body}");
+        epoch = result["epoch"].as_str().expect("epoch").to_owned();
+    }
+    let (_, body) = api
+        .post("publish", r#"{"channel":"chat:1","data":{}}"#)
+        .await;
+    assert_eq!(
+        parse(&body),
+        json!({"result":{}}),
+        "no history, no position"
+    );
+
+    let (_, body) = api.post("history", r#"{"channel":"history:1"}"#).await;
+    assert_eq!(
+        parse(&body),
+        json!({"result":{"publications":[],"epoch":epoch,"offset":4}}),
+        "no limit: the position only"
+    );
+    let (_, body) = api
+        .post("history", r#"{"channel":"history:1","limit":2}"#)
+        .await;
+    let pubs = &parse(&body)["result"]["publications"];
+    assert_eq!(
+        *pubs,
+        json!([{"data":{"n":1},"offset":1},{"data":{"n":2},"offset":2}])
+    );
+    let since = json!({"channel":"history:1","limit":-1,"since":{"offset":2,"epoch":epoch}});
+    let (_, body) = api.post("history", &since.to_string()).await;
+    let offsets: Vec<u64> = parse(&body)["result"]["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, [3, 4]);
+    let (_, body) = api
+        .post(
+            "history",
+            r#"{"channel":"history:1","limit":1,"reverse":true}"#,
+        )
+        .await;
+    assert_eq!(parse(&body)["result"]["publications"][0]["offset"], 4);
+    let stale = json!({"channel":"history:1","limit":-1,"since":{"offset":2,"epoch":"gone"}});
+    let (_, body) = api.post("history", &stale.to_string()).await;
+    assert_eq!(parse(&body)["error"]["code"], 112);
+    let (_, body) = api.post("history", r#"{"channel":"chat:1"}"#).await;
+    assert_eq!(parse(&body)["error"]["code"], 108, "no history in chat:");
+    let (_, body) = api.post("history", r#"{"limit":1}"#).await;
+    assert_eq!(parse(&body)["error"]["code"], 107);
+
+    let (_, body) = api
+        .post("history_remove", r#"{"channel":"history:1"}"#)
+        .await;
+    assert_eq!(parse(&body), json!({"result":{}}));
+    let (_, body) = api
+        .post("history", r#"{"channel":"history:1","limit":-1}"#)
+        .await;
+    assert_eq!(
+        parse(&body),
+        json!({"result":{"publications":[],"epoch":epoch,"offset":4}}),
+        "the position stays"
+    );
+    let (_, body) = api
+        .post(
+            "publish",
+            r#"{"channel":"history:1","data":{},"skip_history":true}"#,
+        )
+        .await;
+    assert_eq!(parse(&body), json!({"result":{}}), "skip_history");
+}
+
+#[tokio::test]
 async fn legacy_single_endpoint_takes_newline_delimited_commands() {
     let node = node();
     let api = Api::new(node.addr, TEST_API_KEY);

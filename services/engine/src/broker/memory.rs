@@ -1,14 +1,21 @@
-//! The embedded broker of a node that runs alone: a publication goes straight to the local hub.
+//! The embedded broker of a node that runs alone: a publication goes straight to the local hub,
+//! and channel history lives in this process ([`Streams`]).
 
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use herald_protocol::proto::Publication;
 
-use super::{Broker, BrokerError, BrokerEventHandler, NodeCommand, StreamPosition};
+use super::streams::Streams;
+use super::{
+    Broker, BrokerError, BrokerEventHandler, HistoryOptions, HistoryPage, HistoryQuery,
+    NodeCommand, StreamPosition,
+};
 
 #[derive(Default)]
 pub struct MemoryBroker {
     handler: OnceLock<Arc<dyn BrokerEventHandler>>,
+    streams: Streams,
 }
 
 impl MemoryBroker {
@@ -27,13 +34,37 @@ impl Broker for MemoryBroker {
         &self,
         channel: &str,
         publication: Publication,
+        history: Option<&HistoryOptions>,
     ) -> Result<Option<StreamPosition>, BrokerError> {
         let handler = self
             .handler
             .get()
             .ok_or_else(|| BrokerError::Unavailable("broker not started".into()))?;
-        handler.handle_publication(channel, publication);
-        Ok(None)
+        let Some(history) = history else {
+            handler.handle_publication(channel, publication);
+            return Ok(None);
+        };
+        // Delivered under the stream's lock: concurrent publishers' publications reach every
+        // subscriber in offset order.
+        let (position, ()) =
+            self.streams
+                .append(channel, publication, history, Instant::now(), |p| {
+                    handler.handle_publication(channel, p.clone())
+                });
+        Ok(Some(position))
+    }
+
+    async fn history(
+        &self,
+        channel: &str,
+        query: &HistoryQuery,
+    ) -> Result<HistoryPage, BrokerError> {
+        Ok(self.streams.read(channel, query, Instant::now()))
+    }
+
+    async fn remove_history(&self, channel: &str) -> Result<(), BrokerError> {
+        self.streams.remove(channel);
+        Ok(())
     }
 
     async fn publish_command(&self, command: &NodeCommand) -> Result<(), BrokerError> {
@@ -90,7 +121,7 @@ mod tests {
                 data: bytes::Bytes::from(vec![b'0' + i]),
                 ..Default::default()
             };
-            broker.publish("ch", publication).await.unwrap();
+            broker.publish("ch", publication, None).await.unwrap();
         }
         let got = rec.0.lock().unwrap();
         let data: Vec<_> = got.iter().map(|(_, p)| p.data.clone()).collect();

@@ -8,6 +8,7 @@
 mod command;
 mod memory;
 mod redis;
+mod streams;
 
 use std::sync::Arc;
 
@@ -25,6 +26,9 @@ pub enum BrokerError {
     /// The broker did not answer in time.
     #[error("broker timed out")]
     Timeout,
+    /// The broker cannot do this at all (not a transient failure).
+    #[error("not supported by this broker: {0}")]
+    Unsupported(&'static str),
 }
 
 /// Where a publication landed in its channel's stream (only for channels with history).
@@ -32,6 +36,34 @@ pub enum BrokerError {
 pub struct StreamPosition {
     pub offset: u64,
     pub epoch: String,
+}
+
+/// How a channel keeps its publications (its namespace's `history_size` and `history_ttl`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryOptions {
+    pub size: usize,
+    pub ttl: std::time::Duration,
+}
+
+/// What to read from a channel's stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Forward: publications after this offset; reverse: before it. `None`: from the end the
+    /// direction starts at. The epoch is checked by the node, not the broker.
+    pub since: Option<StreamPosition>,
+    /// At most this many publications; `None`: all kept.
+    pub limit: Option<usize>,
+    /// Newest first.
+    pub reverse: bool,
+}
+
+/// Publications read from a stream, and the stream's current position.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistoryPage {
+    pub publications: Vec<Publication>,
+    pub position: StreamPosition,
+    /// Offset of the oldest publication still kept, if any.
+    pub oldest: Option<u64>,
 }
 
 /// Receives what the broker delivers to this node. Implemented by the node, which hands
@@ -49,12 +81,23 @@ pub trait BrokerEventHandler: Send + Sync + 'static {
 pub trait Broker: Send + Sync + 'static {
     /// Called once when the node starts, before any subscribe.
     fn start(&self, handler: Arc<dyn BrokerEventHandler>);
-    /// Publishes to every node subscribed to `channel`, this one included.
+    /// Publishes to every node subscribed to `channel`, this one included. With `history`, the
+    /// publication first gets the next offset of the channel's stream and is kept there, in
+    /// one step, and every node receives it with its offset; the position is returned.
     async fn publish(
         &self,
         channel: &str,
         publication: Publication,
+        history: Option<&HistoryOptions>,
     ) -> Result<Option<StreamPosition>, BrokerError>;
+    /// Reads a channel's stream.
+    async fn history(
+        &self,
+        channel: &str,
+        query: &HistoryQuery,
+    ) -> Result<HistoryPage, BrokerError>;
+    /// Forgets a channel's publications, keeping its position.
+    async fn remove_history(&self, channel: &str) -> Result<(), BrokerError>;
     /// Sends a command to every node, this one included.
     async fn publish_command(&self, command: &NodeCommand) -> Result<(), BrokerError>;
     /// Starts node-level delivery of `channel`.

@@ -8,19 +8,30 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use herald_protocol::codes::{self};
 use herald_protocol::proto::{
-    ClientInfo, Command, ConnectRequest, ConnectResult, PingResult, PublishRequest, PublishResult,
-    Push, RefreshRequest, RefreshResult, Reply, SubRefreshRequest, SubRefreshResult, Subscribe,
-    SubscribeRequest, SubscribeResult, UnsubscribeRequest, UnsubscribeResult,
+    ClientInfo, Command, ConnectRequest, ConnectResult, HistoryRequest, HistoryResult, PingResult,
+    PublishRequest, PublishResult, Push, RefreshRequest, RefreshResult, Reply, SubRefreshRequest,
+    SubRefreshResult, Subscribe, SubscribeRequest, SubscribeResult, UnsubscribeRequest,
+    UnsubscribeResult,
 };
 
+use super::position::Position;
 use super::{ChannelSub, Connected, Session, State};
 use crate::auth::ConnectClaims;
+use crate::broker::{HistoryPage, HistoryQuery, StreamPosition};
 use crate::channel::{is_private, user_limited_allows};
 use crate::error::{CommandError, NodeError, connect_token_error, subscribe_token_error};
 use crate::node::{PublishOptions, now_unix};
 use crate::registry::ClientHandle;
 
 type CommandResult = Result<Option<Reply>, CommandError>;
+
+/// Most publications a recovering subscribe replies with (Centrifugo's
+/// `client.recovery_max_publication_limit`); a client further behind is told it was not
+/// recovered.
+pub const MAX_RECOVERED: usize = 300;
+/// Most publications a history command returns (Centrifugo's
+/// `client.history_max_publication_limit`).
+pub const MAX_HISTORY: usize = 300;
 
 /// The request of a command: the first non-empty request field, as the protocol says.
 pub(super) enum Method {
@@ -30,7 +41,7 @@ pub(super) enum Method {
     Publish(PublishRequest),
     Presence,
     PresenceStats,
-    History,
+    History(HistoryRequest),
     Ping,
     Send,
     Rpc,
@@ -52,8 +63,8 @@ impl Method {
             Method::Presence
         } else if c.presence_stats.is_some() {
             Method::PresenceStats
-        } else if c.history.is_some() {
-            Method::History
+        } else if let Some(r) = c.history {
+            Method::History(r)
         } else if c.ping.is_some() {
             Method::Ping
         } else if c.send.is_some() {
@@ -78,7 +89,7 @@ impl Method {
             Method::Publish(_) => 3,
             Method::Presence => 4,
             Method::PresenceStats => 5,
-            Method::History => 6,
+            Method::History(_) => 6,
             Method::Ping => 7,
             Method::Send => 8,
             Method::Rpc => 9,
@@ -112,10 +123,9 @@ impl Session {
             Method::Subscribe(r) => self.handle_subscribe(r).await,
             Method::Unsubscribe(r) => self.handle_unsubscribe(r),
             Method::Publish(r) => self.handle_publish(r).await,
-            // Presence and history come with channel state (a later capability).
-            Method::Presence | Method::PresenceStats | Method::History => {
-                Err(codes::NOT_AVAILABLE.into())
-            }
+            Method::History(r) => self.handle_history(r).await,
+            // Presence comes with channel state (a later capability).
+            Method::Presence | Method::PresenceStats => Err(codes::NOT_AVAILABLE.into()),
             Method::Rpc => Err(codes::METHOD_NOT_FOUND.into()),
             // No handler for asynchronous messages: accepted and dropped, as Centrifugo does.
             Method::Send => Ok(None),
@@ -180,6 +190,7 @@ impl Session {
             user,
             info: claims.info.clone(),
             channels: HashMap::new(),
+            positions: Vec::new(),
         }));
         let started = Instant::now();
         self.timers.connected(started);
@@ -268,6 +279,7 @@ impl Session {
     }
 
     pub(super) fn server_unsubscribe(&mut self, channel: &str) {
+        self.untrack(channel);
         if self.connected_mut().channels.remove(channel).is_none() {
             return;
         }
@@ -326,22 +338,153 @@ impl Session {
                 return Err(codes::PERMISSION_DENIED.into());
             }
         }
-        self.node
+        // Recovery implies positioning; both need the channel's stream.
+        let history = options.has_history();
+        let recoverable =
+            history && (options.force_recovery || (options.allow_recovery && req.recoverable));
+        let positioned = recoverable || (history && (options.force_positioning || req.positioned));
+        let recovering = recoverable && req.recover;
+        let Some(channel_id) = self
+            .node
             .add_subscription(&channel, self.conn, self.subscriber())
-            .await?;
+            .await?
+        else {
+            return Err(codes::ALREADY_SUBSCRIBED.into());
+        };
+        let mut result = SubscribeResult {
+            expires: expires_at.is_some(),
+            ttl: ttl(expires_at, now),
+            ..Default::default()
+        };
+        if positioned {
+            // Joined first, read second: what is published meanwhile comes live and is merged
+            // by offset (see `position`).
+            let read = self
+                .read_position(
+                    &channel,
+                    recovering.then(|| (req.offset, req.epoch.clone())),
+                )
+                .await;
+            let (stream, recovered) = match read {
+                Ok(read) => read,
+                Err(e) => {
+                    self.node.remove_subscription(&channel, self.conn);
+                    return Err(e.into());
+                }
+            };
+            result.recoverable = recoverable;
+            result.positioned = true;
+            result.epoch = stream.position.epoch.clone();
+            result.offset = stream.position.offset;
+            result.was_recovering = recovering;
+            result.recovered = recovered;
+            if recovered {
+                result.publications = stream.publications;
+            }
+            self.track(Position {
+                channel_id,
+                channel: channel.clone(),
+                last: stream.position.offset,
+                held: Some(Vec::new()),
+                server_side: false,
+            });
+            self.caught_up_after_reply = Some(channel_id);
+        }
         self.connected_mut()
             .channels
             .insert(channel, ChannelSub { info });
+        reply(|r| r.subscribe = Some(result))
+    }
+
+    /// The channel's stream position and, when the client asks to recover from
+    /// `(offset, epoch)`, what it missed: recovered only if the epoch is the same and the
+    /// stream still holds every publication after `offset` (at most [`MAX_RECOVERED`]).
+    async fn read_position(
+        &self,
+        channel: &str,
+        recover_from: Option<(u64, String)>,
+    ) -> Result<(HistoryPage, bool), NodeError> {
+        let Some((offset, epoch)) = recover_from else {
+            let page = self
+                .node
+                .read_history(
+                    channel,
+                    &HistoryQuery {
+                        limit: Some(0),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            return Ok((page, false));
+        };
+        let page = self
+            .node
+            .read_history(
+                channel,
+                &HistoryQuery {
+                    since: Some(StreamPosition {
+                        offset,
+                        epoch: epoch.clone(),
+                    }),
+                    limit: Some(MAX_RECOVERED + 1),
+                    reverse: false,
+                },
+            )
+            .await?;
+        let top = page.position.offset;
+        let missed = top.saturating_sub(offset);
+        let complete = page.publications.len() as u64 == missed
+            && page
+                .publications
+                .first()
+                .is_none_or(|p| p.offset == offset + 1);
+        let recovered = epoch == page.position.epoch
+            && offset <= top
+            && missed <= MAX_RECOVERED as u64
+            && complete;
+        Ok((page, recovered))
+    }
+
+    async fn handle_history(&mut self, req: HistoryRequest) -> CommandResult {
+        let inner = self.node.inner();
+        let options = inner.rules.resolve(&req.channel).map_err(NodeError::from)?;
+        if !options.has_history() {
+            return Err(codes::NOT_AVAILABLE.into());
+        }
+        let subscribed = self.connected().channels.contains_key(&req.channel);
+        if !(subscribed && options.allow_history_for_subscriber) {
+            return Err(codes::PERMISSION_DENIED.into());
+        }
+        let limit = match req.limit {
+            0 => Some(0),
+            n if n < 0 => Some(MAX_HISTORY),
+            n => Some((n as usize).min(MAX_HISTORY)),
+        };
+        let page = self
+            .node
+            .history(
+                &req.channel,
+                HistoryQuery {
+                    since: req.since.map(|s| StreamPosition {
+                        offset: s.offset,
+                        epoch: s.epoch,
+                    }),
+                    limit,
+                    reverse: req.reverse,
+                },
+            )
+            .await?;
         reply(|r| {
-            r.subscribe = Some(SubscribeResult {
-                expires: expires_at.is_some(),
-                ttl: ttl(expires_at, now),
-                ..Default::default()
+            r.history = Some(HistoryResult {
+                publications: page.publications,
+                epoch: page.position.epoch,
+                offset: page.position.offset,
             })
         })
     }
 
     fn handle_unsubscribe(&mut self, req: UnsubscribeRequest) -> CommandResult {
+        self.untrack(&req.channel);
         if self.connected_mut().channels.remove(&req.channel).is_some() {
             self.node.remove_subscription(&req.channel, self.conn);
         }

@@ -7,6 +7,7 @@
 //! registry, so cleanup happens however the connection ends.
 
 mod commands;
+mod position;
 mod timers;
 
 use std::collections::HashMap;
@@ -48,6 +49,9 @@ pub struct Session {
     timers: Timers,
     /// Reused between drains so a drain allocates nothing in the steady state.
     scratch: Vec<Outgoing>,
+    /// A positioned subscribe whose reply is being sent: the queue gets a marker behind the
+    /// reply, and the channel's held live publications go out when the drain reaches it.
+    caught_up_after_reply: Option<u64>,
 }
 
 enum State {
@@ -64,6 +68,8 @@ struct Connected {
     /// Connection info from the token, raw JSON (shown to others in client publications).
     info: Option<Bytes>,
     channels: HashMap<String, ChannelSub>,
+    /// Positioned subscriptions (few per connection), found by the hub's channel id.
+    positions: Vec<position::Position>,
 }
 
 struct ChannelSub {
@@ -84,6 +90,7 @@ impl Session {
             state: State::Connecting,
             timers,
             scratch: Vec::new(),
+            caught_up_after_reply: None,
         }
     }
 
@@ -152,6 +159,9 @@ impl Session {
             Ok(Some(mut reply)) => {
                 reply.id = id;
                 self.send(&reply);
+                if let Some(channel_id) = self.caught_up_after_reply.take() {
+                    self.outbound.control(Control::CaughtUp { channel_id });
+                }
                 Flow::Continue
             }
             Ok(None) => Flow::Continue,
@@ -194,13 +204,33 @@ impl Session {
         let (bytes, close) = self.outbound.drain_up_to(MAX_FRAME_BYTES, &mut items);
         // One allocation of the right size instead of a chain of reallocations.
         frame.reserve(bytes + items.len());
+        let mut lost: Option<Flow> = None;
         for item in items.drain(..) {
             match item {
                 Outgoing::Frame(bytes) => codec::append_to_frame(self.format, &bytes, frame),
-                Outgoing::Control(control) => self.apply_control(*control).await,
+                Outgoing::Publication {
+                    channel,
+                    offset,
+                    frame: bytes,
+                } => {
+                    if let Some(flow) = self.positioned_publication(channel, offset, bytes, frame) {
+                        lost.get_or_insert(flow);
+                    }
+                }
+                Outgoing::Control(control) => match *control {
+                    Control::CaughtUp { channel_id } => {
+                        if let Some(flow) = self.caught_up(channel_id, frame) {
+                            lost.get_or_insert(flow);
+                        }
+                    }
+                    control => self.apply_control(control).await,
+                },
             }
         }
         self.scratch = items;
+        if let Some(Flow::Close(d)) = lost {
+            return Flow::Close(d);
+        }
         match close {
             None => Flow::Continue,
             Some(d) => {
@@ -221,6 +251,10 @@ impl Session {
             } => self.server_subscribe(channel, info, data).await,
             Control::Unsubscribe { channel } => {
                 self.server_unsubscribe(&channel);
+                Ok(())
+            }
+            Control::CaughtUp { channel_id } => {
+                tracing::error!(channel_id, "caught-up marker outside a drain");
                 Ok(())
             }
         };

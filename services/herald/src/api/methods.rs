@@ -2,9 +2,12 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
+use herald_engine::broker::{HistoryQuery, StreamPosition};
 use herald_engine::{Node, PublishOptions};
 use herald_protocol::codes::{self, Disconnect};
+use herald_protocol::proto::Publication;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::error::{ApiErrorBody, bad_request};
@@ -48,9 +51,9 @@ pub async fn call(node: &Node, method: &str, params: &[u8]) -> Result<Value, Cal
         "disconnect" => disconnect(node, parse(params)?).await.map(to_value),
         "info" => Ok(to_value(info(node))),
         "channels" => Ok(to_value(channels(node, parse(params)?))),
-        "presence" | "presence_stats" | "history" | "history_remove" => {
-            Err(ApiErrorBody::from(codes::NOT_AVAILABLE).into())
-        }
+        "history" => history(node, parse(params)?).await.map(to_value),
+        "history_remove" => history_remove(node, parse(params)?).await.map(to_value),
+        "presence" | "presence_stats" => Err(ApiErrorBody::from(codes::NOT_AVAILABLE).into()),
         _ => Err(CallError::UnknownMethod),
     }
 }
@@ -101,7 +104,7 @@ async fn publish(node: &Node, req: PublishRequest) -> Result<PublishResult, Call
         return Err(bad_request().into());
     }
     let data = payload(&req.data, &req.b64data)?;
-    publish_one(node, &req.channel, data, &req.tags).await
+    publish_one(node, &req.channel, data, &req.tags, req.skip_history).await
 }
 
 async fn publish_one(
@@ -109,6 +112,7 @@ async fn publish_one(
     channel: &str,
     data: Bytes,
     tags: &std::collections::BTreeMap<String, String>,
+    skip_history: bool,
 ) -> Result<PublishResult, CallError> {
     let position = node
         .publish(
@@ -117,6 +121,7 @@ async fn publish_one(
             PublishOptions {
                 info: None,
                 tags: tags.clone(),
+                skip_history,
             },
         )
         .await
@@ -138,7 +143,7 @@ async fn broadcast(node: &Node, req: BroadcastRequest) -> Result<BroadcastResult
     let mut responses = Vec::with_capacity(req.channels.len());
     for channel in &req.channels {
         responses.push(
-            match publish_one(node, channel, data.clone(), &req.tags).await {
+            match publish_one(node, channel, data.clone(), &req.tags, req.skip_history).await {
                 Ok(r) => Outcome::Result(r),
                 Err(CallError::Api(e)) => Outcome::Error(e),
                 Err(_) => Outcome::Error(bad_request()),
@@ -201,6 +206,75 @@ async fn disconnect(node: &Node, req: DisconnectRequest) -> Result<Empty, CallEr
     )
     .await
     .map_err(|e| CallError::Api((&e).into()))?;
+    Ok(Empty {})
+}
+
+async fn history(node: &Node, req: HistoryRequest) -> Result<HistoryResult, CallError> {
+    if req.channel.is_empty() {
+        return Err(bad_request().into());
+    }
+    let limit = match req.limit {
+        None | Some(0) => Some(0),
+        Some(n) if n < 0 => None,
+        Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+    };
+    let page = node
+        .history(
+            &req.channel,
+            HistoryQuery {
+                since: req.since.map(|s| StreamPosition {
+                    offset: s.offset,
+                    epoch: s.epoch,
+                }),
+                limit,
+                reverse: req.reverse,
+            },
+        )
+        .await
+        .map_err(|e| CallError::Api((&e).into()))?;
+    Ok(HistoryResult {
+        publications: page.publications.iter().map(publication_json).collect(),
+        epoch: page.position.epoch,
+        offset: page.position.offset,
+    })
+}
+
+/// A publication as the API shows it: `data` verbatim when it is JSON, `b64data` otherwise.
+fn publication_json(p: &Publication) -> Value {
+    let mut v = serde_json::Map::new();
+    match serde_json::from_slice::<&RawValue>(&p.data) {
+        Ok(raw) => v.insert(
+            "data".into(),
+            serde_json::to_value(raw).unwrap_or(Value::Null),
+        ),
+        Err(_) => v.insert(
+            "b64data".into(),
+            Value::String(base64::engine::general_purpose::STANDARD.encode(&p.data)),
+        ),
+    };
+    if let Some(info) = &p.info {
+        v.insert(
+            "info".into(),
+            serde_json::to_value(info).unwrap_or(Value::Null),
+        );
+    }
+    v.insert("offset".into(), Value::from(p.offset));
+    if !p.tags.is_empty() {
+        v.insert(
+            "tags".into(),
+            serde_json::to_value(&p.tags).unwrap_or(Value::Null),
+        );
+    }
+    Value::Object(v)
+}
+
+async fn history_remove(node: &Node, req: ChannelRequest) -> Result<Empty, CallError> {
+    if req.channel.is_empty() {
+        return Err(bad_request().into());
+    }
+    node.remove_history(&req.channel)
+        .await
+        .map_err(|e| CallError::Api((&e).into()))?;
     Ok(Empty {})
 }
 

@@ -48,6 +48,43 @@ pub struct BroadcastRequest {
     pub idempotency_key: String,
 }
 
+/// `{offset, epoch}`: a place in a channel's stream.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Position {
+    #[serde(default)]
+    pub offset: u64,
+    #[serde(default)]
+    pub epoch: String,
+}
+
+/// `history`: `{channel, limit?, since?, reverse?}`. Without `limit` (or 0) only the stream's
+/// position is returned; a negative limit returns everything kept.
+#[derive(Debug, Deserialize)]
+pub struct HistoryRequest {
+    #[serde(default)]
+    pub channel: String,
+    #[serde(default)]
+    pub limit: Option<i64>,
+    #[serde(default)]
+    pub since: Option<Position>,
+    #[serde(default)]
+    pub reverse: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryResult {
+    pub publications: Vec<serde_json::Value>,
+    pub epoch: String,
+    pub offset: u64,
+}
+
+/// `history_remove`: `{channel}`.
+#[derive(Debug, Deserialize)]
+pub struct ChannelRequest {
+    #[serde(default)]
+    pub channel: String,
+}
+
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PublishResult {
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -140,6 +140,16 @@ pub(crate) struct RawChannels {
     pub allow_publish_for_subscriber: bool,
     pub allow_publish_for_client: bool,
     pub allow_user_limited_channels: bool,
+    pub history_size: i64,
+    pub history_ttl: String,
+    pub force_recovery: bool,
+    pub allow_recovery: bool,
+    pub force_positioning: bool,
+    pub presence: bool,
+    pub join_leave: bool,
+    pub force_push_join_leave: bool,
+    pub allow_history_for_subscriber: bool,
+    pub allow_presence_for_subscriber: bool,
     /// Longest accepted channel name, in bytes. Default 255.
     pub max_channel_length: i64,
     /// Most channels one connection may be subscribed to. Default 128.
@@ -154,6 +164,16 @@ impl Default for RawChannels {
             allow_publish_for_subscriber: false,
             allow_publish_for_client: false,
             allow_user_limited_channels: false,
+            history_size: 0,
+            history_ttl: "0s".to_owned(),
+            force_recovery: false,
+            allow_recovery: false,
+            force_positioning: false,
+            presence: false,
+            join_leave: false,
+            force_push_join_leave: false,
+            allow_history_for_subscriber: false,
+            allow_presence_for_subscriber: false,
             max_channel_length: 255,
             max_channels_per_client: 128,
             namespaces: Vec::new(),
@@ -161,8 +181,8 @@ impl Default for RawChannels {
     }
 }
 
-/// One `[[channels.namespaces]]` entry.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// One `[[channels.namespaces]]` entry: a name and the same options as `[channels]`.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawNamespace {
     pub name: String,
@@ -170,6 +190,92 @@ pub(crate) struct RawNamespace {
     pub allow_publish_for_subscriber: bool,
     pub allow_publish_for_client: bool,
     pub allow_user_limited_channels: bool,
+    pub history_size: i64,
+    pub history_ttl: String,
+    pub force_recovery: bool,
+    pub allow_recovery: bool,
+    pub force_positioning: bool,
+    pub presence: bool,
+    pub join_leave: bool,
+    pub force_push_join_leave: bool,
+    pub allow_history_for_subscriber: bool,
+    pub allow_presence_for_subscriber: bool,
+}
+
+impl Default for RawNamespace {
+    fn default() -> Self {
+        let c = RawChannels::default();
+        Self {
+            name: String::new(),
+            allow_subscribe_for_client: c.allow_subscribe_for_client,
+            allow_publish_for_subscriber: c.allow_publish_for_subscriber,
+            allow_publish_for_client: c.allow_publish_for_client,
+            allow_user_limited_channels: c.allow_user_limited_channels,
+            history_size: c.history_size,
+            history_ttl: c.history_ttl,
+            force_recovery: c.force_recovery,
+            allow_recovery: c.allow_recovery,
+            force_positioning: c.force_positioning,
+            presence: c.presence,
+            join_leave: c.join_leave,
+            force_push_join_leave: c.force_push_join_leave,
+            allow_history_for_subscriber: c.allow_history_for_subscriber,
+            allow_presence_for_subscriber: c.allow_presence_for_subscriber,
+        }
+    }
+}
+
+/// The channel options of `[channels]` or of one namespace, borrowed, so both are validated
+/// and converted by one function.
+pub(crate) struct RawOptions<'a> {
+    pub allow_subscribe_for_client: bool,
+    pub allow_publish_for_subscriber: bool,
+    pub allow_publish_for_client: bool,
+    pub allow_user_limited_channels: bool,
+    pub history_size: i64,
+    pub history_ttl: &'a str,
+    pub force_recovery: bool,
+    pub allow_recovery: bool,
+    pub force_positioning: bool,
+    pub presence: bool,
+    pub join_leave: bool,
+    pub force_push_join_leave: bool,
+    pub allow_history_for_subscriber: bool,
+    pub allow_presence_for_subscriber: bool,
+}
+
+macro_rules! raw_options {
+    ($from:expr) => {{
+        let r = $from;
+        RawOptions {
+            allow_subscribe_for_client: r.allow_subscribe_for_client,
+            allow_publish_for_subscriber: r.allow_publish_for_subscriber,
+            allow_publish_for_client: r.allow_publish_for_client,
+            allow_user_limited_channels: r.allow_user_limited_channels,
+            history_size: r.history_size,
+            history_ttl: &r.history_ttl,
+            force_recovery: r.force_recovery,
+            allow_recovery: r.allow_recovery,
+            force_positioning: r.force_positioning,
+            presence: r.presence,
+            join_leave: r.join_leave,
+            force_push_join_leave: r.force_push_join_leave,
+            allow_history_for_subscriber: r.allow_history_for_subscriber,
+            allow_presence_for_subscriber: r.allow_presence_for_subscriber,
+        }
+    }};
+}
+
+impl RawChannels {
+    pub fn options(&self) -> RawOptions<'_> {
+        raw_options!(self)
+    }
+}
+
+impl RawNamespace {
+    pub fn options(&self) -> RawOptions<'_> {
+        raw_options!(self)
+    }
 }
 
 /// `[client]`: limits and timings of client sessions.

@@ -144,6 +144,7 @@ fn assert_example(cfg: &Config) {
                 allow_publish_for_subscriber: true,
                 allow_publish_for_client: false,
                 allow_user_limited_channels: false,
+                ..Default::default()
             },
         }]
     );
@@ -252,6 +253,7 @@ expired_close_delay = "0s"
         allow_publish_for_subscriber: true,
         allow_publish_for_client: true,
         allow_user_limited_channels: true,
+        ..Default::default()
     };
     assert_eq!(cfg.channels.without_namespace, all);
     assert_eq!(cfg.channels.max_channel_length, 64);
@@ -426,6 +428,57 @@ fn bad_workers() {
         "must be at least 1",
     );
     assert_eq!(load_toml("").expect("valid").server.backlog, 4096);
+}
+
+#[test]
+fn history_options_of_namespaces_and_their_checks() {
+    let cfg = load_toml(&format!(
+        "{AUTH}[channels]\nhistory_size = 10\nhistory_ttl = \"5m\"\nforce_recovery = true\n\
+         [[channels.namespaces]]\nname = \"feed\"\nhistory_size = 300\nhistory_ttl = \"300s\"\n\
+         allow_recovery = true\nforce_positioning = true\nallow_history_for_subscriber = true\n"
+    ))
+    .expect("valid");
+    let top = &cfg.channels.without_namespace;
+    assert_eq!(
+        (top.history_size, top.history_ttl),
+        (10, Duration::from_secs(300))
+    );
+    assert!(top.force_recovery && top.has_history());
+    let feed = &cfg.channels.namespaces[0].options;
+    assert!(feed.allow_recovery && feed.force_positioning && feed.allow_history_for_subscriber);
+    assert_eq!(feed.history_size, 300);
+
+    assert_one_problem(
+        load_toml(&format!("{AUTH}[channels]\nhistory_size = 10\n")),
+        "channels.history_size and channels.history_ttl",
+        "history needs both",
+    );
+    assert_one_problem(
+        load_toml(&format!(
+            "{AUTH}[[channels.namespaces]]\nname = \"feed\"\nforce_recovery = true\n"
+        )),
+        "channels.namespaces[0].force_recovery",
+        "needs history",
+    );
+    assert_one_problem(
+        load_toml(&format!(
+            "{AUTH}[channels]\nhistory_size = -1\nhistory_ttl = \"1s\"\n"
+        )),
+        "channels.history_size",
+        "out of range",
+    );
+    assert_one_problem(
+        load_toml(&format!("{AUTH}[channels]\npresence = true\n")),
+        "channels.presence",
+        "not implemented yet",
+    );
+    assert_one_problem(
+        load_toml(&format!(
+            "{AUTH}[broker]\nkind = \"redis\"\n[channels]\nhistory_size = 10\nhistory_ttl = \"1m\"\n"
+        )),
+        "channels.history_size",
+        "history with the Redis broker is not implemented yet",
+    );
 }
 
 #[test]

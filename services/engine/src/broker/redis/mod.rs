@@ -17,7 +17,14 @@ use std::sync::{Arc, OnceLock};
 use herald_protocol::proto::Publication;
 use prost::Message as _;
 
-use super::{Broker, BrokerError, BrokerEventHandler, NodeCommand, StreamPosition};
+use super::{
+    Broker, BrokerError, BrokerEventHandler, HistoryOptions, HistoryPage, HistoryQuery,
+    NodeCommand, StreamPosition,
+};
+
+/// Channel history is kept by the memory broker only, for now; the binary refuses a
+/// configuration that asks the Redis broker for it.
+const HISTORY_UNSUPPORTED: &str = "channel history with the Redis broker";
 use crate::config::{RedisConfig, RedisShardConfig, redact_url};
 use pubsub::{Connector, PubSub, Worker};
 
@@ -327,7 +334,11 @@ impl Broker for RedisBroker {
         &self,
         channel: &str,
         publication: Publication,
+        history: Option<&HistoryOptions>,
     ) -> Result<Option<StreamPosition>, BrokerError> {
+        if history.is_some() {
+            return Err(BrokerError::Unsupported(HISTORY_UNSUPPORTED));
+        }
         self.publish_raw(
             self.shard_index(channel),
             self.redis_channel(channel),
@@ -335,6 +346,18 @@ impl Broker for RedisBroker {
         )
         .await?;
         Ok(None)
+    }
+
+    async fn history(
+        &self,
+        _channel: &str,
+        _query: &HistoryQuery,
+    ) -> Result<HistoryPage, BrokerError> {
+        Err(BrokerError::Unsupported(HISTORY_UNSUPPORTED))
+    }
+
+    async fn remove_history(&self, _channel: &str) -> Result<(), BrokerError> {
+        Err(BrokerError::Unsupported(HISTORY_UNSUPPORTED))
     }
 
     async fn publish_command(&self, command: &NodeCommand) -> Result<(), BrokerError> {

@@ -85,9 +85,10 @@ export async function newClient(args) {
     token: args.token,
     websocket: WebSocket,
     debug: Boolean(args.debug),
-    // A test must see a broken connection, not ride over it with a reconnect.
-    minReconnectDelay: 60000,
-    maxReconnectDelay: 60000,
+    // A test must see a broken connection, not ride over it with a reconnect, unless it is
+    // about reconnecting (`--reconnect`): then the SDK's own backoff, from 0.5 s.
+    minReconnectDelay: args.reconnect ? 500 : 60000,
+    maxReconnectDelay: args.reconnect ? 2000 : 60000,
   });
   let wasConnected = false;
   client.on('connected', (ctx) => {
@@ -95,7 +96,9 @@ export async function newClient(args) {
     process.stderr.write(`connected: client=${ctx.client} transport=${ctx.transport}\n`);
   });
   client.on('connecting', (ctx) => {
-    if (wasConnected) fail(`connection lost: code=${ctx.code} reason=${ctx.reason}`);
+    if (!wasConnected) return;
+    if (!args.reconnect) fail(`connection lost: code=${ctx.code} reason=${ctx.reason}`);
+    process.stderr.write(`reconnecting: code=${ctx.code} reason=${ctx.reason}\n`);
   });
   client.on('disconnected', (ctx) => {
     if (!exiting) fail(`disconnected: code=${ctx.code} reason=${ctx.reason}`);

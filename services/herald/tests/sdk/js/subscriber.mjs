@@ -1,8 +1,11 @@
-// subscriber.mjs --url WS --token T --channel C --count N [--protobuf] [--timeout S] [--debug]
+// subscriber.mjs --url WS --token T --channel C --count N [--protobuf] [--recoverable]
+//                [--reconnect] [--timeout S] [--debug]
 //
-// Connects with centrifuge-js, subscribes to C and prints {"event":"subscribed"} once
-// subscribed, then {"event":"publication","data":...} per publication; exits 0 after N
-// publications, non-zero on any error or after the timeout.
+// Connects with centrifuge-js, subscribes to C and prints {"event":"subscribed"} each time it
+// is subscribed (again after a reconnect, with the SDK's recovery flags), then
+// {"event":"publication","data":...} per publication; exits 0 after N publications, non-zero
+// on any error or after the timeout. --recoverable asks for a recoverable subscription;
+// --reconnect lets the SDK reconnect after a lost connection instead of failing.
 import { parseArgs, emit, fail, succeed, deadline, newClient, decodeData } from './common.mjs';
 
 const args = parseArgs({
@@ -11,6 +14,8 @@ const args = parseArgs({
   channel: undefined,
   count: undefined,
   protobuf: false,
+  recoverable: false,
+  reconnect: false,
   timeout: 20,
   debug: false,
 });
@@ -20,9 +25,15 @@ let received = 0;
 deadline(args.timeout, () => `received ${received} of ${args.count} publications`);
 
 const { client } = await newClient(args);
-const sub = client.newSubscription(args.channel);
+const sub = client.newSubscription(args.channel, { recoverable: args.recoverable });
 sub.on('subscribed', (ctx) => {
-  emit({ event: 'subscribed', channel: ctx.channel });
+  emit({
+    event: 'subscribed',
+    channel: ctx.channel,
+    recoverable: ctx.recoverable ?? false,
+    wasRecovering: ctx.wasRecovering ?? false,
+    recovered: ctx.recovered ?? false,
+  });
   if (args.count === 0) succeed(client);
 });
 sub.on('unsubscribed', (ctx) => fail(`unsubscribed: code=${ctx.code} reason=${ctx.reason}`));

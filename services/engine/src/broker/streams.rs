@@ -1,0 +1,294 @@
+//! Channel streams kept in process memory: the history of the memory broker.
+//!
+//! A channel with history is a stream. Its publications get consecutive offsets from 1; the
+//! last `size` of them are kept until `ttl` has passed since the latest one. The stream has an
+//! epoch, a random string made with the stream: a client's position (offset, epoch) is only
+//! meaningful in that epoch. When the publications expire, the position stays (a client at the
+//! top has missed nothing); only after [`META_TTL`] without publications is the stream
+//! forgotten, and a new one starts with a new epoch, so a client that comes back is told its
+//! position is gone instead of being fed a silent gap.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use herald_protocol::proto::Publication;
+
+use super::{HistoryOptions, HistoryPage, HistoryQuery, StreamPosition};
+use crate::sharded::Sharded;
+
+/// How long a stream's position (epoch and top offset) outlives its last publication.
+pub const META_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+const SHARDS: usize = 64;
+
+struct Stream {
+    epoch: String,
+    top: u64,
+    /// Ascending, consecutive offsets ending at `top`.
+    items: VecDeque<Publication>,
+    items_expire: Instant,
+    meta_expires: Instant,
+}
+
+impl Stream {
+    fn new(now: Instant) -> Stream {
+        Stream {
+            epoch: new_epoch(),
+            top: 0,
+            items: VecDeque::new(),
+            items_expire: now,
+            meta_expires: now + META_TTL,
+        }
+    }
+
+    fn position(&self) -> StreamPosition {
+        StreamPosition {
+            offset: self.top,
+            epoch: self.epoch.clone(),
+        }
+    }
+
+    /// Drops what has expired by `now`.
+    fn expire(&mut self, now: Instant) {
+        if now >= self.meta_expires {
+            *self = Stream::new(now);
+        } else if now >= self.items_expire {
+            self.items.clear();
+            self.items.shrink_to_fit();
+        }
+    }
+}
+
+/// A fresh epoch: short, random, printable.
+fn new_epoch() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+/// Every channel's stream; channels are sharded so appends to different channels never wait
+/// for each other.
+pub(crate) struct Streams {
+    streams: Sharded<Stream>,
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Streams {
+            streams: Sharded::new(SHARDS),
+        }
+    }
+}
+
+impl Streams {
+    /// Gives `publication` the next offset of the channel's stream, keeps it, and calls `then`
+    /// with it while the stream is still locked, so that whatever `then` does (delivery) happens
+    /// in offset order.
+    pub(crate) fn append<R>(
+        &self,
+        channel: &str,
+        mut publication: Publication,
+        options: &HistoryOptions,
+        now: Instant,
+        then: impl FnOnce(&Publication) -> R,
+    ) -> (StreamPosition, R) {
+        let mut shard = self.streams.write(channel);
+        let stream = match shard.get_mut(channel) {
+            Some(stream) => stream,
+            None => shard
+                .entry(channel.into())
+                .or_insert_with(|| Stream::new(now)),
+        };
+        stream.expire(now);
+        stream.top += 1;
+        publication.offset = stream.top;
+        let result = then(&publication);
+        stream.items.push_back(publication);
+        while stream.items.len() > options.size {
+            stream.items.pop_front();
+        }
+        stream.items_expire = now + options.ttl;
+        stream.meta_expires = now + META_TTL.max(options.ttl);
+        (stream.position(), result)
+    }
+
+    /// Reads the channel's stream (an empty one is created, so the position has an epoch).
+    pub(crate) fn read(&self, channel: &str, query: &HistoryQuery, now: Instant) -> HistoryPage {
+        let mut shard = self.streams.write(channel);
+        let stream = match shard.get_mut(channel) {
+            Some(stream) => stream,
+            None => shard
+                .entry(channel.into())
+                .or_insert_with(|| Stream::new(now)),
+        };
+        stream.expire(now);
+        let limit = query.limit.unwrap_or(usize::MAX);
+        let publications = if query.reverse {
+            let before = query.since.as_ref().map_or(u64::MAX, |s| s.offset);
+            stream
+                .items
+                .iter()
+                .rev()
+                .filter(|p| p.offset < before)
+                .take(limit)
+                .cloned()
+                .collect()
+        } else {
+            let after = query.since.as_ref().map_or(0, |s| s.offset);
+            // Offsets are consecutive, so the first one after `after` is found by arithmetic.
+            let first = stream.items.front().map_or(0, |p| p.offset);
+            let skip = usize::try_from(after.saturating_add(1).saturating_sub(first))
+                .unwrap_or(usize::MAX);
+            stream
+                .items
+                .iter()
+                .skip(skip)
+                .take(limit)
+                .cloned()
+                .collect()
+        };
+        HistoryPage {
+            publications,
+            position: stream.position(),
+            oldest: stream.items.front().map(|p| p.offset),
+        }
+    }
+
+    /// Forgets the channel's publications but keeps its position, so subscribers are not told
+    /// their position is gone.
+    pub(crate) fn remove(&self, channel: &str) {
+        if let Some(stream) = self.streams.write(channel).get_mut(channel) {
+            stream.items.clear();
+            stream.items.shrink_to_fit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(size: usize, ttl_secs: u64) -> HistoryOptions {
+        HistoryOptions {
+            size,
+            ttl: Duration::from_secs(ttl_secs),
+        }
+    }
+
+    fn publication(n: u8) -> Publication {
+        Publication {
+            data: vec![n].into(),
+            ..Default::default()
+        }
+    }
+
+    fn offsets(page: &HistoryPage) -> Vec<u64> {
+        page.publications.iter().map(|p| p.offset).collect()
+    }
+
+    fn query(since: Option<u64>, limit: Option<usize>, reverse: bool) -> HistoryQuery {
+        HistoryQuery {
+            since: since.map(|offset| StreamPosition {
+                offset,
+                epoch: String::new(),
+            }),
+            limit,
+            reverse,
+        }
+    }
+
+    #[test]
+    fn offsets_are_consecutive_and_the_ring_keeps_the_last_size() {
+        let s = Streams::default();
+        let now = Instant::now();
+        let mut delivered = Vec::new();
+        for i in 1..=5u8 {
+            let (pos, ()) = s.append("ch", publication(i), &opts(3, 60), now, |p| {
+                delivered.push(p.offset)
+            });
+            assert_eq!(pos.offset, u64::from(i));
+        }
+        assert_eq!(delivered, [1, 2, 3, 4, 5], "delivered with their offsets");
+        let page = s.read("ch", &query(None, None, false), now);
+        assert_eq!(offsets(&page), [3, 4, 5]);
+        assert_eq!(page.position.offset, 5);
+        assert_eq!(page.oldest, Some(3));
+        assert_eq!(page.publications[0].data.as_ref(), [3]);
+    }
+
+    #[test]
+    fn since_limit_and_reverse() {
+        let s = Streams::default();
+        let now = Instant::now();
+        for i in 1..=10u8 {
+            s.append("ch", publication(i), &opts(100, 60), now, |_| ());
+        }
+        assert_eq!(
+            offsets(&s.read("ch", &query(Some(7), None, false), now)),
+            [8, 9, 10]
+        );
+        assert_eq!(
+            offsets(&s.read("ch", &query(Some(2), Some(3), false), now)),
+            [3, 4, 5]
+        );
+        assert_eq!(
+            offsets(&s.read("ch", &query(Some(10), None, false), now)),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            offsets(&s.read("ch", &query(None, Some(2), true), now)),
+            [10, 9]
+        );
+        assert_eq!(
+            offsets(&s.read("ch", &query(Some(4), None, true), now)),
+            [3, 2, 1]
+        );
+        let top_only = s.read("ch", &query(None, Some(0), false), now);
+        assert!(top_only.publications.is_empty());
+        assert_eq!(top_only.position.offset, 10);
+    }
+
+    #[test]
+    fn publications_expire_but_the_position_stays_until_the_stream_is_forgotten() {
+        let s = Streams::default();
+        let t0 = Instant::now();
+        let (first, ()) = s.append("ch", publication(1), &opts(10, 5), t0, |_| ());
+        s.append("ch", publication(2), &opts(10, 5), t0, |_| ());
+        let later = t0 + Duration::from_secs(6);
+        let page = s.read("ch", &query(None, None, false), later);
+        assert!(page.publications.is_empty(), "ttl passed");
+        assert_eq!(page.position.offset, 2, "the position stays");
+        assert_eq!(page.position.epoch, first.epoch);
+        let (next, ()) = s.append("ch", publication(3), &opts(10, 5), later, |_| ());
+        assert_eq!(next.offset, 3, "offsets continue in the same epoch");
+
+        let forgotten = later + META_TTL;
+        let page = s.read("ch", &query(None, None, false), forgotten);
+        assert_eq!(page.position.offset, 0);
+        assert_ne!(
+            page.position.epoch, first.epoch,
+            "a new stream, a new epoch"
+        );
+    }
+
+    #[test]
+    fn remove_keeps_the_position() {
+        let s = Streams::default();
+        let now = Instant::now();
+        let (pos, ()) = s.append("ch", publication(1), &opts(10, 60), now, |_| ());
+        s.remove("ch");
+        let page = s.read("ch", &query(None, None, false), now);
+        assert!(page.publications.is_empty());
+        assert_eq!(page.position, pos);
+        s.remove("never-published");
+    }
+
+    #[test]
+    fn an_unknown_channel_reads_as_an_empty_stream_with_an_epoch() {
+        let s = Streams::default();
+        let now = Instant::now();
+        let a = s.read("new", &query(None, None, false), now);
+        let b = s.read("new", &query(None, None, false), now);
+        assert_eq!(a.position.offset, 0);
+        assert!(!a.position.epoch.is_empty());
+        assert_eq!(a.position, b.position, "the epoch is kept");
+    }
+}

@@ -1,0 +1,140 @@
+//! Positioned subscriptions: the session follows the offsets of a history channel's
+//! publications, so a client never sees one twice or misses one silently.
+//!
+//! A subscription joins the hub first and reads the stream second, so publications can arrive
+//! live while the stream is read, and the same publication can come both ways. Until the
+//! subscribe reply (with what was read) has gone into a frame, the channel's live publications
+//! are held back; then those after the reply's position follow it, in order, and duplicates
+//! are dropped. A live publication that skips an offset means one was lost on its way (a
+//! broker reconnect): the client is made to recover, with unsubscribe 2500 (it resubscribes
+//! with its position) or, for a server-side subscription, disconnect 3010.
+
+use std::cmp::Ordering;
+
+use bytes::{Bytes, BytesMut};
+use herald_protocol::codec;
+use herald_protocol::codes;
+use herald_protocol::proto::{Push, Reply};
+
+use super::{Flow, Session, State};
+
+pub(super) struct Position {
+    /// The hub's id of the channel (as in `Outgoing::Publication`).
+    pub channel_id: u64,
+    pub channel: String,
+    /// The offset the client has: a publication at or below it is a duplicate.
+    pub last: u64,
+    /// Live publications that came before the subscribe reply went out.
+    pub held: Option<Vec<(u64, Bytes)>>,
+    pub server_side: bool,
+}
+
+/// What to do with a publication at `offset` given the client is at `last`.
+enum Next {
+    Deliver,
+    Duplicate,
+    Gap,
+}
+
+fn next(last: u64, offset: u64) -> Next {
+    match offset.cmp(&(last + 1)) {
+        Ordering::Less => Next::Duplicate,
+        Ordering::Equal => Next::Deliver,
+        Ordering::Greater => Next::Gap,
+    }
+}
+
+impl Session {
+    fn position_mut(&mut self, channel_id: u64) -> Option<&mut Position> {
+        match &mut self.state {
+            State::Connected(c) => c.positions.iter_mut().find(|p| p.channel_id == channel_id),
+            _ => None,
+        }
+    }
+
+    /// Starts following a channel: live publications are held until the reply's marker.
+    pub(super) fn track(&mut self, position: Position) {
+        if let State::Connected(c) = &mut self.state {
+            c.positions.retain(|p| p.channel != position.channel);
+            c.positions.push(position);
+        }
+    }
+
+    pub(super) fn untrack(&mut self, channel: &str) {
+        if let State::Connected(c) = &mut self.state {
+            c.positions.retain(|p| p.channel != channel);
+        }
+    }
+
+    /// A queued publication of a channel with history. Returns a close when the client must
+    /// recover and cannot be told otherwise.
+    pub(super) fn positioned_publication(
+        &mut self,
+        channel_id: u64,
+        offset: u64,
+        bytes: Bytes,
+        frame: &mut BytesMut,
+    ) -> Option<Flow> {
+        let format = self.format;
+        let Some(position) = self.position_mut(channel_id) else {
+            codec::append_to_frame(format, &bytes, frame);
+            return None;
+        };
+        if let Some(held) = &mut position.held {
+            held.push((offset, bytes));
+            return None;
+        }
+        match next(position.last, offset) {
+            Next::Deliver => {
+                position.last = offset;
+                codec::append_to_frame(format, &bytes, frame);
+                None
+            }
+            Next::Duplicate => None,
+            Next::Gap => self.lost_position(channel_id, frame),
+        }
+    }
+
+    /// The subscribe reply is in the frame: what was held follows it.
+    pub(super) fn caught_up(&mut self, channel_id: u64, frame: &mut BytesMut) -> Option<Flow> {
+        let format = self.format;
+        let position = self.position_mut(channel_id)?;
+        let held = position.held.take().unwrap_or_default();
+        for (offset, bytes) in held {
+            match next(position.last, offset) {
+                Next::Deliver => {
+                    position.last = offset;
+                    codec::append_to_frame(format, &bytes, frame);
+                }
+                Next::Duplicate => {}
+                Next::Gap => return self.lost_position(channel_id, frame),
+            }
+        }
+        None
+    }
+
+    /// A publication was lost: the client must recover from history.
+    fn lost_position(&mut self, channel_id: u64, frame: &mut BytesMut) -> Option<Flow> {
+        let position = self.position_mut(channel_id)?;
+        let channel = position.channel.clone();
+        tracing::info!(channel, "publication gap; asking the client to recover");
+        if position.server_side {
+            return Some(Flow::Close(codes::disconnect::INSUFFICIENT_STATE));
+        }
+        self.untrack(&channel);
+        if let State::Connected(c) = &mut self.state {
+            c.channels.remove(&channel);
+        }
+        self.node.remove_subscription(&channel, self.conn);
+        let push = Reply {
+            push: Some(Push {
+                channel,
+                unsubscribe: Some(codes::UNSUBSCRIBE_INSUFFICIENT_STATE.to_proto()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        codec::append_to_frame(self.format, &codec::encode_reply(self.format, &push), frame);
+        None
+    }
+}

@@ -1,0 +1,409 @@
+//! History, positioning and recovery on the memory broker, driven through sessions: what a
+//! client sees when it subscribes, recovers, reads history, or misses a publication.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use herald_engine::broker::{HistoryQuery, StreamPosition};
+use herald_engine::config::{ChannelConfig, ChannelOptions, Namespace};
+use herald_engine::error::NodeError;
+use herald_engine::testing::node::node_config;
+use herald_engine::{Flow, MemoryBroker, Node, PublishOptions, Session};
+use herald_protocol::Format;
+use serde_json::{Value, json};
+
+/// `chat:` keeps 5 publications for a minute and lets clients recover and read history;
+/// `plain:` has no history.
+fn node() -> Node {
+    let chat = ChannelOptions {
+        allow_subscribe_for_client: true,
+        history_size: 5,
+        history_ttl: Duration::from_secs(60),
+        allow_recovery: true,
+        allow_history_for_subscriber: true,
+        ..Default::default()
+    };
+    let plain = ChannelOptions {
+        allow_subscribe_for_client: true,
+        ..Default::default()
+    };
+    let config = node_config(ChannelConfig {
+        namespaces: vec![
+            Namespace {
+                name: "chat".into(),
+                options: chat,
+            },
+            Namespace {
+                name: "plain".into(),
+                options: plain,
+            },
+        ],
+        ..Default::default()
+    });
+    Node::new(config, Arc::new(MemoryBroker::new())).unwrap()
+}
+
+async fn drain(session: &mut Session) -> (Flow, Vec<Value>) {
+    let mut buf = BytesMut::new();
+    let flow = session.drain(&mut buf).await;
+    let text = String::from_utf8(buf.to_vec()).unwrap();
+    let messages = text
+        .split('\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (flow, messages)
+}
+
+/// Drains until nothing is queued (controls are applied in a drain of their own).
+async fn drain_all(session: &mut Session) -> Vec<Value> {
+    let mut all = Vec::new();
+    loop {
+        let (flow, messages) = drain(session).await;
+        assert_eq!(flow, Flow::Continue);
+        if messages.is_empty() && session.outbound().queued_bytes() == 0 {
+            return all;
+        }
+        all.extend(messages);
+    }
+}
+
+async fn connected(node: &Node, user: &str) -> Session {
+    let mut s = node.session(Format::Json);
+    let token = herald_engine::testing::node::token(user, None);
+    let cmd = json!({"id":1,"connect":{"token":token}});
+    assert_eq!(
+        s.handle_frame(cmd.to_string().as_bytes()).await,
+        Flow::Continue
+    );
+    let replies = drain_all(&mut s).await;
+    assert!(replies[0]["connect"]["client"].is_string(), "{replies:?}");
+    s
+}
+
+async fn command(s: &mut Session, cmd: Value) -> Vec<Value> {
+    assert_eq!(
+        s.handle_frame(cmd.to_string().as_bytes()).await,
+        Flow::Continue
+    );
+    drain_all(s).await
+}
+
+async fn publish(node: &Node, channel: &str, n: u64) -> Option<StreamPosition> {
+    node.publish(
+        channel,
+        format!("{{\"n\":{n}}}").into(),
+        PublishOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+fn ns(messages: &[Value]) -> Vec<u64> {
+    messages
+        .iter()
+        .filter_map(|m| m["push"]["pub"]["data"]["n"].as_u64())
+        .collect()
+}
+
+#[tokio::test]
+async fn publications_get_consecutive_offsets_in_one_epoch() {
+    let node = node();
+    let first = publish(&node, "chat:1", 1).await.expect("history channel");
+    let second = publish(&node, "chat:1", 2).await.expect("history channel");
+    assert_eq!((first.offset, second.offset), (1, 2));
+    assert_eq!(first.epoch, second.epoch);
+    assert!(!first.epoch.is_empty());
+    assert_eq!(
+        publish(&node, "plain:1", 1).await,
+        None,
+        "no history, no position"
+    );
+    let skipped = node
+        .publish(
+            "chat:1",
+            Bytes::from_static(b"{}"),
+            PublishOptions {
+                skip_history: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(skipped, None, "skip_history publishes without an offset");
+}
+
+#[tokio::test]
+async fn a_positioned_subscribe_tells_the_position_and_live_publications_carry_offsets() {
+    let node = node();
+    publish(&node, "chat:1", 1).await;
+    let mut s = connected(&node, "alice").await;
+    let replies = command(
+        &mut s,
+        json!({"id":2,"subscribe":{"channel":"chat:1","recoverable":true}}),
+    )
+    .await;
+    let sub = &replies[0]["subscribe"];
+    assert_eq!(sub["recoverable"], true);
+    assert_eq!(sub["positioned"], true);
+    assert_eq!(sub["offset"], 1);
+    assert!(sub["epoch"].is_string());
+    assert!(sub.get("recovered").is_none(), "not asked to recover");
+
+    publish(&node, "chat:1", 2).await;
+    let messages = drain_all(&mut s).await;
+    assert_eq!(messages[0]["push"]["pub"]["offset"], 2);
+}
+
+#[tokio::test]
+async fn a_client_recovers_exactly_what_it_missed_then_continues_live() {
+    let node = node();
+    let mut s = connected(&node, "alice").await;
+    let replies = command(
+        &mut s,
+        json!({"id":2,"subscribe":{"channel":"chat:1","recoverable":true}}),
+    )
+    .await;
+    let epoch = replies[0]["subscribe"]["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    publish(&node, "chat:1", 1).await;
+    publish(&node, "chat:1", 2).await;
+    assert_eq!(ns(&drain_all(&mut s).await), [1, 2]);
+    drop(s); // the connection is lost
+
+    for n in 3..=5 {
+        publish(&node, "chat:1", n).await;
+    }
+    let mut s = connected(&node, "alice").await;
+    let replies = command(
+        &mut s,
+        json!({"id":2,"subscribe":{"channel":"chat:1","recoverable":true,"recover":true,"offset":2,"epoch":epoch}}),
+    )
+    .await;
+    let sub = &replies[0]["subscribe"];
+    assert_eq!(sub["recovered"], true, "{sub}");
+    assert_eq!(sub["was_recovering"], true);
+    assert_eq!(sub["offset"], 5);
+    let recovered: Vec<u64> = sub["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["data"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(recovered, [3, 4, 5]);
+    publish(&node, "chat:1", 6).await;
+    assert_eq!(ns(&drain_all(&mut s).await), [6]);
+}
+
+#[tokio::test]
+async fn a_publication_queued_before_the_reply_follows_it() {
+    let node = node();
+    let mut s = connected(&node, "alice").await;
+    // What a publication arriving live between the hub join and the reply looks like in the
+    // queue: ahead of the reply. (The hub's first channel gets id 1; the stream is empty, so
+    // this is the next offset.)
+    let channel_id = 1;
+    assert!(s.outbound().push_publication(
+        channel_id,
+        1,
+        Bytes::from_static(
+            b"{\"push\":{\"channel\":\"chat:1\",\"pub\":{\"data\":{\"n\":1},\"offset\":1}}}"
+        ),
+    ));
+    let cmd = json!({"id":2,"subscribe":{"channel":"chat:1","recoverable":true,"recover":true,"offset":0,"epoch":"old"}});
+    assert_eq!(
+        s.handle_frame(cmd.to_string().as_bytes()).await,
+        Flow::Continue
+    );
+    let messages = drain_all(&mut s).await;
+    assert_eq!(
+        messages[0]["subscribe"].get("offset"),
+        None,
+        "top 0: {messages:?}"
+    );
+    // `false` is left out of the JSON, as Centrifugo does.
+    assert_eq!(
+        messages[0]["subscribe"].get("recovered"),
+        None,
+        "another epoch"
+    );
+    assert_eq!(messages[0]["subscribe"]["was_recovering"], true);
+    assert_eq!(
+        ns(&messages[1..]),
+        [1],
+        "held back, then sent after the reply"
+    );
+}
+
+#[tokio::test]
+async fn a_live_publication_already_in_the_reply_is_not_sent_twice() {
+    let node = node();
+    let mut s = connected(&node, "alice").await;
+    let cmd = json!({"id":2,"subscribe":{"channel":"chat:1","recoverable":true}});
+    assert_eq!(
+        s.handle_frame(cmd.to_string().as_bytes()).await,
+        Flow::Continue
+    );
+    let channel_id = 1; // the hub's first channel
+    // A publication the reply's position already covers (offset 0 was read as the top; a
+    // duplicate delivery of an older offset must be dropped).
+    assert!(
+        s.outbound()
+            .push_publication(channel_id, 0, Bytes::from_static(b"{\"dup\":true}"))
+    );
+    publish(&node, "chat:1", 1).await;
+    let messages = drain_all(&mut s).await;
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(ns(&messages[1..]), [1]);
+}
+
+#[tokio::test]
+async fn a_gap_makes_the_client_resubscribe_with_2500() {
+    let node = node();
+    let mut s = connected(&node, "alice").await;
+    command(
+        &mut s,
+        json!({"id":2,"subscribe":{"channel":"chat:1","recoverable":true}}),
+    )
+    .await;
+    publish(&node, "chat:1", 1).await;
+    assert_eq!(ns(&drain_all(&mut s).await), [1]);
+    // Offset 3 arrives while 2 never did (lost between broker and node).
+    let channel_id = 1;
+    assert!(
+        s.outbound()
+            .push_publication(channel_id, 3, Bytes::from_static(b"{}"))
+    );
+    let messages = drain_all(&mut s).await;
+    assert_eq!(
+        messages,
+        [
+            json!({"push":{"channel":"chat:1","unsubscribe":{"code":2500,"reason":"insufficient state"}}})
+        ]
+    );
+    assert_eq!(node.info().num_subs, 0, "the subscription is gone");
+    publish(&node, "chat:1", 4).await;
+    assert!(drain_all(&mut s).await.is_empty());
+}
+
+#[tokio::test]
+async fn too_far_behind_or_another_epoch_is_not_recovered() {
+    let node = node();
+    let first = publish(&node, "chat:1", 1).await.unwrap();
+    for n in 2..=8 {
+        publish(&node, "chat:1", n).await;
+    }
+    let mut s = connected(&node, "alice").await;
+    // Offset 1: publications 2..8 were missed, but only 4..8 are kept (history_size 5).
+    let replies = command(
+        &mut s,
+        json!({"id":2,"subscribe":{"channel":"chat:1","recoverable":true,"recover":true,"offset":1,"epoch":first.epoch}}),
+    )
+    .await;
+    assert_eq!(
+        replies[0]["subscribe"].get("recovered"),
+        None,
+        "not recovered"
+    );
+    assert_eq!(replies[0]["subscribe"]["was_recovering"], true);
+    assert!(replies[0]["subscribe"].get("publications").is_none());
+    assert_eq!(replies[0]["subscribe"]["offset"], 8);
+
+    let mut s = connected(&node, "bob").await;
+    let replies = command(
+        &mut s,
+        json!({"id":2,"subscribe":{"channel":"chat:1","recoverable":true,"recover":true,"offset":7,"epoch":"other"}}),
+    )
+    .await;
+    assert_eq!(
+        replies[0]["subscribe"].get("recovered"),
+        None,
+        "another epoch"
+    );
+    assert_eq!(replies[0]["subscribe"]["was_recovering"], true);
+}
+
+#[tokio::test]
+async fn the_history_command_reads_with_limits_for_subscribers_only() {
+    let node = node();
+    for n in 1..=4 {
+        publish(&node, "chat:1", n).await;
+    }
+    let mut s = connected(&node, "alice").await;
+    let replies = command(
+        &mut s,
+        json!({"id":2,"history":{"channel":"chat:1","limit":-1}}),
+    )
+    .await;
+    assert_eq!(replies[0]["error"]["code"], 103, "not subscribed");
+    command(&mut s, json!({"id":3,"subscribe":{"channel":"chat:1"}})).await;
+    let replies = command(
+        &mut s,
+        json!({"id":4,"history":{"channel":"chat:1","limit":2}}),
+    )
+    .await;
+    let h = &replies[0]["history"];
+    assert_eq!(h["offset"], 4);
+    let offsets: Vec<u64> = h["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, [1, 2]);
+    let replies = command(
+        &mut s,
+        json!({"id":5,"history":{"channel":"chat:1","limit":-1,"reverse":true}}),
+    )
+    .await;
+    assert_eq!(replies[0]["history"]["publications"][0]["offset"], 4);
+    let replies = command(
+        &mut s,
+        json!({"id":6,"history":{"channel":"chat:1","limit":-1,"since":{"offset":1,"epoch":"nope"}}}),
+    )
+    .await;
+    assert_eq!(replies[0]["error"]["code"], 112, "another epoch");
+    command(&mut s, json!({"id":7,"subscribe":{"channel":"plain:1"}})).await;
+    let replies = command(&mut s, json!({"id":8,"history":{"channel":"plain:1"}})).await;
+    assert_eq!(
+        replies[0]["error"]["code"], 108,
+        "plain: keeps no history"
+    );
+}
+
+#[tokio::test]
+async fn node_history_checks_the_namespace_and_the_epoch() {
+    let node = node();
+    let pos = publish(&node, "chat:1", 1).await.unwrap();
+    let page = node
+        .history(
+            "chat:1",
+            HistoryQuery {
+                limit: None,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.position, pos);
+    assert_eq!(
+        node.history("plain:1", HistoryQuery::default()).await,
+        Err(NodeError::NotAvailable)
+    );
+    node.remove_history("chat:1").await.unwrap();
+    let page = node
+        .history(
+            "chat:1",
+            HistoryQuery {
+                limit: None,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(page.publications.is_empty());
+    assert_eq!(page.position, pos, "the position outlives the publications");
+}
