@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use herald_protocol::Format;
 
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, StreamTag};
 use crate::sharded::Sharded;
 
 const SHARDS: usize = 64;
@@ -124,13 +124,13 @@ impl Hub {
     /// Pushes one publication to every local subscriber of `channel`. `encode` is called at most
     /// once per wire format, however many subscribers there are; `None` means the publication
     /// cannot be represented in that format (binary data for a JSON client), and such
-    /// subscribers are closed with 3506. `offset` is the publication's place in the channel's
+    /// subscribers are closed with 3506. `at` is the publication's place in the channel's
     /// stream, for channels with history. Returns how many subscribers took it (a slow one is
     /// cut off by its own queue and not counted).
     pub fn deliver(
         &self,
         channel: &str,
-        offset: Option<u64>,
+        at: Option<StreamTag>,
         mut encode: impl FnMut(Format) -> Option<Bytes>,
     ) -> usize {
         let shard = self.channels.read(channel);
@@ -150,9 +150,9 @@ impl Hub {
                     .close(herald_protocol::codes::disconnect::INAPPROPRIATE_PROTOCOL);
                 continue;
             };
-            let pushed = match offset {
+            let pushed = match at {
                 None => sub.outbound.push(bytes),
-                Some(offset) => sub.outbound.push_publication(entry.id, offset, bytes),
+                Some(at) => sub.outbound.push_publication(entry.id, at, bytes),
             };
             if pushed {
                 delivered += 1;

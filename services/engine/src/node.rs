@@ -21,6 +21,7 @@ use crate::control::Control;
 use crate::error::NodeError;
 use crate::hub::{ConnId, Hub, Membership, Subscriber};
 use crate::metrics::Metrics;
+use crate::outbound::StreamTag;
 use crate::registry::Registry;
 use crate::session::Session;
 
@@ -476,11 +477,13 @@ impl Inner {
 struct Events(Weak<Inner>);
 
 impl BrokerEventHandler for Events {
-    fn handle_publication(&self, channel: &str, publication: Publication) {
+    fn handle_publication(&self, channel: &str, mut publication: Publication) {
         let Some(inner) = self.0.upgrade() else {
             return;
         };
-        let offset = (publication.offset > 0).then_some(publication.offset);
+        // The epoch is the node's to check, not the client's to see.
+        let epoch = std::mem::take(&mut publication.epoch);
+        let at = (publication.offset > 0).then(|| StreamTag::new(publication.offset, &epoch));
         let reply = Reply {
             push: Some(Push {
                 channel: channel.to_string(),
@@ -489,7 +492,7 @@ impl BrokerEventHandler for Events {
             }),
             ..Default::default()
         };
-        let delivered = inner.hub.deliver(channel, offset, |format| {
+        let delivered = inner.hub.deliver(channel, at, |format| {
             codec::try_encode_reply(format, &reply)
                 .inspect_err(|e| tracing::debug!(channel, error = %e, "publication not encodable"))
                 .ok()

@@ -19,16 +19,42 @@ use crate::control::Control;
 pub enum Outgoing {
     /// One encoded reply or push, ready to be joined into a frame.
     Frame(Bytes),
-    /// An encoded publication of a channel with history: its offset lets a positioned
-    /// subscription drop duplicates and notice gaps. `channel` is the hub's id of the channel.
+    /// An encoded publication of a channel with history: its place in the stream lets a
+    /// positioned subscription drop duplicates and notice gaps. `channel` is the hub's id of
+    /// the channel.
     Publication {
         channel: u64,
-        offset: u64,
+        at: StreamTag,
         frame: Bytes,
     },
     /// A request from the node (server API) that the session itself must apply. Boxed: it is
     /// rare, and keeping it small keeps every queued frame at the size of a `Bytes`.
     Control(Box<Control>),
+}
+
+/// A publication's place in its channel's stream, compactly: the offset, and a hash of the
+/// stream's epoch (a new epoch means the stream was lost and offsets started again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamTag {
+    pub offset: u64,
+    pub epoch: u32,
+}
+
+impl StreamTag {
+    pub fn new(offset: u64, epoch: &str) -> StreamTag {
+        StreamTag {
+            offset,
+            epoch: epoch_tag(epoch),
+        }
+    }
+}
+
+/// FNV-1a of an epoch string: equal epochs, equal tags; a changed epoch is noticed but for a
+/// 1 in 2^32 chance.
+pub fn epoch_tag(epoch: &str) -> u32 {
+    epoch.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// Bytes a control message is charged against the bound, so a flood of them is bounded too.
@@ -82,15 +108,8 @@ impl Outbound {
     }
 
     /// Queues one encoded publication of a channel with history (see [`Outgoing::Publication`]).
-    pub fn push_publication(&self, channel: u64, offset: u64, frame: Bytes) -> bool {
-        self.enqueue(
-            frame.len(),
-            Outgoing::Publication {
-                channel,
-                offset,
-                frame,
-            },
-        )
+    pub fn push_publication(&self, channel: u64, at: StreamTag, frame: Bytes) -> bool {
+        self.enqueue(frame.len(), Outgoing::Publication { channel, at, frame })
     }
 
     /// Queues a request for the session (server API subscribe/unsubscribe).

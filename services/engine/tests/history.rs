@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use herald_engine::broker::{HistoryQuery, StreamPosition};
 use herald_engine::config::{ChannelConfig, ChannelOptions, Namespace};
 use herald_engine::error::NodeError;
+use herald_engine::outbound::StreamTag;
 use herald_engine::testing::node::node_config;
 use herald_engine::{Flow, MemoryBroker, Node, PublishOptions, Session};
 use herald_protocol::Format;
@@ -201,16 +202,16 @@ async fn a_client_recovers_exactly_what_it_missed_then_continues_live() {
 #[tokio::test]
 async fn a_publication_queued_before_the_reply_follows_it() {
     let node = node();
+    let first = publish(&node, "chat:1", 1).await.unwrap();
     let mut s = connected(&node, "alice").await;
     // What a publication arriving live between the hub join and the reply looks like in the
-    // queue: ahead of the reply. (The hub's first channel gets id 1; the stream is empty, so
-    // this is the next offset.)
+    // queue: ahead of the reply. (The hub's first channel gets id 1.)
     let channel_id = 1;
     assert!(s.outbound().push_publication(
         channel_id,
-        1,
+        StreamTag::new(2, &first.epoch),
         Bytes::from_static(
-            b"{\"push\":{\"channel\":\"chat:1\",\"pub\":{\"data\":{\"n\":1},\"offset\":1}}}"
+            b"{\"push\":{\"channel\":\"chat:1\",\"pub\":{\"data\":{\"n\":2},\"offset\":2}}}"
         ),
     ));
     let cmd = json!({"id":2,"subscribe":{"channel":"chat:1","recoverable":true,"recover":true,"offset":0,"epoch":"old"}});
@@ -219,11 +220,7 @@ async fn a_publication_queued_before_the_reply_follows_it() {
         Flow::Continue
     );
     let messages = drain_all(&mut s).await;
-    assert_eq!(
-        messages[0]["subscribe"].get("offset"),
-        None,
-        "top 0: {messages:?}"
-    );
+    assert_eq!(messages[0]["subscribe"]["offset"], 1, "{messages:?}");
     // `false` is left out of the JSON, as Centrifugo does.
     assert_eq!(
         messages[0]["subscribe"].get("recovered"),
@@ -233,60 +230,81 @@ async fn a_publication_queued_before_the_reply_follows_it() {
     assert_eq!(messages[0]["subscribe"]["was_recovering"], true);
     assert_eq!(
         ns(&messages[1..]),
-        [1],
+        [2],
         "held back, then sent after the reply"
     );
+}
+
+/// Subscribes alice to chat:1 (positioned) and returns the session and the stream's epoch.
+async fn positioned(node: &Node) -> (Session, String) {
+    let mut s = connected(node, "alice").await;
+    let replies = command(
+        &mut s,
+        json!({"id":2,"subscribe":{"channel":"chat:1","recoverable":true}}),
+    )
+    .await;
+    let epoch = replies[0]["subscribe"]["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (s, epoch)
 }
 
 #[tokio::test]
 async fn a_live_publication_already_in_the_reply_is_not_sent_twice() {
     let node = node();
-    let mut s = connected(&node, "alice").await;
-    let cmd = json!({"id":2,"subscribe":{"channel":"chat:1","recoverable":true}});
-    assert_eq!(
-        s.handle_frame(cmd.to_string().as_bytes()).await,
-        Flow::Continue
-    );
-    let channel_id = 1; // the hub's first channel
-    // A publication the reply's position already covers (offset 0 was read as the top; a
-    // duplicate delivery of an older offset must be dropped).
-    assert!(
-        s.outbound()
-            .push_publication(channel_id, 0, Bytes::from_static(b"{\"dup\":true}"))
-    );
+    let (mut s, epoch) = positioned(&node).await;
     publish(&node, "chat:1", 1).await;
-    let messages = drain_all(&mut s).await;
-    assert_eq!(messages.len(), 2, "{messages:?}");
-    assert_eq!(ns(&messages[1..]), [1]);
+    assert_eq!(ns(&drain_all(&mut s).await), [1]);
+    // Offset 1 again (delivered twice on its way): dropped.
+    let channel_id = 1; // the hub's first channel
+    assert!(s.outbound().push_publication(
+        channel_id,
+        StreamTag::new(1, &epoch),
+        Bytes::from_static(b"{\"dup\":true}")
+    ));
+    publish(&node, "chat:1", 2).await;
+    assert_eq!(ns(&drain_all(&mut s).await), [2]);
 }
+
+const LOST: &str =
+    r#"{"push":{"channel":"chat:1","unsubscribe":{"code":2500,"reason":"insufficient state"}}}"#;
 
 #[tokio::test]
 async fn a_gap_makes_the_client_resubscribe_with_2500() {
     let node = node();
-    let mut s = connected(&node, "alice").await;
-    command(
-        &mut s,
-        json!({"id":2,"subscribe":{"channel":"chat:1","recoverable":true}}),
-    )
-    .await;
+    let (mut s, epoch) = positioned(&node).await;
     publish(&node, "chat:1", 1).await;
     assert_eq!(ns(&drain_all(&mut s).await), [1]);
     // Offset 3 arrives while 2 never did (lost between broker and node).
     let channel_id = 1;
-    assert!(
-        s.outbound()
-            .push_publication(channel_id, 3, Bytes::from_static(b"{}"))
-    );
+    assert!(s.outbound().push_publication(
+        channel_id,
+        StreamTag::new(3, &epoch),
+        Bytes::from_static(b"{}")
+    ));
     let messages = drain_all(&mut s).await;
-    assert_eq!(
-        messages,
-        [
-            json!({"push":{"channel":"chat:1","unsubscribe":{"code":2500,"reason":"insufficient state"}}})
-        ]
-    );
+    assert_eq!(messages, [serde_json::from_str::<Value>(LOST).unwrap()]);
     assert_eq!(node.info().num_subs, 0, "the subscription is gone");
     publish(&node, "chat:1", 4).await;
     assert!(drain_all(&mut s).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_publication_from_a_new_epoch_makes_the_client_resubscribe() {
+    let node = node();
+    let (mut s, _) = positioned(&node).await;
+    publish(&node, "chat:1", 1).await;
+    assert_eq!(ns(&drain_all(&mut s).await), [1]);
+    // The stream was lost and started again: offset 1 of another epoch is not a duplicate.
+    let channel_id = 1;
+    assert!(s.outbound().push_publication(
+        channel_id,
+        StreamTag::new(1, "a-new-epoch"),
+        Bytes::from_static(b"{}")
+    ));
+    let messages = drain_all(&mut s).await;
+    assert_eq!(messages, [serde_json::from_str::<Value>(LOST).unwrap()]);
 }
 
 #[tokio::test]
@@ -368,10 +386,7 @@ async fn the_history_command_reads_with_limits_for_subscribers_only() {
     assert_eq!(replies[0]["error"]["code"], 112, "another epoch");
     command(&mut s, json!({"id":7,"subscribe":{"channel":"plain:1"}})).await;
     let replies = command(&mut s, json!({"id":8,"history":{"channel":"plain:1"}})).await;
-    assert_eq!(
-        replies[0]["error"]["code"], 108,
-        "plain: keeps no history"
-    );
+    assert_eq!(replies[0]["error"]["code"], 108, "plain: keeps no history");
 }
 
 #[tokio::test]

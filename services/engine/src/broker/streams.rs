@@ -100,7 +100,10 @@ impl Streams {
         stream.expire(now);
         stream.top += 1;
         publication.offset = stream.top;
+        publication.epoch = stream.epoch.clone();
         let result = then(&publication);
+        // The epoch travels with a live publication only; what clients read carries none.
+        publication.epoch = String::new();
         stream.items.push_back(publication);
         while stream.items.len() > options.size {
             stream.items.pop_front();

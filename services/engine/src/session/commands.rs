@@ -21,6 +21,7 @@ use crate::broker::{HistoryPage, HistoryQuery, StreamPosition};
 use crate::channel::{is_private, user_limited_allows};
 use crate::error::{CommandError, NodeError, connect_token_error, subscribe_token_error};
 use crate::node::{PublishOptions, now_unix};
+use crate::outbound::StreamTag;
 use crate::registry::ClientHandle;
 
 type CommandResult = Result<Option<Reply>, CommandError>;
@@ -384,7 +385,7 @@ impl Session {
             self.track(Position {
                 channel_id,
                 channel: channel.clone(),
-                last: stream.position.offset,
+                last: StreamTag::new(stream.position.offset, &stream.position.epoch),
                 held: Some(Vec::new()),
                 server_side: false,
             });

@@ -210,10 +210,10 @@ impl Session {
                 Outgoing::Frame(bytes) => codec::append_to_frame(self.format, &bytes, frame),
                 Outgoing::Publication {
                     channel,
-                    offset,
+                    at,
                     frame: bytes,
                 } => {
-                    if let Some(flow) = self.positioned_publication(channel, offset, bytes, frame) {
+                    if let Some(flow) = self.positioned_publication(channel, at, bytes, frame) {
                         lost.get_or_insert(flow);
                     }
                 }

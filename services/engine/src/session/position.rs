@@ -6,7 +6,8 @@
 //! subscribe reply (with what was read) has gone into a frame, the channel's live publications
 //! are held back; then those after the reply's position follow it, in order, and duplicates
 //! are dropped. A live publication that skips an offset means one was lost on its way (a
-//! broker reconnect): the client is made to recover, with unsubscribe 2500 (it resubscribes
+//! broker reconnect), and one from another epoch that the stream itself was lost (Redis
+//! flushed or restarted without persistence): either way the client is made to recover, with unsubscribe 2500 (it resubscribes
 //! with its position) or, for a server-side subscription, disconnect 3010.
 
 use std::cmp::Ordering;
@@ -17,27 +18,32 @@ use herald_protocol::codes;
 use herald_protocol::proto::{Push, Reply};
 
 use super::{Flow, Session, State};
+use crate::outbound::StreamTag;
 
 pub(super) struct Position {
     /// The hub's id of the channel (as in `Outgoing::Publication`).
     pub channel_id: u64,
     pub channel: String,
-    /// The offset the client has: a publication at or below it is a duplicate.
-    pub last: u64,
+    /// Where the client is: a publication at or below it is a duplicate; one from another
+    /// epoch means the stream was lost.
+    pub last: StreamTag,
     /// Live publications that came before the subscribe reply went out.
-    pub held: Option<Vec<(u64, Bytes)>>,
+    pub held: Option<Vec<(StreamTag, Bytes)>>,
     pub server_side: bool,
 }
 
-/// What to do with a publication at `offset` given the client is at `last`.
+/// What to do with a publication at `at` given the client is at `last`.
 enum Next {
     Deliver,
     Duplicate,
     Gap,
 }
 
-fn next(last: u64, offset: u64) -> Next {
-    match offset.cmp(&(last + 1)) {
+fn next(last: StreamTag, at: StreamTag) -> Next {
+    if at.epoch != last.epoch {
+        return Next::Gap;
+    }
+    match at.offset.cmp(&(last.offset + 1)) {
         Ordering::Less => Next::Duplicate,
         Ordering::Equal => Next::Deliver,
         Ordering::Greater => Next::Gap,
@@ -71,7 +77,7 @@ impl Session {
     pub(super) fn positioned_publication(
         &mut self,
         channel_id: u64,
-        offset: u64,
+        at: StreamTag,
         bytes: Bytes,
         frame: &mut BytesMut,
     ) -> Option<Flow> {
@@ -81,12 +87,12 @@ impl Session {
             return None;
         };
         if let Some(held) = &mut position.held {
-            held.push((offset, bytes));
+            held.push((at, bytes));
             return None;
         }
-        match next(position.last, offset) {
+        match next(position.last, at) {
             Next::Deliver => {
-                position.last = offset;
+                position.last = at;
                 codec::append_to_frame(format, &bytes, frame);
                 None
             }
@@ -100,10 +106,10 @@ impl Session {
         let format = self.format;
         let position = self.position_mut(channel_id)?;
         let held = position.held.take().unwrap_or_default();
-        for (offset, bytes) in held {
-            match next(position.last, offset) {
+        for (at, bytes) in held {
+            match next(position.last, at) {
                 Next::Deliver => {
-                    position.last = offset;
+                    position.last = at;
                     codec::append_to_frame(format, &bytes, frame);
                 }
                 Next::Duplicate => {}
