@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use herald_engine::MemoryBroker;
-use herald_engine::broker::{Broker, BrokerError, BrokerEventHandler, NodeCommand, RedisBroker};
+use herald_engine::broker::{
+    Broker, BrokerError, BrokerEventHandler, HistoryOptions, HistoryPage, HistoryQuery,
+    NodeCommand, RedisBroker, StreamPosition,
+};
 use herald_engine::config::{RedisConfig, RedisShardConfig};
 use herald_engine::testing::redis::{RedisOptions, RedisServer};
 use herald_protocol::proto::Publication;
@@ -15,12 +18,20 @@ use herald_protocol::proto::Publication;
 #[derive(Default)]
 struct Recorder {
     publications: Mutex<Vec<(String, Bytes)>>,
+    /// (offset, epoch) of publications that came with a place in their stream.
+    positions: Mutex<Vec<(u64, String)>>,
     commands: Mutex<Vec<NodeCommand>>,
     subscribed: Mutex<Vec<String>>,
 }
 
 impl BrokerEventHandler for Recorder {
     fn handle_publication(&self, channel: &str, publication: Publication) {
+        if publication.offset > 0 {
+            self.positions
+                .lock()
+                .unwrap()
+                .push((publication.offset, publication.epoch.clone()));
+        }
         self.publications
             .lock()
             .unwrap()
@@ -202,6 +213,168 @@ async fn channels_spread_over_shards_and_every_shard_delivers() {
     let (n1, n2) = (count(&r1), count(&r2));
     assert_eq!(n1 + n2, 20);
     assert!(n1 > 0 && n2 > 0, "both shards used: {n1} + {n2}");
+}
+
+fn offsets(page: &HistoryPage) -> Vec<u64> {
+    page.publications.iter().map(|p| p.offset).collect()
+}
+
+fn query(since: Option<u64>, limit: Option<usize>, reverse: bool) -> HistoryQuery {
+    HistoryQuery {
+        since: since.map(|offset| StreamPosition {
+            offset,
+            epoch: String::new(),
+        }),
+        limit,
+        reverse,
+    }
+}
+
+/// What every broker must do with history: offsets in one epoch, delivered with them, the
+/// last `size` kept and readable forwards and backwards, removal that keeps the position.
+async fn keeps_history(broker: Arc<dyn Broker>, recorder: Arc<Recorder>) {
+    ready(&broker).await;
+    recorder.subscribed.lock().unwrap().push("h".into());
+    broker.subscribe("h").await.unwrap();
+    let options = HistoryOptions {
+        size: 3,
+        ttl: Duration::from_secs(60),
+    };
+    let mut positions = Vec::new();
+    for n in 1..=5 {
+        let p = broker
+            .publish("h", publication(n), Some(&options))
+            .await
+            .unwrap();
+        positions.push(p.expect("a position"));
+    }
+    let epoch = positions[0].epoch.clone();
+    assert!(!epoch.is_empty());
+    assert_eq!(
+        positions,
+        (1..=5)
+            .map(|offset| StreamPosition {
+                offset,
+                epoch: epoch.clone()
+            })
+            .collect::<Vec<_>>()
+    );
+    eventually("delivered with positions", Duration::from_secs(5), || {
+        recorder.positions.lock().unwrap().len() == 5
+    })
+    .await;
+    assert_eq!(
+        *recorder.positions.lock().unwrap(),
+        (1..=5).map(|o| (o, epoch.clone())).collect::<Vec<_>>()
+    );
+
+    let all = broker
+        .history("h", &query(None, None, false))
+        .await
+        .unwrap();
+    assert_eq!(offsets(&all), [3, 4, 5], "the last 3");
+    assert_eq!(all.position, positions[4]);
+    assert_eq!(all.publications[0].data, publication(3).data);
+    let after = broker
+        .history("h", &query(Some(3), None, false))
+        .await
+        .unwrap();
+    assert_eq!(offsets(&after), [4, 5]);
+    let newest = broker
+        .history("h", &query(None, Some(2), true))
+        .await
+        .unwrap();
+    assert_eq!(offsets(&newest), [5, 4]);
+    let before = broker
+        .history("h", &query(Some(5), None, true))
+        .await
+        .unwrap();
+    assert_eq!(offsets(&before), [4, 3]);
+    let top = broker
+        .history("h", &query(None, Some(0), false))
+        .await
+        .unwrap();
+    assert!(top.publications.is_empty());
+    assert_eq!(top.position, positions[4]);
+
+    broker.remove_history("h").await.unwrap();
+    let removed = broker
+        .history("h", &query(None, None, false))
+        .await
+        .unwrap();
+    assert!(removed.publications.is_empty());
+    assert_eq!(
+        removed.position, positions[4],
+        "the position outlives removal"
+    );
+    let next = broker
+        .publish("h", publication(6), Some(&options))
+        .await
+        .unwrap();
+    assert_eq!(next.unwrap().offset, 6);
+
+    let fresh = broker
+        .history("never", &query(None, None, false))
+        .await
+        .unwrap();
+    assert_eq!(fresh.position.offset, 0);
+    assert!(
+        !fresh.position.epoch.is_empty(),
+        "an epoch even before the first publication"
+    );
+}
+
+#[tokio::test]
+async fn memory_broker_keeps_history() {
+    let (broker, recorder) = started(MemoryBroker::new());
+    keeps_history(broker, recorder).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_broker_keeps_history() {
+    let redis = RedisServer::start();
+    let (broker, recorder) = started(RedisBroker::new(redis_config(&[redis.url()])).unwrap());
+    keeps_history(broker, recorder).await;
+}
+
+/// Redis restarted without persistence has lost every stream: the next publication starts a
+/// new epoch at offset 1, so clients of the old one can tell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_redis_stream_starts_a_new_epoch() {
+    let mut redis = RedisServer::start();
+    let (broker, _recorder) = started(RedisBroker::new(redis_config(&[redis.url()])).unwrap());
+    ready(&broker).await;
+    let options = HistoryOptions {
+        size: 10,
+        ttl: Duration::from_secs(60),
+    };
+    broker
+        .publish("h", publication(1), Some(&options))
+        .await
+        .unwrap();
+    let before = broker
+        .publish("h", publication(2), Some(&options))
+        .await
+        .unwrap()
+        .unwrap();
+    redis.kill();
+    redis.restart();
+    ready(&broker).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        if let Ok(p) = broker.publish("h", publication(3), Some(&options)).await {
+            break p.unwrap();
+        }
+        assert!(Instant::now() < deadline, "publishing did not resume");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(after.offset, 1);
+    assert_ne!(after.epoch, before.epoch);
+    let page = broker
+        .history("h", &query(None, None, false))
+        .await
+        .unwrap();
+    assert_eq!(offsets(&page), [1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,7 +72,7 @@
 //! allow_publish_for_subscriber = false  # subscribers may publish
 //! allow_publish_for_client = false      # any client may publish, subscribed or not
 //! allow_user_limited_channels = false   # `news#42` / `dialog#42,43` for the listed users only
-//! # History (memory broker only, for now): both or neither. Publications get offsets in a
+//! # History (memory broker, or Redis servers; not on a Redis Cluster yet): both or neither. Publications get offsets in a
 //! # stream with an epoch; the last history_size are kept history_ttl after the latest one.
 //! history_size = 0
 //! history_ttl = "0s"
@@ -564,9 +564,11 @@ impl Config {
                 .map(|(i, ns)| (format!("channels.namespaces[{i}]"), &ns.options)),
         );
         for (section, o) in sections {
-            if o.has_history() && matches!(broker, BrokerConfig::Redis(_)) {
+            let on_cluster = matches!(&broker, BrokerConfig::Redis(r)
+                if r.shards.iter().any(|s| matches!(s, RedisShardConfig::Cluster { .. })));
+            if o.has_history() && on_cluster {
                 problems.push(format!(
-                    "{section}.history_size: history with the Redis broker is not implemented yet (the memory broker keeps history; leave history off with Redis)"
+                    "{section}.history_size: history on a Redis Cluster is not implemented yet (use single Redis servers as shards, or leave history off)"
                 ));
             }
             for (key, on) in [

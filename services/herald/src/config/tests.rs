@@ -472,12 +472,18 @@ fn history_options_of_namespaces_and_their_checks() {
         "channels.presence",
         "not implemented yet",
     );
+    let redis = load_toml(&format!(
+        "{AUTH}[broker]\nkind = \"redis\"\n[channels]\nhistory_size = 10\nhistory_ttl = \"1m\"\n"
+    ))
+    .expect("history on Redis servers");
+    assert!(redis.channels.without_namespace.has_history());
     assert_one_problem(
         load_toml(&format!(
-            "{AUTH}[broker]\nkind = \"redis\"\n[channels]\nhistory_size = 10\nhistory_ttl = \"1m\"\n"
+            "{AUTH}[broker]\nkind = \"redis\"\nredis_urls = [\"redis+cluster://a:1|b:2\"]\n\
+             [channels]\nhistory_size = 10\nhistory_ttl = \"1m\"\n"
         )),
         "channels.history_size",
-        "history with the Redis broker is not implemented yet",
+        "history on a Redis Cluster is not implemented yet",
     );
 }
 
