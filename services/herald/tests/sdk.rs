@@ -91,6 +91,15 @@ fn start_node() -> RunningNode {
 
 /// [`start_node`] with extra TOML sections (e.g. a `[broker]`).
 fn start_node_with(extra_toml: &str) -> RunningNode {
+    let path = write_config(extra_toml);
+    let config = Config::load(Some(&path), Some(HashMap::new()), &Overrides::default());
+    let _ = std::fs::remove_file(&path);
+    let config = config.expect("load test config");
+    RunningNode::start(config).expect("start node")
+}
+
+/// Writes the test nodes' configuration (plus `extra_toml`) to a fresh temporary file.
+fn write_config(extra_toml: &str) -> PathBuf {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
     let path = std::env::temp_dir().join(format!(
         "herald-sdk-test-{}-{}.toml",
@@ -118,10 +127,7 @@ allow_publish_for_subscriber = true
 "#
     );
     std::fs::write(&path, toml).expect("write config file");
-    let config = Config::load(Some(&path), Some(HashMap::new()), &Overrides::default());
-    let _ = std::fs::remove_file(&path);
-    let config = config.expect("load test config");
-    RunningNode::start(config).expect("start node")
+    path
 }
 
 fn connect_token(user: &str) -> String {
@@ -657,6 +663,265 @@ async fn js_recovers_what_it_missed_while_reconnecting() {
         let p = js.expect_event("publication").await;
         assert_eq!(p["data"], json!({"n": 6}));
         js.expect_success().await;
+    })
+    .await;
+}
+
+/// A TCP front door (what a load balancer is to clients): forwards every connection to the
+/// current target, which the test moves.
+struct FrontDoor {
+    addr: std::net::SocketAddr,
+    target: std::sync::Arc<std::sync::Mutex<std::net::SocketAddr>>,
+    task: JoinHandle<()>,
+}
+
+impl FrontDoor {
+    async fn open(target: std::net::SocketAddr) -> FrontDoor {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let target = std::sync::Arc::new(std::sync::Mutex::new(target));
+        let current = target.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let to = *current.lock().expect("target");
+                tokio::spawn(async move {
+                    // A dead target refuses: the client sees its connection close and retries.
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        FrontDoor { addr, target, task }
+    }
+
+    fn point_to(&self, to: std::net::SocketAddr) {
+        *self.target.lock().expect("target") = to;
+    }
+}
+
+impl Drop for FrontDoor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A herald process (killable with SIGKILL) on the test configuration plus `extra_toml`.
+async fn herald_process(extra_toml: &str) -> (std::process::Child, std::net::SocketAddr) {
+    let config = write_config(extra_toml);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .env("HERALD_LOG", "warn")
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", &addr.to_string()])
+        .spawn()
+        .expect("spawn herald");
+    let ready = format!("http://{addr}/ready");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = ready.clone();
+        let up = tokio::task::spawn_blocking(move || {
+            ureq::get(&url).call().is_ok_and(|r| r.status() == 200)
+        })
+        .await
+        .unwrap_or(false);
+        if up {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "herald process never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = std::fs::remove_file(&config);
+    (child, addr)
+}
+
+/// The deploy case: a client behind a front door on node A; node A is killed with SIGKILL
+/// while publications flow (published through node B); the SDK reconnects through the door to
+/// node B and recovers from Redis what it missed. It ends with every publication exactly once
+/// and in order, and the SDK reports the subscription as recovered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_recovers_through_a_front_door_after_its_node_is_killed() {
+    with_timeout(
+        "js_recovers_through_a_front_door_after_its_node_is_killed",
+        async {
+            let redis = herald_engine::testing::redis::RedisServer::start();
+            let extra = format!(
+                "[broker]\nkind = \"redis\"\nredis_urls = [\"{}\"]\nprefix = \"sdk-door\"\n{FEED}",
+                redis.url()
+            );
+            let (mut node_a, addr_a) = herald_process(&extra).await;
+            let node_b = start_node_with(&extra);
+            let door = FrontDoor::open(addr_a).await;
+            let total: u64 = 60;
+            let count = total.to_string();
+            let url = format!("ws://{}/connection/websocket", door.addr);
+            let mut js = Program::js(
+                "subscriber.mjs",
+                &node_b,
+                "alice",
+                false,
+                &[
+                    "--url",
+                    &url,
+                    "--channel",
+                    "feed:1",
+                    "--count",
+                    &count,
+                    "--recoverable",
+                    "--reconnect",
+                ],
+            );
+            js.expect_event("subscribed").await;
+
+            // Publish 1..=total through node B, one every 20 ms, while the client's node dies.
+            let publisher = {
+                let api = format!("{}/api/publish", node_b.http_url());
+                tokio::spawn(async move {
+                    for n in 1..=total {
+                        let url = api.clone();
+                        let reply = tokio::task::spawn_blocking(move || {
+                            ureq::post(&url)
+                                .header("X-API-Key", API_KEY)
+                                .send(json!({"channel":"feed:1","data":{"n":n}}).to_string())
+                                .map(|mut r| r.body_mut().read_to_string().unwrap_or_default())
+                        })
+                        .await
+                        .expect("publish task")
+                        .expect("publish");
+                        assert!(reply.contains("\"offset\""), "{reply}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                })
+            };
+
+            let mut got = Vec::new();
+            let mut resubscribed = None;
+            while got.len() < total as usize {
+                let e = js.next_event().await;
+                match e["event"].as_str() {
+                    Some("publication") => {
+                        got.push(e["data"]["n"].as_u64().expect("n"));
+                        if got.len() == 15 {
+                            node_a.kill().expect("SIGKILL node A");
+                            node_a.wait().expect("reap node A");
+                            door.point_to(node_b.addr);
+                        }
+                    }
+                    Some("subscribed") => resubscribed = Some(e),
+                    _ => panic!("unexpected event {e}"),
+                }
+            }
+            publisher.await.expect("publisher");
+            assert_eq!(
+                got,
+                (1..=total).collect::<Vec<_>>(),
+                "exactly once, in order"
+            );
+            let resubscribed = resubscribed.expect("a resubscription after the kill");
+            assert_eq!(resubscribed["wasRecovering"], true, "{resubscribed}");
+            assert_eq!(resubscribed["recovered"], true, "{resubscribed}");
+            js.expect_success().await;
+        },
+    )
+    .await;
+}
+
+/// Redis restarted without persistence loses every stream: the next publications belong to a
+/// new epoch. A recoverable client is not fed them as if nothing happened: it is made to
+/// resubscribe (2500), its recovery fails on the changed epoch, and the SDK says so
+/// (`recovered: false`); later publications reach it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_is_told_when_a_redis_restart_lost_the_stream() {
+    with_timeout("js_is_told_when_a_redis_restart_lost_the_stream", async {
+        let mut redis = herald_engine::testing::redis::RedisServer::start();
+        let extra = format!(
+            "[broker]\nkind = \"redis\"\nredis_urls = [\"{}\"]\nprefix = \"sdk-epoch\"\n{FEED}",
+            redis.url()
+        );
+        let node = start_node_with(&extra);
+        let mut js = Program::js(
+            "subscriber.mjs",
+            &node,
+            "alice",
+            false,
+            &[
+                "--channel",
+                "feed:1",
+                "--count",
+                "1000",
+                "--recoverable",
+                "--reconnect",
+            ],
+        );
+        js.expect_event("subscribed").await;
+        let publish = |n: u64| {
+            let node = &node;
+            async move {
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                loop {
+                    let (status, reply) =
+                        api_call(node, "publish", json!({"channel":"feed:1","data":{"n":n}})).await;
+                    if status == 200 && reply.get("error").is_none() {
+                        return reply["result"]["epoch"].as_str().unwrap_or("").to_owned();
+                    }
+                    assert!(std::time::Instant::now() < deadline, "publish {n}: {reply}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        let old_epoch = publish(1).await;
+        publish(2).await;
+        for n in 1..=2 {
+            assert_eq!(js.expect_event("publication").await["data"]["n"], n);
+        }
+
+        redis.kill();
+        redis.restart();
+        // Publications go on (as an application's would). One made before the node's PUB/SUB
+        // connection is back is lost on the way; the first that arrives shows the epoch changed.
+        let new_epoch = publish(3).await;
+        assert_ne!(new_epoch, old_epoch, "a restarted Redis has a new stream");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let publisher = {
+            let url = format!("{}/api/publish", node.http_url());
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut n = 4u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let url = url.clone();
+                    let body = json!({"channel":"feed:1","data":{"n":n}}).to_string();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        ureq::post(&url).header("X-API-Key", API_KEY).send(body)
+                    })
+                    .await;
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        };
+        // The next event must be the resubscription: a publication first would be one of the
+        // new stream passed off as the continuation of the old one.
+        let resubscribed = js.expect_event("subscribed").await;
+        assert_eq!(resubscribed["wasRecovering"], true, "{resubscribed}");
+        assert_eq!(
+            resubscribed["recovered"], false,
+            "told, not fed a gap: {resubscribed}"
+        );
+        // From the new position on, publications flow again.
+        let next = js.expect_event("publication").await;
+        assert!(next["data"]["n"].as_u64().expect("n") >= 4, "{next}");
+        stop.store(true, Ordering::Relaxed);
+        publisher.await.expect("publisher");
     })
     .await;
 }
