@@ -77,6 +77,9 @@ pub struct PublishOptions {
     pub tags: std::collections::BTreeMap<String, String>,
     /// Publish without keeping the publication in the channel's history (no offset).
     pub skip_history: bool,
+    /// Publish at most once per key and channel within five minutes, on every node; a repeat
+    /// returns the first result.
+    pub idempotency_key: Option<String>,
 }
 
 /// What `/api/info` reports about this node.
@@ -157,11 +160,19 @@ impl Node {
             tags: options.tags,
             ..Default::default()
         };
-        let position = self
-            .inner
-            .broker
-            .publish(channel, publication, history.as_ref())
-            .await?;
+        let broker = &self.inner.broker;
+        let position = match options.idempotency_key.as_deref() {
+            Some(key) => {
+                broker
+                    .publish_once(channel, publication, history.as_ref(), key)
+                    .await?
+            }
+            None => {
+                broker
+                    .publish(channel, publication, history.as_ref())
+                    .await?
+            }
+        };
         self.inner.metrics.published();
         Ok(position)
     }

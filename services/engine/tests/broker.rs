@@ -337,6 +337,101 @@ async fn redis_broker_keeps_history() {
     keeps_history(broker, recorder).await;
 }
 
+/// What every broker must do with idempotency keys: a repeated key publishes nothing and
+/// answers the first result, per channel, with and without history.
+async fn publishes_once_per_key(broker: Arc<dyn Broker>, recorder: Arc<Recorder>) {
+    ready(&broker).await;
+    recorder
+        .subscribed
+        .lock()
+        .unwrap()
+        .extend(["o".into(), "oh".into()]);
+    broker.subscribe("o").await.unwrap();
+    broker.subscribe("oh").await.unwrap();
+    for _ in 0..3 {
+        let r = broker
+            .publish_once("o", publication(1), None, "k1")
+            .await
+            .unwrap();
+        assert_eq!(r, None);
+    }
+    broker
+        .publish_once("o", publication(2), None, "k2")
+        .await
+        .unwrap();
+    let options = HistoryOptions {
+        size: 10,
+        ttl: Duration::from_secs(60),
+    };
+    let mut results = Vec::new();
+    for _ in 0..3 {
+        results.push(
+            broker
+                .publish_once("oh", publication(1), Some(&options), "k1")
+                .await
+                .unwrap()
+                .expect("a position"),
+        );
+    }
+    assert!(results.iter().all(|r| *r == results[0]), "{results:?}");
+    assert_eq!(results[0].offset, 1);
+    let next = broker
+        .publish_once("oh", publication(2), Some(&options), "k2")
+        .await
+        .unwrap();
+    assert_eq!(next.unwrap().offset, 2);
+    eventually("deliveries", Duration::from_secs(5), || {
+        recorder.data("o").len() == 2 && recorder.data("oh").len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        recorder.data("o"),
+        [publication(1).data, publication(2).data]
+    );
+    assert_eq!(recorder.data("oh").len(), 2, "no repeat was published");
+}
+
+#[tokio::test]
+async fn memory_broker_publishes_once_per_key() {
+    let (broker, recorder) = started(MemoryBroker::new());
+    publishes_once_per_key(broker, recorder).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_broker_publishes_once_per_key() {
+    let redis = RedisServer::start();
+    let (broker, recorder) = started(RedisBroker::new(redis_config(&[redis.url()])).unwrap());
+    publishes_once_per_key(broker, recorder).await;
+}
+
+/// The key is remembered in Redis, so a retry through another node does not publish again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_holds_across_nodes() {
+    let redis = RedisServer::start();
+    let (a, recorder) = started(RedisBroker::new(redis_config(&[redis.url()])).unwrap());
+    let (b, _) = started(RedisBroker::new(redis_config(&[redis.url()])).unwrap());
+    ready(&a).await;
+    ready(&b).await;
+    recorder.subscribed.lock().unwrap().push("x".into());
+    a.subscribe("x").await.unwrap();
+    a.publish_once("x", publication(1), None, "retry")
+        .await
+        .unwrap();
+    b.publish_once("x", publication(1), None, "retry")
+        .await
+        .unwrap();
+    a.publish("x", publication(2), None).await.unwrap();
+    eventually("the marker", Duration::from_secs(5), || {
+        recorder.data("x").contains(&publication(2).data)
+    })
+    .await;
+    assert_eq!(
+        recorder.data("x"),
+        [publication(1).data, publication(2).data]
+    );
+}
+
 /// Redis restarted without persistence has lost every stream: the next publication starts a
 /// new epoch at offset 1, so clients of the old one can tell.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,15 @@ impl Broker for GatedBroker {
     ) -> Result<Option<StreamPosition>, BrokerError> {
         Ok(None)
     }
+    async fn publish_once(
+        &self,
+        _: &str,
+        _: Publication,
+        _: Option<&HistoryOptions>,
+        _: &str,
+    ) -> Result<Option<StreamPosition>, BrokerError> {
+        Ok(None)
+    }
     async fn history(&self, _: &str, _: &HistoryQuery) -> Result<HistoryPage, BrokerError> {
         Err(BrokerError::Unsupported("history"))
     }

@@ -311,6 +311,47 @@ async fn history_publish_positions_reads_and_removal() {
     assert_eq!(parse(&body), json!({"result":{}}), "skip_history");
 }
 
+/// A publish retried (here ten times at once, as a client whose requests timed out would) with
+/// one idempotency key is published once; every try gets the first result.
+#[tokio::test]
+async fn idempotent_publish_under_retries() {
+    let node = node();
+    let mut c = connected(&node, "alice").await;
+    c.subscribe(2, "history:1").await;
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let body = json!({"channel":"history:1","data":{"n":1},"idempotency_key":"order-42"});
+    let tries = (0..10).map(|_| api.call("publish", body.clone()));
+    let results = futures_util::future::join_all(tries).await;
+    assert!(results.iter().all(|r| *r == results[0]), "{results:?}");
+    assert_eq!(results[0]["result"]["offset"], 1);
+    let plain = json!({"channel":"chat:1","data":{},"idempotency_key":"order-42"});
+    assert_eq!(
+        api.call("publish", plain.clone()).await,
+        json!({"result":{}})
+    );
+    assert_eq!(api.call("publish", plain).await, json!({"result":{}}));
+    // A marker without a key: the next publication the client gets is it, not a repeat.
+    let marker = api
+        .call("publish", json!({"channel":"history:1","data":{"n":2}}))
+        .await;
+    assert_eq!(
+        marker["result"]["offset"], 2,
+        "exactly one was published before it"
+    );
+    let (_, first) = c.publication().await;
+    let (_, second) = c.publication().await;
+    assert_eq!((first.offset, second.offset), (1, 2));
+    let broadcast =
+        json!({"channels":["history:1","history:2"],"data":{},"idempotency_key":"b"}).to_string();
+    let (_, reply) = api.post("broadcast", &broadcast).await;
+    let (_, again) = api.post("broadcast", &broadcast).await;
+    assert_eq!(
+        parse(&reply),
+        parse(&again),
+        "broadcast remembers each channel's result"
+    );
+}
+
 #[tokio::test]
 async fn legacy_single_endpoint_takes_newline_delimited_commands() {
     let node = node();

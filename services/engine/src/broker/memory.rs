@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use herald_protocol::proto::Publication;
 
+use super::once::Once;
 use super::streams::Streams;
 use super::{
     Broker, BrokerError, BrokerEventHandler, HistoryOptions, HistoryPage, HistoryQuery,
@@ -16,21 +17,15 @@ use super::{
 pub struct MemoryBroker {
     handler: OnceLock<Arc<dyn BrokerEventHandler>>,
     streams: Streams,
+    once: Once,
 }
 
 impl MemoryBroker {
     pub fn new() -> Self {
         Self::default()
     }
-}
 
-#[async_trait::async_trait]
-impl Broker for MemoryBroker {
-    fn start(&self, handler: Arc<dyn BrokerEventHandler>) {
-        let _ = self.handler.set(handler);
-    }
-
-    async fn publish(
+    fn publish_now(
         &self,
         channel: &str,
         publication: Publication,
@@ -52,6 +47,34 @@ impl Broker for MemoryBroker {
                     handler.handle_publication(channel, p.clone())
                 });
         Ok(Some(position))
+    }
+}
+
+#[async_trait::async_trait]
+impl Broker for MemoryBroker {
+    fn start(&self, handler: Arc<dyn BrokerEventHandler>) {
+        let _ = self.handler.set(handler);
+    }
+
+    async fn publish(
+        &self,
+        channel: &str,
+        publication: Publication,
+        history: Option<&HistoryOptions>,
+    ) -> Result<Option<StreamPosition>, BrokerError> {
+        self.publish_now(channel, publication, history)
+    }
+
+    async fn publish_once(
+        &self,
+        channel: &str,
+        publication: Publication,
+        history: Option<&HistoryOptions>,
+        key: &str,
+    ) -> Result<Option<StreamPosition>, BrokerError> {
+        self.once.run(channel, key, Instant::now(), || {
+            self.publish_now(channel, publication, history)
+        })
     }
 
     async fn history(

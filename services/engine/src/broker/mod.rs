@@ -7,6 +7,7 @@
 
 mod command;
 mod memory;
+mod once;
 mod redis;
 mod streams;
 
@@ -37,6 +38,9 @@ pub struct StreamPosition {
     pub offset: u64,
     pub epoch: String,
 }
+
+/// How long a publish's idempotency key is remembered (Centrifugo's default).
+pub const IDEMPOTENCY_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// How a channel keeps its publications (its namespace's `history_size` and `history_ttl`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +93,16 @@ pub trait Broker: Send + Sync + 'static {
         channel: &str,
         publication: Publication,
         history: Option<&HistoryOptions>,
+    ) -> Result<Option<StreamPosition>, BrokerError>;
+    /// [`Broker::publish`] at most once per `(channel, key)` within [`IDEMPOTENCY_TTL`],
+    /// across every node sharing the broker: a repeat publishes nothing and returns the first
+    /// result.
+    async fn publish_once(
+        &self,
+        channel: &str,
+        publication: Publication,
+        history: Option<&HistoryOptions>,
+        key: &str,
     ) -> Result<Option<StreamPosition>, BrokerError>;
     /// Reads a channel's stream.
     async fn history(

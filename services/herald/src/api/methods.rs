@@ -104,7 +104,8 @@ async fn publish(node: &Node, req: PublishRequest) -> Result<PublishResult, Call
         return Err(bad_request().into());
     }
     let data = payload(&req.data, &req.b64data)?;
-    publish_one(node, &req.channel, data, &req.tags, req.skip_history).await
+    let key = (!req.idempotency_key.is_empty()).then_some(req.idempotency_key.as_str());
+    publish_one(node, &req.channel, data, &req.tags, req.skip_history, key).await
 }
 
 async fn publish_one(
@@ -113,6 +114,7 @@ async fn publish_one(
     data: Bytes,
     tags: &std::collections::BTreeMap<String, String>,
     skip_history: bool,
+    idempotency_key: Option<&str>,
 ) -> Result<PublishResult, CallError> {
     let position = node
         .publish(
@@ -122,6 +124,7 @@ async fn publish_one(
                 info: None,
                 tags: tags.clone(),
                 skip_history,
+                idempotency_key: idempotency_key.map(str::to_owned),
             },
         )
         .await
@@ -140,10 +143,21 @@ async fn broadcast(node: &Node, req: BroadcastRequest) -> Result<BroadcastResult
         return Err(bad_request().into());
     }
     let data = payload(&req.data, &req.b64data)?;
+    // One key for every channel: each channel remembers it on its own.
+    let key = (!req.idempotency_key.is_empty()).then_some(req.idempotency_key.as_str());
     let mut responses = Vec::with_capacity(req.channels.len());
     for channel in &req.channels {
         responses.push(
-            match publish_one(node, channel, data.clone(), &req.tags, req.skip_history).await {
+            match publish_one(
+                node,
+                channel,
+                data.clone(),
+                &req.tags,
+                req.skip_history,
+                key,
+            )
+            .await
+            {
                 Ok(r) => Outcome::Result(r),
                 Err(CallError::Api(e)) => Outcome::Error(e),
                 Err(_) => Outcome::Error(bad_request()),

@@ -13,11 +13,18 @@ use herald_protocol::proto::Publication;
 use prost::Message as _;
 
 use super::super::streams::META_TTL;
-use super::super::{HistoryOptions, HistoryPage, HistoryQuery, StreamPosition};
+use super::super::{HistoryOptions, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, StreamPosition};
 
-/// KEYS: stream, meta. ARGV: payload, size, ttl (s), meta ttl (s), PUB/SUB channel, a fresh
-/// epoch (used if the stream has none). Returns `{offset, epoch}`.
+/// KEYS: stream, meta[, idempotency result]. ARGV: payload, size, ttl (s), meta ttl (s),
+/// PUB/SUB channel, a fresh epoch (used if the stream has none)[, result ttl (s)]. Returns
+/// `{offset, epoch}` (the remembered ones for a repeated idempotency key).
 pub(super) const PUBLISH: &str = r#"
+if #KEYS == 3 then
+  local r = redis.call("hmget", KEYS[3], "o", "e")
+  if r[1] then
+    return {tonumber(r[1]), r[2]}
+  end
+end
 local epoch = redis.call("hget", KEYS[2], "e")
 if not epoch then
   epoch = ARGV[6]
@@ -31,7 +38,22 @@ end
 redis.call("xadd", KEYS[1], "MAXLEN", ARGV[2], offset, "d", ARGV[1])
 redis.call("expire", KEYS[1], ARGV[3])
 redis.call("publish", ARGV[5], "__p1:" .. offset .. ":" .. epoch .. "__" .. ARGV[1])
+if #KEYS == 3 then
+  redis.call("hset", KEYS[3], "o", offset, "e", epoch)
+  redis.call("expire", KEYS[3], ARGV[7])
+end
 return {offset, epoch}
+"#;
+
+/// A publication without history, once per idempotency key. KEYS: result. ARGV: PUB/SUB
+/// channel, payload, result ttl (s). Returns 1 if it published, 0 for a repeated key.
+pub(super) const PUBLISH_ONCE: &str = r#"
+if redis.call("exists", KEYS[1]) == 1 then
+  return 0
+end
+redis.call("publish", ARGV[1], ARGV[2])
+redis.call("set", KEYS[1], "1", "EX", ARGV[3])
+return 1
 "#;
 
 /// KEYS: stream, meta. ARGV: a fresh epoch, meta ttl (s), limit (-1 all, 0 none), since offset
@@ -79,6 +101,10 @@ pub(super) fn meta_key(prefix: &str, channel: &str) -> String {
     format!("{prefix}.meta.{channel}")
 }
 
+pub(super) fn result_key(prefix: &str, channel: &str, key: &str) -> String {
+    format!("{prefix}.result.{channel}.{key}")
+}
+
 pub(super) fn new_epoch() -> String {
     format!("{:08x}", rand::random::<u32>())
 }
@@ -89,6 +115,7 @@ pub(super) fn publish_script(
     pubsub_channel: &str,
     payload: Vec<u8>,
     options: &HistoryOptions,
+    idempotency_key: Option<&str>,
 ) -> redis::ScriptInvocation<'static> {
     static SCRIPT: std::sync::LazyLock<redis::Script> =
         std::sync::LazyLock::new(|| redis::Script::new(PUBLISH));
@@ -102,6 +129,29 @@ pub(super) fn publish_script(
         .arg(META_TTL.max(options.ttl).as_secs())
         .arg(pubsub_channel)
         .arg(new_epoch());
+    if let Some(key) = idempotency_key {
+        invocation
+            .key(result_key(prefix, channel, key))
+            .arg(IDEMPOTENCY_TTL.as_secs());
+    }
+    invocation
+}
+
+pub(super) fn publish_once_script(
+    prefix: &str,
+    channel: &str,
+    pubsub_channel: &str,
+    payload: Vec<u8>,
+    key: &str,
+) -> redis::ScriptInvocation<'static> {
+    static SCRIPT: std::sync::LazyLock<redis::Script> =
+        std::sync::LazyLock::new(|| redis::Script::new(PUBLISH_ONCE));
+    let mut invocation = SCRIPT.prepare_invoke();
+    invocation
+        .key(result_key(prefix, channel, key))
+        .arg(pubsub_channel)
+        .arg(payload)
+        .arg(IDEMPOTENCY_TTL.as_secs());
     invocation
 }
 

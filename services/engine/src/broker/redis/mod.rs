@@ -23,9 +23,9 @@ use super::{
     NodeCommand, StreamPosition,
 };
 
-/// History on a Redis Cluster needs the stream, its meta and the sharded PUB/SUB channel in
-/// one hash slot: not done yet; the binary refuses such a configuration.
-const HISTORY_UNSUPPORTED: &str = "channel history on a Redis Cluster";
+/// History and idempotent publishing on a Redis Cluster need the script's keys and the sharded
+/// PUB/SUB channel in one hash slot: not done yet (the binary refuses history on a cluster).
+const HISTORY_UNSUPPORTED: &str = "history and idempotent publishing on a Redis Cluster";
 use crate::config::{RedisConfig, RedisShardConfig, redact_url};
 use pubsub::{Connector, PubSub, Worker};
 
@@ -279,6 +279,31 @@ impl RedisBroker {
     }
 }
 
+impl RedisBroker {
+    /// Offset, stream append and PUBLISH in one script (see `history`).
+    async fn publish_with_history(
+        &self,
+        channel: &str,
+        publication: Publication,
+        options: &HistoryOptions,
+        idempotency_key: Option<&str>,
+    ) -> Result<StreamPosition, BrokerError> {
+        let shard = self.shards[self.shard_index(channel)].clone();
+        let script = history::publish_script(
+            &self.config.prefix,
+            channel,
+            &self.redis_channel(channel),
+            publication.encode_to_vec(),
+            options,
+            idempotency_key,
+        );
+        let (offset, epoch): (u64, String) = self
+            .on_runtime(async move { shard.invoke(&script).await })
+            .await?;
+        Ok(StreamPosition { offset, epoch })
+    }
+}
+
 fn pool_error(label: &str, e: deadpool_redis::PoolError) -> BrokerError {
     match e {
         deadpool_redis::PoolError::Timeout(_) => BrokerError::Timeout,
@@ -365,18 +390,10 @@ impl Broker for RedisBroker {
         history: Option<&HistoryOptions>,
     ) -> Result<Option<StreamPosition>, BrokerError> {
         if let Some(options) = history {
-            let shard = self.shards[self.shard_index(channel)].clone();
-            let script = history::publish_script(
-                &self.config.prefix,
-                channel,
-                &self.redis_channel(channel),
-                publication.encode_to_vec(),
-                options,
-            );
-            let (offset, epoch): (u64, String) = self
-                .on_runtime(async move { shard.invoke(&script).await })
-                .await?;
-            return Ok(Some(StreamPosition { offset, epoch }));
+            return self
+                .publish_with_history(channel, publication, options, None)
+                .await
+                .map(Some);
         }
         self.publish_raw(
             self.shard_index(channel),
@@ -384,6 +401,32 @@ impl Broker for RedisBroker {
             publication.encode_to_vec(),
         )
         .await?;
+        Ok(None)
+    }
+
+    async fn publish_once(
+        &self,
+        channel: &str,
+        publication: Publication,
+        history: Option<&HistoryOptions>,
+        key: &str,
+    ) -> Result<Option<StreamPosition>, BrokerError> {
+        if let Some(options) = history {
+            return self
+                .publish_with_history(channel, publication, options, Some(key))
+                .await
+                .map(Some);
+        }
+        let shard = self.shards[self.shard_index(channel)].clone();
+        let script = history::publish_once_script(
+            &self.config.prefix,
+            channel,
+            &self.redis_channel(channel),
+            publication.encode_to_vec(),
+            key,
+        );
+        self.on_runtime(async move { shard.invoke::<i64>(&script).await })
+            .await?;
         Ok(None)
     }
 
