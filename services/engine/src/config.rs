@@ -88,6 +88,11 @@ pub struct ClientConfig {
     /// latency only under load, where it saves one write (a syscall and a frame) per message.
     /// Zero writes as soon as anything is queued.
     pub write_delay: Duration,
+    /// How often a node refreshes its clients' presence entries.
+    pub presence_update_interval: Duration,
+    /// How long a presence entry lives without a refresh: the clients of a node that died
+    /// without a goodbye leave presence after this.
+    pub presence_ttl: Duration,
 }
 
 impl Default for ClientConfig {
@@ -100,6 +105,8 @@ impl Default for ClientConfig {
             max_message_size: 64 * 1024,
             expired_close_delay: Duration::from_secs(25),
             write_delay: Duration::ZERO,
+            presence_update_interval: Duration::from_secs(25),
+            presence_ttl: Duration::from_secs(60),
         }
     }
 }

@@ -13,7 +13,7 @@ use herald_protocol::proto::{ClientInfo, Publication, Push, Reply};
 use crate::auth::{AuthError, TokenVerifier};
 use crate::broker::{
     Broker, BrokerError, BrokerEventHandler, HistoryOptions, HistoryPage, HistoryQuery,
-    NodeCommand, NodeStats, StreamPosition,
+    NodeCommand, NodeStats, Presence, StreamPosition,
 };
 use crate::channel::ChannelRules;
 use crate::config::{ChannelConfig, ClientConfig, TokenConfig};
@@ -63,6 +63,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: Metrics,
     /// Other live nodes, by uid, with when they were last heard of.
     peers: std::sync::Mutex<std::collections::HashMap<String, (NodeStats, Instant)>>,
+    /// This node's presence entries: (channel, connection) → who, refreshed by `run_presence`.
+    present: std::sync::Mutex<std::collections::HashMap<(String, ConnId), ClientInfo>>,
     heartbeat_interval: Duration,
     started: Instant,
     next_conn: AtomicU64,
@@ -109,6 +111,7 @@ impl Node {
             registry: Registry::new(),
             broker,
             metrics: Metrics::default(),
+            present: Default::default(),
             peers: Default::default(),
             heartbeat_interval: config.heartbeat_interval,
             started: Instant::now(),
@@ -335,11 +338,14 @@ impl Node {
     /// channel exists: the first subscriber takes it, concurrent ones wait for it, later ones
     /// find it. If the broker refuses, this subscriber is rolled back (the next one retries).
     /// Returns the channel's hub id (`None` if the connection was already subscribed).
+    /// With `presence`, the connection is also entered into the channel's presence (and kept
+    /// there by [`Node::run_presence`] until it leaves).
     pub(crate) async fn add_subscription(
         &self,
         channel: &str,
         conn: ConnId,
         subscriber: Subscriber,
+        presence: Option<ClientInfo>,
     ) -> Result<Option<u64>, NodeError> {
         let Some(joined) = self.inner.hub.subscribe(channel, conn, subscriber) else {
             return Ok(None);
@@ -352,7 +358,69 @@ impl Node {
             self.remove_subscription(channel, conn);
             return Err(e.into());
         }
+        if let Some(info) = presence {
+            let added = self
+                .inner
+                .broker
+                .add_presence(channel, &info, self.inner.client.presence_ttl)
+                .await;
+            if let Err(e) = added {
+                self.remove_subscription(channel, conn);
+                return Err(e.into());
+            }
+            self.inner
+                .present
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((channel.to_owned(), conn), info);
+        }
         Ok(Some(joined.channel_id))
+    }
+
+    /// Keeps this node's clients in the presence of their channels: refreshes every entry each
+    /// `client.presence_update_interval`, so entries outlive `client.presence_ttl` only while
+    /// the node lives. Run it once, in the background.
+    pub async fn run_presence(&self) {
+        let mut tick = tokio::time::interval(self.inner.client.presence_update_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        while !self.is_shutting_down() {
+            tick.tick().await;
+            let entries: Vec<(String, ClientInfo)> = self
+                .inner
+                .present
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|((channel, _), info)| (channel.clone(), info.clone()))
+                .collect();
+            for (channel, info) in entries {
+                let refreshed = self
+                    .inner
+                    .broker
+                    .add_presence(&channel, &info, self.inner.client.presence_ttl)
+                    .await;
+                if let Err(e) = refreshed {
+                    tracing::debug!(channel, error = %e, "presence not refreshed");
+                }
+            }
+        }
+    }
+
+    /// Clients in a channel's presence, on every node, by client id.
+    pub async fn presence(&self, channel: &str) -> Result<Presence, NodeError> {
+        if !self.inner.rules.resolve(channel)?.presence {
+            return Err(NodeError::NotAvailable);
+        }
+        Ok(self.inner.broker.presence(channel).await?)
+    }
+
+    /// Number of clients and of distinct users in a channel's presence.
+    pub async fn presence_stats(&self, channel: &str) -> Result<(usize, usize), NodeError> {
+        let presence = self.presence(channel).await?;
+        let users: std::collections::HashSet<&str> =
+            presence.values().map(|i| i.user.as_str()).collect();
+        Ok((presence.len(), users.len()))
     }
 
     /// Reads a channel's history. The channel's namespace must keep history (108 otherwise);
@@ -399,12 +467,34 @@ impl Node {
     /// Removes a local subscriber; after the last one the broker subscription is dropped in the
     /// background, so closing a connection never waits on the broker.
     pub(crate) fn remove_subscription(&self, channel: &str, conn: ConnId) {
-        if self.inner.hub.unsubscribe(channel, conn) != Membership::Edge {
-            return;
-        }
+        let membership = self.inner.hub.unsubscribe(channel, conn);
+        let left = self
+            .inner
+            .present
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(channel.to_owned(), conn));
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        if let Some(info) = left {
+            let node = self.clone();
+            let channel = channel.to_string();
+            rt.spawn(async move {
+                let removed = node
+                    .inner
+                    .broker
+                    .remove_presence(&channel, &info.client)
+                    .await;
+                if let Err(e) = removed {
+                    // The entry expires by itself after client.presence_ttl.
+                    tracing::debug!(channel = %channel, error = %e, "presence not removed");
+                }
+            });
+        }
+        if membership != Membership::Edge {
+            return;
+        }
         let node = self.clone();
         let channel = channel.to_string();
         rt.spawn(async move {

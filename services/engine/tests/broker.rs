@@ -12,7 +12,7 @@ use herald_engine::broker::{
 };
 use herald_engine::config::{RedisConfig, RedisShardConfig};
 use herald_engine::testing::redis::{RedisOptions, RedisServer};
-use herald_protocol::proto::Publication;
+use herald_protocol::proto::{ClientInfo, Publication};
 
 /// Records what the broker delivers; `subscribed` answers `has_subscribers`.
 #[derive(Default)]
@@ -335,6 +335,97 @@ async fn redis_broker_keeps_history() {
     let redis = RedisServer::start();
     let (broker, recorder) = started(RedisBroker::new(redis_config(&[redis.url()])).unwrap());
     keeps_history(broker, recorder).await;
+}
+
+fn who(user: &str, client: &str) -> ClientInfo {
+    ClientInfo {
+        user: user.into(),
+        client: client.into(),
+        conn_info: Bytes::from_static(b"{\"name\":\"x\"}"),
+        ..Default::default()
+    }
+}
+
+/// What every broker must do with presence: add, refresh, remove, read per channel.
+async fn keeps_presence(broker: Arc<dyn Broker>) {
+    ready(&broker).await;
+    let ttl = Duration::from_secs(60);
+    broker
+        .add_presence("p", &who("u1", "c1"), ttl)
+        .await
+        .unwrap();
+    broker
+        .add_presence("p", &who("u1", "c2"), ttl)
+        .await
+        .unwrap();
+    broker
+        .add_presence("p", &who("u2", "c3"), ttl)
+        .await
+        .unwrap();
+    broker
+        .add_presence("p", &who("u2", "c3"), ttl)
+        .await
+        .unwrap(); // a refresh
+    broker
+        .add_presence("other", &who("u9", "c9"), ttl)
+        .await
+        .unwrap();
+    let p = broker.presence("p").await.unwrap();
+    let mut clients: Vec<&str> = p.keys().map(String::as_str).collect();
+    clients.sort();
+    assert_eq!(clients, ["c1", "c2", "c3"]);
+    assert_eq!(p["c1"], who("u1", "c1"));
+    broker.remove_presence("p", "c1").await.unwrap();
+    assert_eq!(broker.presence("p").await.unwrap().len(), 2);
+    assert!(broker.presence("empty").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn memory_broker_keeps_presence() {
+    let (broker, _) = started(MemoryBroker::new());
+    keeps_presence(broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_broker_keeps_presence() {
+    let redis = RedisServer::start();
+    let (broker, _) = started(RedisBroker::new(redis_config(&[redis.url()])).unwrap());
+    keeps_presence(broker).await;
+}
+
+/// An entry nobody refreshes (its node died) is gone after its TTL; refreshed ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_presence_entries_expire_unless_refreshed() {
+    let redis = RedisServer::start();
+    let (broker, _) = started(RedisBroker::new(redis_config(&[redis.url()])).unwrap());
+    ready(&broker).await;
+    let short = Duration::from_secs(1);
+    broker
+        .add_presence("p", &who("dead", "c1"), short)
+        .await
+        .unwrap();
+    broker
+        .add_presence("p", &who("alive", "c2"), short)
+        .await
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        broker
+            .add_presence("p", &who("alive", "c2"), short)
+            .await
+            .unwrap();
+        let p = broker.presence("p").await.unwrap();
+        if !p.contains_key("c1") {
+            assert!(p.contains_key("c2"), "the refreshed entry stays");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "never expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "expired by its TTL"
+    );
 }
 
 /// What every broker must do with idempotency keys: a repeated key publishes nothing and

@@ -7,13 +7,13 @@ use std::time::Duration;
 use bytes::BytesMut;
 use herald_engine::broker::{
     Broker, BrokerError, BrokerEventHandler, HistoryOptions, HistoryPage, HistoryQuery,
-    NodeCommand, StreamPosition,
+    NodeCommand, Presence, StreamPosition,
 };
 use herald_engine::config::ChannelConfig;
 use herald_engine::testing::node::{node_config, token};
 use herald_engine::{Flow, Node, Session};
 use herald_protocol::Format;
-use herald_protocol::proto::Publication;
+use herald_protocol::proto::{ClientInfo, Publication};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
@@ -53,6 +53,15 @@ impl Broker for GatedBroker {
         _: &str,
     ) -> Result<Option<StreamPosition>, BrokerError> {
         Ok(None)
+    }
+    async fn add_presence(&self, _: &str, _: &ClientInfo, _: Duration) -> Result<(), BrokerError> {
+        Ok(())
+    }
+    async fn remove_presence(&self, _: &str, _: &str) -> Result<(), BrokerError> {
+        Ok(())
+    }
+    async fn presence(&self, _: &str) -> Result<Presence, BrokerError> {
+        Ok(Presence::new())
     }
     async fn history(&self, _: &str, _: &HistoryQuery) -> Result<HistoryPage, BrokerError> {
         Err(BrokerError::Unsupported("history"))

@@ -80,8 +80,9 @@
 //! allow_recovery = false                # clients may ask for recovery (SDK `recoverable`)
 //! force_positioning = false             # every subscription is positioned (gap → resubscribe)
 //! allow_history_for_subscriber = false  # subscribers may read history (client `history`)
-//! # Not implemented yet (rejected): presence, join_leave, force_push_join_leave,
-//! # allow_presence_for_subscriber.
+//! presence = false                      # who is subscribed, on every node (not on a Redis Cluster)
+//! allow_presence_for_subscriber = false # subscribers may call presence / presence_stats
+//! # Not implemented yet (rejected): join_leave, force_push_join_leave.
 //! max_channel_length = 255              # bytes
 //! max_channels_per_client = 128
 //!
@@ -99,6 +100,9 @@
 //! max_queue_size = 1048576     # bytes queued for writing before close 3008 (slow)
 //! max_message_size = 65536     # largest inbound message, bytes
 //! expired_close_delay = "25s"  # grace after the connection token expires before close 3005
+//! presence_update_interval = "25s"  # how often a node refreshes its clients' presence
+//! presence_ttl = "60s"         # a presence entry not refreshed for this long is gone (a node
+//!                              # killed without a goodbye); must exceed the interval
 //! write_delay = "0s"            # a connection writes at most once per this interval (batching
 //!                               # under load; a message after a quiet period goes out at once)
 //! ```
@@ -571,17 +575,19 @@ impl Config {
                     "{section}.history_size: history on a Redis Cluster is not implemented yet (use single Redis servers as shards, or leave history off)"
                 ));
             }
+            if o.presence && on_cluster {
+                problems.push(format!(
+                    "{section}.presence: presence on a Redis Cluster is not implemented yet"
+                ));
+            }
             for (key, on) in [
-                ("presence", o.presence),
                 ("join_leave", o.join_leave),
                 ("force_push_join_leave", o.force_push_join_leave),
-                (
-                    "allow_presence_for_subscriber",
-                    o.allow_presence_for_subscriber,
-                ),
             ] {
                 if on {
-                    problems.push(format!("{section}.{key}: presence is not implemented yet"));
+                    problems.push(format!(
+                        "{section}.{key}: join/leave is not implemented yet"
+                    ));
                 }
             }
         }
@@ -605,9 +611,25 @@ impl Config {
                 cl.write_delay
             ));
         }
+        let presence_update_interval = parse_duration(
+            "client.presence_update_interval",
+            &cl.presence_update_interval,
+            &mut problems,
+        );
+        let presence_ttl = parse_duration("client.presence_ttl", &cl.presence_ttl, &mut problems);
+        if let (Some(every), Some(ttl)) = (presence_update_interval, presence_ttl)
+            && ttl <= every
+        {
+            problems.push(format!(
+                "client.presence_ttl: {} must exceed client.presence_update_interval ({}), or entries expire between refreshes",
+                humantime::format_duration(ttl),
+                humantime::format_duration(every)
+            ));
+        }
         for (key, value) in [
             ("client.pong_timeout", pong_timeout),
             ("client.connect_timeout", connect_timeout),
+            ("client.presence_update_interval", presence_update_interval),
         ] {
             if value == Some(Duration::ZERO) {
                 problems.push(format!("{key}: must be greater than 0"));
@@ -635,6 +657,9 @@ impl Config {
             ),
             expired_close_delay: expired_close_delay.unwrap_or(defaults.expired_close_delay),
             write_delay: write_delay.unwrap_or(defaults.write_delay),
+            presence_update_interval: presence_update_interval
+                .unwrap_or(defaults.presence_update_interval),
+            presence_ttl: presence_ttl.unwrap_or(defaults.presence_ttl),
         };
 
         if !problems.is_empty() {
@@ -818,6 +843,12 @@ impl Config {
         let _ = writeln!(s, "  max_message_size: {} bytes", c.max_message_size);
         let _ = writeln!(s, "  expired_close_delay: {}", d(c.expired_close_delay));
         let _ = writeln!(s, "  write_delay:      {}", d(c.write_delay));
+        let _ = writeln!(
+            s,
+            "  presence:         refreshed every {}, expires after {}",
+            d(c.presence_update_interval),
+            d(c.presence_ttl)
+        );
         for w in &self.warnings {
             let _ = writeln!(s, "warning: {w}");
         }
@@ -857,6 +888,15 @@ impl Config {
                         options: ChannelOptions {
                             allow_subscribe_for_client: true,
                             allow_publish_for_subscriber: true,
+                            ..ChannelOptions::default()
+                        },
+                    },
+                    Namespace {
+                        name: "room".to_owned(),
+                        options: ChannelOptions {
+                            allow_subscribe_for_client: true,
+                            presence: true,
+                            allow_presence_for_subscriber: true,
                             ..ChannelOptions::default()
                         },
                     },

@@ -103,6 +103,8 @@ pub async fn serve(
     let handle = server.handle();
     let heartbeats = node.clone();
     actix_web::rt::spawn(async move { heartbeats.run_heartbeats().await });
+    let presence = node.clone();
+    actix_web::rt::spawn(async move { presence.run_presence().await });
     let mut server = std::pin::pin!(server);
     tokio::select! {
         result = &mut server => return result.context("http server"),

@@ -311,6 +311,83 @@ async fn history_publish_positions_reads_and_removal() {
     assert_eq!(parse(&body), json!({"result":{}}), "skip_history");
 }
 
+/// Presence lists every subscribed connection of a presence channel; the stats count clients
+/// and distinct users; a connection that goes away leaves it.
+#[tokio::test]
+async fn presence_and_stats_follow_subscribers() {
+    let node = node();
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let mut a1 = connected(&node, "alice").await;
+    let mut a2 = connected(&node, "alice").await;
+    let mut b = connected(&node, "bob").await;
+    for c in [&mut a1, &mut a2, &mut b] {
+        c.subscribe(2, "room:1").await;
+    }
+    let presence = api.call("presence", json!({"channel":"room:1"})).await;
+    let clients = presence["result"]["presence"]
+        .as_object()
+        .expect("presence map");
+    assert_eq!(clients.len(), 3, "{presence}");
+    let users: std::collections::BTreeSet<&str> = clients
+        .values()
+        .map(|c| c["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(users.into_iter().collect::<Vec<_>>(), ["alice", "bob"]);
+    for (id, c) in clients {
+        assert_eq!(c["client"], *id);
+    }
+    assert_eq!(
+        api.call("presence_stats", json!({"channel":"room:1"}))
+            .await,
+        json!({"result":{"num_clients":3,"num_users":2}})
+    );
+    // Leaving is done in the background: wait for it.
+    let stats_become = |clients: u64, users: u64| {
+        let api = &api;
+        async move {
+            let want = json!({"result":{"num_clients":clients,"num_users":users}});
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                let stats = api
+                    .call("presence_stats", json!({"channel":"room:1"}))
+                    .await;
+                if stats == want {
+                    return;
+                }
+                assert!(std::time::Instant::now() < deadline, "{stats}, want {want}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    drop(b);
+    stats_become(2, 1).await;
+    a2.send_json(&[json!({"id":3,"unsubscribe":{"channel":"room:1"}})])
+        .await;
+    a2.reply(3).await;
+    stats_become(1, 1).await;
+    let (_, body) = api.post("presence", r#"{"channel":"chat:1"}"#).await;
+    assert_eq!(parse(&body)["error"]["code"], 108, "no presence in chat:");
+    let (_, body) = api.post("presence_stats", r#"{}"#).await;
+    assert_eq!(parse(&body)["error"]["code"], 107);
+
+    // The client commands, for subscribers.
+    a1.send_json(&[
+        json!({"id":4,"presence":{"channel":"room:1"}}),
+        json!({"id":5,"presence_stats":{"channel":"room:1"}}),
+        json!({"id":6,"presence":{"channel":"room:2"}}),
+    ])
+    .await;
+    let presence = a1.reply(4).await.presence.expect("presence");
+    assert_eq!(presence.presence.len(), 1);
+    let stats = a1.reply(5).await.presence_stats.expect("stats");
+    assert_eq!((stats.num_clients, stats.num_users), (1, 1));
+    assert_eq!(
+        a1.reply(6).await.error.expect("error").code,
+        103,
+        "not subscribed"
+    );
+}
+
 /// A publish retried (here ten times at once, as a client whose requests timed out would) with
 /// one idempotency key is published once; every try gets the first result.
 #[tokio::test]

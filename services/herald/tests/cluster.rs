@@ -12,6 +12,14 @@ use herald_protocol::Format;
 use serde_json::{Value, json};
 
 async fn redis_node(name: &str, urls: &[String]) -> RunningNode {
+    redis_node_with(name, urls, |_| {}).await
+}
+
+async fn redis_node_with(
+    name: &str,
+    urls: &[String],
+    adjust: impl FnOnce(&mut Config),
+) -> RunningNode {
     let mut config = Config::for_test();
     config.server.name = name.into();
     config.server.heartbeat_interval = Duration::from_millis(200);
@@ -28,6 +36,7 @@ async fn redis_node(name: &str, urls: &[String]) -> RunningNode {
         pool_size: 4,
         tls_ca_cert: None,
     });
+    adjust(&mut config);
     let node = RunningNode::start(config).expect("start node");
     let probe = api(&node);
     eventually("node ready", || async {
@@ -234,6 +243,93 @@ async fn info_lists_every_live_node_with_its_counts_and_forgets_stopped_ones() {
         node_names(&api(&a).call("info", json!({})).await) == ["a"]
     })
     .await;
+}
+
+/// Presence is shared: node A sees the clients of node B. When B is killed with SIGKILL (no
+/// goodbye), its clients leave presence once their entries expire (client.presence_ttl).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_spans_nodes_and_a_killed_nodes_clients_expire() {
+    let redis = RedisServer::start();
+    // Channels without a namespace keep presence on both nodes.
+    let a = redis_node_with("a", &[redis.url()], |c| {
+        let o = &mut c.channels.without_namespace;
+        o.allow_subscribe_for_client = true;
+        o.presence = true;
+        c.client.presence_update_interval = Duration::from_millis(300);
+        c.client.presence_ttl = Duration::from_secs(1);
+    })
+    .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut b = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .env(
+            "HERALD_AUTH__HMAC_SECRET",
+            "test-secret-0123456789abcdef0123456789",
+        )
+        .env("HERALD_API__KEY", TEST_API_KEY)
+        .env("HERALD_BROKER__KIND", "redis")
+        .env("HERALD_BROKER__REDIS_URLS", redis.url())
+        .env("HERALD_BROKER__PREFIX", "herald-test")
+        .env("HERALD_CHANNELS__ALLOW_SUBSCRIBE_FOR_CLIENT", "true")
+        .env("HERALD_CHANNELS__PRESENCE", "true")
+        .env("HERALD_CLIENT__PRESENCE_UPDATE_INTERVAL", "300ms")
+        .env("HERALD_CLIENT__PRESENCE_TTL", "1s")
+        .env("HERALD_LOG", "warn")
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .spawn()
+        .unwrap();
+    let b_url = format!("ws://127.0.0.1:{port}/connection/websocket");
+    let b_client = async {
+        loop {
+            if let Ok(c) = WsClient::try_connect_with(&b_url, Format::Json, &[]).await {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let mut on_b = tokio::time::timeout(Duration::from_secs(20), b_client)
+        .await
+        .expect("node B up");
+    on_b.handshake(&token("bob")).await;
+    on_b.subscribe(2, "lobby").await;
+    let _on_a = subscribed(&a, "alice", Format::Json, "lobby").await;
+    let stats = || async {
+        api(&a)
+            .call("presence_stats", json!({"channel":"lobby"}))
+            .await
+    };
+    eventually("both nodes' clients are present", || async {
+        stats().await == json!({"result":{"num_clients":2,"num_users":2}})
+    })
+    .await;
+    // Longer than the TTL: B keeps refreshing while it lives.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        stats().await,
+        json!({"result":{"num_clients":2,"num_users":2}})
+    );
+    b.kill().unwrap(); // SIGKILL: no goodbye, no removal
+    b.wait().unwrap();
+    let killed = Instant::now();
+    eventually("the killed node's client expires", || async {
+        stats().await == json!({"result":{"num_clients":1,"num_users":1}})
+    })
+    .await;
+    assert!(
+        killed.elapsed() >= Duration::from_millis(300),
+        "expired by its TTL, not removed"
+    );
+    let presence = api(&a).call("presence", json!({"channel":"lobby"})).await;
+    let users: Vec<&str> = presence["result"]["presence"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|c| c["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["alice"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

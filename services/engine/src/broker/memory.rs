@@ -4,20 +4,33 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use herald_protocol::proto::Publication;
+use herald_protocol::proto::{ClientInfo, Publication};
 
 use super::once::Once;
 use super::streams::Streams;
 use super::{
     Broker, BrokerError, BrokerEventHandler, HistoryOptions, HistoryPage, HistoryQuery,
-    NodeCommand, StreamPosition,
+    NodeCommand, Presence, StreamPosition,
 };
+use crate::sharded::Sharded;
 
-#[derive(Default)]
 pub struct MemoryBroker {
     handler: OnceLock<Arc<dyn BrokerEventHandler>>,
     streams: Streams,
     once: Once,
+    /// Channel → present clients. One process: entries leave with their sessions, no expiry.
+    presence: Sharded<Presence>,
+}
+
+impl Default for MemoryBroker {
+    fn default() -> Self {
+        MemoryBroker {
+            handler: OnceLock::new(),
+            streams: Streams::default(),
+            once: Once::default(),
+            presence: Sharded::new(64),
+        }
+    }
 }
 
 impl MemoryBroker {
@@ -88,6 +101,41 @@ impl Broker for MemoryBroker {
     async fn remove_history(&self, channel: &str) -> Result<(), BrokerError> {
         self.streams.remove(channel);
         Ok(())
+    }
+
+    async fn add_presence(
+        &self,
+        channel: &str,
+        info: &ClientInfo,
+        _ttl: std::time::Duration,
+    ) -> Result<(), BrokerError> {
+        let mut shard = self.presence.write(channel);
+        let clients = match shard.get_mut(channel) {
+            Some(clients) => clients,
+            None => shard.entry(channel.into()).or_default(),
+        };
+        clients.insert(info.client.clone(), info.clone());
+        Ok(())
+    }
+
+    async fn remove_presence(&self, channel: &str, client: &str) -> Result<(), BrokerError> {
+        let mut shard = self.presence.write(channel);
+        if let Some(clients) = shard.get_mut(channel) {
+            clients.remove(client);
+            if clients.is_empty() {
+                shard.remove(channel);
+            }
+        }
+        Ok(())
+    }
+
+    async fn presence(&self, channel: &str) -> Result<Presence, BrokerError> {
+        Ok(self
+            .presence
+            .read(channel)
+            .get(channel)
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn publish_command(&self, command: &NodeCommand) -> Result<(), BrokerError> {

@@ -13,7 +13,7 @@ mod streams;
 
 use std::sync::Arc;
 
-use herald_protocol::proto::Publication;
+use herald_protocol::proto::{ClientInfo, Publication};
 
 pub use command::{NodeCommand, NodeStats};
 pub use memory::MemoryBroker;
@@ -38,6 +38,9 @@ pub struct StreamPosition {
     pub offset: u64,
     pub epoch: String,
 }
+
+/// A channel's presence: client id → who.
+pub type Presence = std::collections::HashMap<String, ClientInfo>;
 
 /// How long a publish's idempotency key is remembered (Centrifugo's default).
 pub const IDEMPOTENCY_TTL: std::time::Duration = std::time::Duration::from_secs(300);
@@ -112,6 +115,18 @@ pub trait Broker: Send + Sync + 'static {
     ) -> Result<HistoryPage, BrokerError>;
     /// Forgets a channel's publications, keeping its position.
     async fn remove_history(&self, channel: &str) -> Result<(), BrokerError>;
+    /// Adds (or refreshes) a client in a channel's presence; it expires after `ttl` unless
+    /// refreshed, so the entries of a node that died without a goodbye go away.
+    async fn add_presence(
+        &self,
+        channel: &str,
+        info: &ClientInfo,
+        ttl: std::time::Duration,
+    ) -> Result<(), BrokerError>;
+    /// Removes a client from a channel's presence.
+    async fn remove_presence(&self, channel: &str, client: &str) -> Result<(), BrokerError>;
+    /// Every client present in the channel, on every node, by client id.
+    async fn presence(&self, channel: &str) -> Result<Presence, BrokerError>;
     /// Sends a command to every node, this one included.
     async fn publish_command(&self, command: &NodeCommand) -> Result<(), BrokerError>;
     /// Starts node-level delivery of `channel`.

@@ -9,9 +9,9 @@ use bytes::Bytes;
 use herald_protocol::codes::{self};
 use herald_protocol::proto::{
     ClientInfo, Command, ConnectRequest, ConnectResult, HistoryRequest, HistoryResult, PingResult,
-    PublishRequest, PublishResult, Push, RefreshRequest, RefreshResult, Reply, SubRefreshRequest,
-    SubRefreshResult, Subscribe, SubscribeRequest, SubscribeResult, UnsubscribeRequest,
-    UnsubscribeResult,
+    PresenceRequest, PresenceResult, PresenceStatsRequest, PresenceStatsResult, PublishRequest,
+    PublishResult, Push, RefreshRequest, RefreshResult, Reply, SubRefreshRequest, SubRefreshResult,
+    Subscribe, SubscribeRequest, SubscribeResult, UnsubscribeRequest, UnsubscribeResult,
 };
 
 use super::position::Position;
@@ -40,8 +40,8 @@ pub(super) enum Method {
     Subscribe(SubscribeRequest),
     Unsubscribe(UnsubscribeRequest),
     Publish(PublishRequest),
-    Presence,
-    PresenceStats,
+    Presence(PresenceRequest),
+    PresenceStats(PresenceStatsRequest),
     History(HistoryRequest),
     Ping,
     Send,
@@ -60,10 +60,10 @@ impl Method {
             Method::Unsubscribe(r)
         } else if let Some(r) = c.publish {
             Method::Publish(r)
-        } else if c.presence.is_some() {
-            Method::Presence
-        } else if c.presence_stats.is_some() {
-            Method::PresenceStats
+        } else if let Some(r) = c.presence {
+            Method::Presence(r)
+        } else if let Some(r) = c.presence_stats {
+            Method::PresenceStats(r)
         } else if let Some(r) = c.history {
             Method::History(r)
         } else if c.ping.is_some() {
@@ -88,8 +88,8 @@ impl Method {
             Method::Subscribe(_) => 1,
             Method::Unsubscribe(_) => 2,
             Method::Publish(_) => 3,
-            Method::Presence => 4,
-            Method::PresenceStats => 5,
+            Method::Presence(_) => 4,
+            Method::PresenceStats(_) => 5,
             Method::History(_) => 6,
             Method::Ping => 7,
             Method::Send => 8,
@@ -125,8 +125,25 @@ impl Session {
             Method::Unsubscribe(r) => self.handle_unsubscribe(r),
             Method::Publish(r) => self.handle_publish(r).await,
             Method::History(r) => self.handle_history(r).await,
-            // Presence comes with channel state (a later capability).
-            Method::Presence | Method::PresenceStats => Err(codes::NOT_AVAILABLE.into()),
+            Method::Presence(r) => {
+                self.presence_allowed(&r.channel)?;
+                let presence = self.node.presence(&r.channel).await?;
+                reply(|r| {
+                    r.presence = Some(PresenceResult {
+                        presence: presence.into_iter().collect(),
+                    })
+                })
+            }
+            Method::PresenceStats(r) => {
+                self.presence_allowed(&r.channel)?;
+                let (clients, users) = self.node.presence_stats(&r.channel).await?;
+                reply(|r| {
+                    r.presence_stats = Some(PresenceStatsResult {
+                        num_clients: u32::try_from(clients).unwrap_or(u32::MAX),
+                        num_users: u32::try_from(users).unwrap_or(u32::MAX),
+                    })
+                })
+            }
             Method::Rpc => Err(codes::METHOD_NOT_FOUND.into()),
             // No handler for asynchronous messages: accepted and dropped, as Centrifugo does.
             Method::Send => Ok(None),
@@ -232,6 +249,24 @@ impl Session {
         })
     }
 
+    /// Who this connection is in `channel`'s presence, if the channel keeps presence.
+    fn presence_entry(
+        &self,
+        channel: &str,
+        chan_info: &Option<Bytes>,
+    ) -> Result<Option<ClientInfo>, NodeError> {
+        if !self.node.inner().rules.resolve(channel)?.presence {
+            return Ok(None);
+        }
+        let c = self.connected();
+        Ok(Some(ClientInfo {
+            user: c.user.to_string(),
+            client: c.client_id.to_string(),
+            conn_info: c.info.clone().unwrap_or_default(),
+            chan_info: chan_info.clone().unwrap_or_default(),
+        }))
+    }
+
     /// Subscribes the connection on the server's behalf (token `channels`, server API).
     async fn add_server_side(
         &mut self,
@@ -246,8 +281,9 @@ impl Session {
         if c.channels.len() >= self.node.inner().max_channels_per_client {
             return Err(NodeError::BadRequest("channel limit reached".into()));
         }
+        let presence = self.presence_entry(channel, &info)?;
         self.node
-            .add_subscription(channel, self.conn, self.subscriber())
+            .add_subscription(channel, self.conn, self.subscriber(), presence)
             .await?;
         self.connected_mut()
             .channels
@@ -345,9 +381,10 @@ impl Session {
             history && (options.force_recovery || (options.allow_recovery && req.recoverable));
         let positioned = recoverable || (history && (options.force_positioning || req.positioned));
         let recovering = recoverable && req.recover;
+        let presence = self.presence_entry(&channel, &info)?;
         let Some(channel_id) = self
             .node
-            .add_subscription(&channel, self.conn, self.subscriber())
+            .add_subscription(&channel, self.conn, self.subscriber(), presence)
             .await?
         else {
             return Err(codes::ALREADY_SUBSCRIBED.into());
@@ -444,6 +481,25 @@ impl Session {
             && missed <= MAX_RECOVERED as u64
             && complete;
         Ok((page, recovered))
+    }
+
+    /// Presence reads: the channel keeps presence (108 otherwise), and the client is a
+    /// subscriber allowed to read it (103 otherwise).
+    fn presence_allowed(&self, channel: &str) -> Result<(), CommandError> {
+        let options = self
+            .node
+            .inner()
+            .rules
+            .resolve(channel)
+            .map_err(NodeError::from)?;
+        if !options.presence {
+            return Err(codes::NOT_AVAILABLE.into());
+        }
+        let subscribed = self.connected().channels.contains_key(channel);
+        if !(subscribed && options.allow_presence_for_subscriber) {
+            return Err(codes::PERMISSION_DENIED.into());
+        }
+        Ok(())
     }
 
     async fn handle_history(&mut self, req: HistoryRequest) -> CommandResult {

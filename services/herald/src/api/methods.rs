@@ -53,7 +53,8 @@ pub async fn call(node: &Node, method: &str, params: &[u8]) -> Result<Value, Cal
         "channels" => Ok(to_value(channels(node, parse(params)?))),
         "history" => history(node, parse(params)?).await.map(to_value),
         "history_remove" => history_remove(node, parse(params)?).await.map(to_value),
-        "presence" | "presence_stats" => Err(ApiErrorBody::from(codes::NOT_AVAILABLE).into()),
+        "presence" => presence(node, parse(params)?).await.map(to_value),
+        "presence_stats" => presence_stats(node, parse(params)?).await.map(to_value),
         _ => Err(CallError::UnknownMethod),
     }
 }
@@ -280,6 +281,32 @@ fn publication_json(p: &Publication) -> Value {
         );
     }
     Value::Object(v)
+}
+
+async fn presence(node: &Node, req: ChannelRequest) -> Result<Value, CallError> {
+    if req.channel.is_empty() {
+        return Err(bad_request().into());
+    }
+    let presence = node
+        .presence(&req.channel)
+        .await
+        .map_err(|e| CallError::Api((&e).into()))?;
+    let clients: serde_json::Map<String, Value> = presence
+        .into_iter()
+        .map(|(client, info)| (client, serde_json::to_value(&info).unwrap_or(Value::Null)))
+        .collect();
+    Ok(json!({ "presence": clients }))
+}
+
+async fn presence_stats(node: &Node, req: ChannelRequest) -> Result<Value, CallError> {
+    if req.channel.is_empty() {
+        return Err(bad_request().into());
+    }
+    let (clients, users) = node
+        .presence_stats(&req.channel)
+        .await
+        .map_err(|e| CallError::Api((&e).into()))?;
+    Ok(json!({ "num_clients": clients, "num_users": users }))
 }
 
 async fn history_remove(node: &Node, req: ChannelRequest) -> Result<Empty, CallError> {

@@ -289,6 +289,8 @@ pub(crate) struct RawClient {
     pub max_message_size: i64,
     pub expired_close_delay: String,
     pub write_delay: String,
+    pub presence_update_interval: String,
+    pub presence_ttl: String,
 }
 
 impl Default for RawClient {
@@ -301,6 +303,8 @@ impl Default for RawClient {
             max_message_size: 64 * 1024,
             expired_close_delay: "25s".to_owned(),
             write_delay: "0s".to_owned(),
+            presence_update_interval: "25s".to_owned(),
+            presence_ttl: "60s".to_owned(),
         }
     }
 }

@@ -468,9 +468,32 @@ fn history_options_of_namespaces_and_their_checks() {
         "out of range",
     );
     assert_one_problem(
-        load_toml(&format!("{AUTH}[channels]\npresence = true\n")),
-        "channels.presence",
+        load_toml(&format!("{AUTH}[channels]\njoin_leave = true\n")),
+        "channels.join_leave",
         "not implemented yet",
+    );
+    assert_one_problem(
+        load_toml(&format!(
+            "{AUTH}[channels]\nallow_presence_for_subscriber = true\n"
+        )),
+        "channels.allow_presence_for_subscriber",
+        "needs presence = true",
+    );
+    assert!(
+        load_toml(&format!(
+            "{AUTH}[channels]\npresence = true\nallow_presence_for_subscriber = true\n"
+        ))
+        .expect("presence")
+        .channels
+        .without_namespace
+        .presence
+    );
+    assert_one_problem(
+        load_toml(&format!(
+            "{AUTH}[client]\npresence_update_interval = \"30s\"\npresence_ttl = \"30s\"\n"
+        )),
+        "client.presence_ttl",
+        "must exceed client.presence_update_interval",
     );
     let redis = load_toml(&format!(
         "{AUTH}[broker]\nkind = \"redis\"\n[channels]\nhistory_size = 10\nhistory_ttl = \"1m\"\n"

@@ -10,22 +10,23 @@
 mod cluster;
 mod history;
 mod jump;
+mod presence;
 mod pubsub;
 mod standalone;
 
 use std::sync::{Arc, OnceLock};
 
-use herald_protocol::proto::Publication;
+use herald_protocol::proto::{ClientInfo, Publication};
 use prost::Message as _;
 
 use super::{
     Broker, BrokerError, BrokerEventHandler, HistoryOptions, HistoryPage, HistoryQuery,
-    NodeCommand, StreamPosition,
+    NodeCommand, Presence, StreamPosition,
 };
 
 /// History and idempotent publishing on a Redis Cluster need the script's keys and the sharded
 /// PUB/SUB channel in one hash slot: not done yet (the binary refuses history on a cluster).
-const HISTORY_UNSUPPORTED: &str = "history and idempotent publishing on a Redis Cluster";
+const HISTORY_UNSUPPORTED: &str = "history, presence and idempotent publishing on a Redis Cluster";
 use crate::config::{RedisConfig, RedisShardConfig, redact_url};
 use pubsub::{Connector, PubSub, Worker};
 
@@ -455,6 +456,37 @@ impl Broker for RedisBroker {
         cmd.arg(history::stream_key(&self.config.prefix, channel));
         self.on_runtime(async move { shard.query::<i64>(&cmd).await.map(|_| ()) })
             .await
+    }
+
+    async fn add_presence(
+        &self,
+        channel: &str,
+        info: &ClientInfo,
+        ttl: std::time::Duration,
+    ) -> Result<(), BrokerError> {
+        let shard = self.shards[self.shard_index(channel)].clone();
+        let script = presence::add(&self.config.prefix, channel, info, ttl);
+        self.on_runtime(async move { shard.invoke::<i64>(&script).await.map(|_| ()) })
+            .await
+    }
+
+    async fn remove_presence(&self, channel: &str, client: &str) -> Result<(), BrokerError> {
+        let shard = self.shards[self.shard_index(channel)].clone();
+        let script = presence::remove(&self.config.prefix, channel, client);
+        self.on_runtime(async move { shard.invoke::<i64>(&script).await.map(|_| ()) })
+            .await
+    }
+
+    async fn presence(&self, channel: &str) -> Result<Presence, BrokerError> {
+        let shard = self.shards[self.shard_index(channel)].clone();
+        let script = presence::read(&self.config.prefix, channel);
+        let label = shard.label().to_owned();
+        self.on_runtime(async move {
+            let flat = shard.invoke(&script).await?;
+            presence::decode(flat)
+                .map_err(|e| BrokerError::Unavailable(format!("{label}: presence: {e}")))
+        })
+        .await
     }
 
     async fn publish_command(&self, command: &NodeCommand) -> Result<(), BrokerError> {
