@@ -25,6 +25,8 @@ pub type ConnId = u64;
 pub struct Subscriber {
     pub outbound: Outbound,
     pub format: Format,
+    /// Receives join and leave pushes of the channel.
+    pub join_leave: bool,
 }
 
 pub struct Hub {
@@ -131,6 +133,25 @@ impl Hub {
         &self,
         channel: &str,
         at: Option<StreamTag>,
+        encode: impl FnMut(Format) -> Option<Bytes>,
+    ) -> usize {
+        self.push_all(channel, at, false, encode)
+    }
+
+    /// Pushes a join or leave to the local subscribers of `channel` that receive them.
+    pub fn deliver_join_leave(
+        &self,
+        channel: &str,
+        encode: impl FnMut(Format) -> Option<Bytes>,
+    ) -> usize {
+        self.push_all(channel, None, true, encode)
+    }
+
+    fn push_all(
+        &self,
+        channel: &str,
+        at: Option<StreamTag>,
+        join_leave_only: bool,
         mut encode: impl FnMut(Format) -> Option<Bytes>,
     ) -> usize {
         let shard = self.channels.read(channel);
@@ -141,6 +162,9 @@ impl Hub {
         let mut protobuf: Option<Option<Bytes>> = None;
         let mut delivered = 0;
         for sub in entry.subscribers.values() {
+            if join_leave_only && !sub.join_leave {
+                continue;
+            }
             let slot = match sub.format {
                 Format::Json => &mut json,
                 Format::Protobuf => &mut protobuf,
@@ -196,6 +220,7 @@ mod tests {
             Subscriber {
                 outbound: outbound.clone(),
                 format,
+                join_leave: false,
             },
             outbound,
         )
@@ -271,6 +296,7 @@ mod tests {
             Subscriber {
                 outbound: slow.clone(),
                 format: Format::Json,
+                join_leave: false,
             },
         );
         let (fast, fast_q) = sub(Format::Json);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use herald_protocol::codec::{self, Format};
 use herald_protocol::codes::{self, Disconnect};
-use herald_protocol::proto::{ClientInfo, Publication, Push, Reply};
+use herald_protocol::proto::{ClientInfo, Join, Leave, Publication, Push, Reply};
 
 use crate::auth::{AuthError, TokenVerifier};
 use crate::broker::{
@@ -40,6 +40,16 @@ pub struct NodeConfig {
     pub heartbeat_interval: Duration,
 }
 
+/// Who a connection is in a channel with presence or join/leave.
+#[derive(Debug, Clone)]
+pub(crate) struct Member {
+    pub info: ClientInfo,
+    /// Entered into the channel's presence.
+    pub presence: bool,
+    /// Announced to the channel with join and leave pushes.
+    pub join_leave: bool,
+}
+
 /// The default heartbeat interval of nodes.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
 
@@ -63,8 +73,9 @@ pub(crate) struct Inner {
     pub(crate) metrics: Metrics,
     /// Other live nodes, by uid, with when they were last heard of.
     peers: std::sync::Mutex<std::collections::HashMap<String, (NodeStats, Instant)>>,
-    /// This node's presence entries: (channel, connection) → who, refreshed by `run_presence`.
-    present: std::sync::Mutex<std::collections::HashMap<(String, ConnId), ClientInfo>>,
+    /// Who this node's connections are in channels with presence or join/leave:
+    /// (channel, connection) → member. Presence entries are refreshed by `run_presence`.
+    members: std::sync::Mutex<std::collections::HashMap<(String, ConnId), Member>>,
     heartbeat_interval: Duration,
     started: Instant,
     next_conn: AtomicU64,
@@ -111,7 +122,7 @@ impl Node {
             registry: Registry::new(),
             broker,
             metrics: Metrics::default(),
-            present: Default::default(),
+            members: Default::default(),
             peers: Default::default(),
             heartbeat_interval: config.heartbeat_interval,
             started: Instant::now(),
@@ -338,14 +349,14 @@ impl Node {
     /// channel exists: the first subscriber takes it, concurrent ones wait for it, later ones
     /// find it. If the broker refuses, this subscriber is rolled back (the next one retries).
     /// Returns the channel's hub id (`None` if the connection was already subscribed).
-    /// With `presence`, the connection is also entered into the channel's presence (and kept
-    /// there by [`Node::run_presence`] until it leaves).
+    /// With a `member`, the connection is also entered into the channel's presence (kept there
+    /// by [`Node::run_presence`] until it leaves) and/or announced with a join.
     pub(crate) async fn add_subscription(
         &self,
         channel: &str,
         conn: ConnId,
         subscriber: Subscriber,
-        presence: Option<ClientInfo>,
+        member: Option<Member>,
     ) -> Result<Option<u64>, NodeError> {
         let Some(joined) = self.inner.hub.subscribe(channel, conn, subscriber) else {
             return Ok(None);
@@ -358,22 +369,36 @@ impl Node {
             self.remove_subscription(channel, conn);
             return Err(e.into());
         }
-        if let Some(info) = presence {
+        let Some(member) = member else {
+            return Ok(Some(joined.channel_id));
+        };
+        if member.presence {
             let added = self
                 .inner
                 .broker
-                .add_presence(channel, &info, self.inner.client.presence_ttl)
+                .add_presence(channel, &member.info, self.inner.client.presence_ttl)
                 .await;
             if let Err(e) = added {
                 self.remove_subscription(channel, conn);
                 return Err(e.into());
             }
-            self.inner
-                .present
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert((channel.to_owned(), conn), info);
         }
+        if member.join_leave {
+            let announced = self
+                .inner
+                .broker
+                .publish_join_leave(channel, &member.info, true)
+                .await;
+            if let Err(e) = announced {
+                // Joins are at most once; the subscription stands without it.
+                tracing::debug!(channel, error = %e, "join not published");
+            }
+        }
+        self.inner
+            .members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((channel.to_owned(), conn), member);
         Ok(Some(joined.channel_id))
     }
 
@@ -388,11 +413,12 @@ impl Node {
             tick.tick().await;
             let entries: Vec<(String, ClientInfo)> = self
                 .inner
-                .present
+                .members
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
-                .map(|((channel, _), info)| (channel.clone(), info.clone()))
+                .filter(|(_, m)| m.presence)
+                .map(|((channel, _), m)| (channel.clone(), m.info.clone()))
                 .collect();
             for (channel, info) in entries {
                 let refreshed = self
@@ -470,25 +496,30 @@ impl Node {
         let membership = self.inner.hub.unsubscribe(channel, conn);
         let left = self
             .inner
-            .present
+            .members
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(channel.to_owned(), conn));
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        if let Some(info) = left {
+        if let Some(member) = left {
             let node = self.clone();
             let channel = channel.to_string();
             rt.spawn(async move {
-                let removed = node
-                    .inner
-                    .broker
-                    .remove_presence(&channel, &info.client)
-                    .await;
-                if let Err(e) = removed {
+                let broker = &node.inner.broker;
+                if member.presence
+                    && let Err(e) = broker.remove_presence(&channel, &member.info.client).await
+                {
                     // The entry expires by itself after client.presence_ttl.
                     tracing::debug!(channel = %channel, error = %e, "presence not removed");
+                }
+                if member.join_leave
+                    && let Err(e) = broker
+                        .publish_join_leave(&channel, &member.info, false)
+                        .await
+                {
+                    tracing::debug!(channel = %channel, error = %e, "leave not published");
                 }
             });
         }
@@ -599,6 +630,32 @@ impl BrokerEventHandler for Events {
                 .ok()
         });
         inner.metrics.broadcast(delivered);
+    }
+
+    fn handle_join_leave(&self, channel: &str, info: ClientInfo, join: bool) {
+        let Some(inner) = self.0.upgrade() else {
+            return;
+        };
+        let push = if join {
+            Push {
+                channel: channel.to_string(),
+                join: Some(Join { info: Some(info) }),
+                ..Default::default()
+            }
+        } else {
+            Push {
+                channel: channel.to_string(),
+                leave: Some(Leave { info: Some(info) }),
+                ..Default::default()
+            }
+        };
+        let reply = Reply {
+            push: Some(push),
+            ..Default::default()
+        };
+        inner.hub.deliver_join_leave(channel, |format| {
+            codec::try_encode_reply(format, &reply).ok()
+        });
     }
 
     fn handle_command(&self, command: NodeCommand) {

@@ -18,6 +18,8 @@ use herald_protocol::proto::{ClientInfo, Publication};
 #[derive(Default)]
 struct Recorder {
     publications: Mutex<Vec<(String, Bytes)>>,
+    /// (channel, client, join?) of join and leave messages.
+    joins: Mutex<Vec<(String, String, bool)>>,
     /// (offset, epoch) of publications that came with a place in their stream.
     positions: Mutex<Vec<(u64, String)>>,
     commands: Mutex<Vec<NodeCommand>>,
@@ -36,6 +38,12 @@ impl BrokerEventHandler for Recorder {
             .lock()
             .unwrap()
             .push((channel.to_string(), publication.data));
+    }
+    fn handle_join_leave(&self, channel: &str, info: ClientInfo, join: bool) {
+        self.joins
+            .lock()
+            .unwrap()
+            .push((channel.to_string(), info.client, join));
     }
     fn handle_command(&self, command: NodeCommand) {
         self.commands.lock().unwrap().push(command);
@@ -426,6 +434,47 @@ async fn redis_presence_entries_expire_unless_refreshed() {
         start.elapsed() >= Duration::from_millis(900),
         "expired by its TTL"
     );
+}
+
+/// Join and leave messages reach every node subscribed to the channel, in order, and are not
+/// taken for publications.
+async fn carries_joins_and_leaves(broker: Arc<dyn Broker>, recorder: Arc<Recorder>) {
+    ready(&broker).await;
+    recorder.subscribed.lock().unwrap().push("jl".into());
+    broker.subscribe("jl").await.unwrap();
+    broker
+        .publish_join_leave("jl", &who("u1", "c1"), true)
+        .await
+        .unwrap();
+    broker
+        .publish_join_leave("jl", &who("u1", "c1"), false)
+        .await
+        .unwrap();
+    eventually("join and leave", Duration::from_secs(5), || {
+        recorder.joins.lock().unwrap().len() == 2
+    })
+    .await;
+    assert_eq!(
+        *recorder.joins.lock().unwrap(),
+        [
+            ("jl".into(), "c1".into(), true),
+            ("jl".into(), "c1".into(), false)
+        ]
+    );
+    assert!(recorder.data("jl").is_empty(), "not publications");
+}
+
+#[tokio::test]
+async fn memory_broker_carries_joins_and_leaves() {
+    let (broker, recorder) = started(MemoryBroker::new());
+    carries_joins_and_leaves(broker, recorder).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_broker_carries_joins_and_leaves() {
+    let redis = RedisServer::start();
+    let (broker, recorder) = started(RedisBroker::new(redis_config(&[redis.url()])).unwrap());
+    carries_joins_and_leaves(broker, recorder).await;
 }
 
 /// What every broker must do with idempotency keys: a repeated key publishes nothing and

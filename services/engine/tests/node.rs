@@ -63,6 +63,14 @@ impl Broker for GatedBroker {
     async fn presence(&self, _: &str) -> Result<Presence, BrokerError> {
         Ok(Presence::new())
     }
+    async fn publish_join_leave(
+        &self,
+        _: &str,
+        _: &ClientInfo,
+        _: bool,
+    ) -> Result<(), BrokerError> {
+        Ok(())
+    }
     async fn history(&self, _: &str, _: &HistoryQuery) -> Result<HistoryPage, BrokerError> {
         Err(BrokerError::Unsupported("history"))
     }

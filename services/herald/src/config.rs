@@ -82,7 +82,9 @@
 //! allow_history_for_subscriber = false  # subscribers may read history (client `history`)
 //! presence = false                      # who is subscribed, on every node (not on a Redis Cluster)
 //! allow_presence_for_subscriber = false # subscribers may call presence / presence_stats
-//! # Not implemented yet (rejected): join_leave, force_push_join_leave.
+//! join_leave = false                    # join/leave pushes for subscribers that ask for them
+//!                                       # (SDK `joinLeave`; needs allow_presence_for_subscriber)
+//! force_push_join_leave = false         # ... to every subscriber (needs join_leave)
 //! max_channel_length = 255              # bytes
 //! max_channels_per_client = 128
 //!
@@ -579,16 +581,6 @@ impl Config {
                 problems.push(format!(
                     "{section}.presence: presence on a Redis Cluster is not implemented yet"
                 ));
-            }
-            for (key, on) in [
-                ("join_leave", o.join_leave),
-                ("force_push_join_leave", o.force_push_join_leave),
-            ] {
-                if on {
-                    problems.push(format!(
-                        "{section}.{key}: join/leave is not implemented yet"
-                    ));
-                }
             }
         }
 

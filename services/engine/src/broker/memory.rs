@@ -129,6 +129,20 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
+    async fn publish_join_leave(
+        &self,
+        channel: &str,
+        info: &ClientInfo,
+        join: bool,
+    ) -> Result<(), BrokerError> {
+        let handler = self
+            .handler
+            .get()
+            .ok_or_else(|| BrokerError::Unavailable("broker not started".into()))?;
+        handler.handle_join_leave(channel, info.clone(), join);
+        Ok(())
+    }
+
     async fn presence(&self, channel: &str) -> Result<Presence, BrokerError> {
         Ok(self
             .presence
@@ -174,6 +188,7 @@ mod tests {
         fn handle_publication(&self, channel: &str, publication: Publication) {
             self.0.lock().unwrap().push((channel.into(), publication));
         }
+        fn handle_join_leave(&self, _channel: &str, _info: ClientInfo, _join: bool) {}
         fn handle_command(&self, _command: NodeCommand) {}
         fn has_subscribers(&self, _channel: &str) -> bool {
             false

@@ -77,6 +77,8 @@ pub struct HistoryPage {
 /// publications to the hub; it must never block (the broker's read loop calls it).
 pub trait BrokerEventHandler: Send + Sync + 'static {
     fn handle_publication(&self, channel: &str, publication: Publication);
+    /// A client joined (`join`) or left `channel` on some node.
+    fn handle_join_leave(&self, channel: &str, info: ClientInfo, join: bool);
     /// A command from a node (this one included) for every node.
     fn handle_command(&self, command: NodeCommand);
     /// Whether this node still has local subscribers of `channel`: a broker checks it right
@@ -127,6 +129,14 @@ pub trait Broker: Send + Sync + 'static {
     async fn remove_presence(&self, channel: &str, client: &str) -> Result<(), BrokerError>;
     /// Every client present in the channel, on every node, by client id.
     async fn presence(&self, channel: &str) -> Result<Presence, BrokerError>;
+    /// Tells every node that a client joined (`join`) or left a channel, for the subscribers
+    /// that receive join/leave pushes. At most once, like PUB/SUB.
+    async fn publish_join_leave(
+        &self,
+        channel: &str,
+        info: &ClientInfo,
+        join: bool,
+    ) -> Result<(), BrokerError>;
     /// Sends a command to every node, this one included.
     async fn publish_command(&self, command: &NodeCommand) -> Result<(), BrokerError>;
     /// Starts node-level delivery of `channel`.

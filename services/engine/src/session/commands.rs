@@ -20,7 +20,7 @@ use crate::auth::ConnectClaims;
 use crate::broker::{HistoryPage, HistoryQuery, StreamPosition};
 use crate::channel::{is_private, user_limited_allows};
 use crate::error::{CommandError, NodeError, connect_token_error, subscribe_token_error};
-use crate::node::{PublishOptions, now_unix};
+use crate::node::{Member, PublishOptions, now_unix};
 use crate::outbound::StreamTag;
 use crate::registry::ClientHandle;
 
@@ -249,21 +249,26 @@ impl Session {
         })
     }
 
-    /// Who this connection is in `channel`'s presence, if the channel keeps presence.
-    fn presence_entry(
+    /// Who this connection is in `channel`, if the channel keeps presence or announces joins.
+    fn member(
         &self,
         channel: &str,
         chan_info: &Option<Bytes>,
-    ) -> Result<Option<ClientInfo>, NodeError> {
-        if !self.node.inner().rules.resolve(channel)?.presence {
+    ) -> Result<Option<Member>, NodeError> {
+        let options = self.node.inner().rules.resolve(channel)?;
+        if !(options.presence || options.join_leave) {
             return Ok(None);
         }
         let c = self.connected();
-        Ok(Some(ClientInfo {
-            user: c.user.to_string(),
-            client: c.client_id.to_string(),
-            conn_info: c.info.clone().unwrap_or_default(),
-            chan_info: chan_info.clone().unwrap_or_default(),
+        Ok(Some(Member {
+            info: ClientInfo {
+                user: c.user.to_string(),
+                client: c.client_id.to_string(),
+                conn_info: c.info.clone().unwrap_or_default(),
+                chan_info: chan_info.clone().unwrap_or_default(),
+            },
+            presence: options.presence,
+            join_leave: options.join_leave,
         }))
     }
 
@@ -281,9 +286,12 @@ impl Session {
         if c.channels.len() >= self.node.inner().max_channels_per_client {
             return Err(NodeError::BadRequest("channel limit reached".into()));
         }
-        let presence = self.presence_entry(channel, &info)?;
+        let member = self.member(channel, &info)?;
+        // Server-side subscriptions cannot ask for joins and leaves: they get them when forced.
+        let options = self.node.inner().rules.resolve(channel)?;
+        let join_leave = options.join_leave && options.force_push_join_leave;
         self.node
-            .add_subscription(channel, self.conn, self.subscriber(), presence)
+            .add_subscription(channel, self.conn, self.subscriber(join_leave), member)
             .await?;
         self.connected_mut()
             .channels
@@ -381,10 +389,13 @@ impl Session {
             history && (options.force_recovery || (options.allow_recovery && req.recoverable));
         let positioned = recoverable || (history && (options.force_positioning || req.positioned));
         let recovering = recoverable && req.recover;
-        let presence = self.presence_entry(&channel, &info)?;
+        let member = self.member(&channel, &info)?;
+        let join_leave = options.join_leave
+            && (options.force_push_join_leave
+                || (req.join_leave && options.allow_presence_for_subscriber));
         let Some(channel_id) = self
             .node
-            .add_subscription(&channel, self.conn, self.subscriber(), presence)
+            .add_subscription(&channel, self.conn, self.subscriber(join_leave), member)
             .await?
         else {
             return Err(codes::ALREADY_SUBSCRIBED.into());

@@ -267,10 +267,11 @@ impl Session {
         self.outbound.push(codec::encode_reply(self.format, reply))
     }
 
-    fn subscriber(&self) -> Subscriber {
+    fn subscriber(&self, join_leave: bool) -> Subscriber {
         Subscriber {
             outbound: self.outbound.clone(),
             format: self.format,
+            join_leave,
         }
     }
 }

@@ -468,9 +468,9 @@ fn history_options_of_namespaces_and_their_checks() {
         "out of range",
     );
     assert_one_problem(
-        load_toml(&format!("{AUTH}[channels]\njoin_leave = true\n")),
-        "channels.join_leave",
-        "not implemented yet",
+        load_toml(&format!("{AUTH}[channels]\nforce_push_join_leave = true\n")),
+        "channels.force_push_join_leave",
+        "needs join_leave = true",
     );
     assert_one_problem(
         load_toml(&format!(

@@ -30,6 +30,11 @@ const HISTORY_UNSUPPORTED: &str = "history, presence and idempotent publishing o
 use crate::config::{RedisConfig, RedisShardConfig, redact_url};
 use pubsub::{Connector, PubSub, Worker};
 
+/// Join and leave messages share the channel's PUB/SUB channel, marked (a protobuf
+/// `Publication` never starts with `_`).
+const JOIN: &[u8] = b"__j__";
+const LEAVE: &[u8] = b"__l__";
+
 pub struct RedisBroker {
     config: RedisConfig,
     runtime: OwnedRuntime,
@@ -322,6 +327,17 @@ impl Broker for RedisBroker {
             let command_channel = command_channel.clone();
             Arc::new(move |redis_channel: &str, payload: &[u8]| {
                 if let Some(channel) = redis_channel.strip_prefix(prefix.as_str()) {
+                    for (marker, join) in [(JOIN, true), (LEAVE, false)] {
+                        if let Some(info) = payload.strip_prefix(marker) {
+                            match ClientInfo::decode(info) {
+                                Ok(info) => handler.handle_join_leave(channel, info, join),
+                                Err(e) => {
+                                    tracing::warn!(channel, error = %e, "undecodable join/leave")
+                                }
+                            }
+                            return;
+                        }
+                    }
                     let (position, payload) = match history::parse_positioned(payload) {
                         Some((offset, epoch, rest)) => (Some((offset, epoch)), rest),
                         None => (None, payload),
@@ -475,6 +491,23 @@ impl Broker for RedisBroker {
         let script = presence::remove(&self.config.prefix, channel, client);
         self.on_runtime(async move { shard.invoke::<i64>(&script).await.map(|_| ()) })
             .await
+    }
+
+    async fn publish_join_leave(
+        &self,
+        channel: &str,
+        info: &ClientInfo,
+        join: bool,
+    ) -> Result<(), BrokerError> {
+        let mut payload = if join { JOIN.to_vec() } else { LEAVE.to_vec() };
+        info.encode(&mut payload)
+            .map_err(|e| BrokerError::Unavailable(format!("encode: {e}")))?;
+        self.publish_raw(
+            self.shard_index(channel),
+            self.redis_channel(channel),
+            payload,
+        )
+        .await
     }
 
     async fn presence(&self, channel: &str) -> Result<Presence, BrokerError> {
