@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use herald_engine::broker::{HistoryQuery, StreamPosition};
 use herald_engine::config::{ChannelConfig, ChannelOptions, Namespace};
 use herald_engine::error::NodeError;
 use herald_engine::outbound::StreamTag;
 use herald_engine::testing::node::node_config;
+use herald_engine::testing::session::{command, connected, drain_all};
 use herald_engine::{Flow, MemoryBroker, Node, PublishOptions, Session};
-use herald_protocol::Format;
 use serde_json::{Value, json};
 
 /// `chat:` keeps 5 publications for a minute and lets clients recover and read history;
@@ -43,52 +43,6 @@ fn node() -> Node {
         ..Default::default()
     });
     Node::new(config, Arc::new(MemoryBroker::new())).unwrap()
-}
-
-async fn drain(session: &mut Session) -> (Flow, Vec<Value>) {
-    let mut buf = BytesMut::new();
-    let flow = session.drain(&mut buf).await;
-    let text = String::from_utf8(buf.to_vec()).unwrap();
-    let messages = text
-        .split('\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (flow, messages)
-}
-
-/// Drains until nothing is queued (controls are applied in a drain of their own).
-async fn drain_all(session: &mut Session) -> Vec<Value> {
-    let mut all = Vec::new();
-    loop {
-        let (flow, messages) = drain(session).await;
-        assert_eq!(flow, Flow::Continue);
-        if messages.is_empty() && session.outbound().queued_bytes() == 0 {
-            return all;
-        }
-        all.extend(messages);
-    }
-}
-
-async fn connected(node: &Node, user: &str) -> Session {
-    let mut s = node.session(Format::Json);
-    let token = herald_engine::testing::node::token(user, None);
-    let cmd = json!({"id":1,"connect":{"token":token}});
-    assert_eq!(
-        s.handle_frame(cmd.to_string().as_bytes()).await,
-        Flow::Continue
-    );
-    let replies = drain_all(&mut s).await;
-    assert!(replies[0]["connect"]["client"].is_string(), "{replies:?}");
-    s
-}
-
-async fn command(s: &mut Session, cmd: Value) -> Vec<Value> {
-    assert_eq!(
-        s.handle_frame(cmd.to_string().as_bytes()).await,
-        Flow::Continue
-    );
-    drain_all(s).await
 }
 
 async fn publish(node: &Node, channel: &str, n: u64) -> Option<StreamPosition> {

@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use herald_engine::config::{ChannelConfig, ChannelOptions, Namespace};
-use herald_engine::testing::node::{node_config, token};
-use herald_engine::{Flow, MemoryBroker, Node, Session};
-use herald_protocol::Format;
+use herald_engine::testing::node::node_config;
+use herald_engine::testing::session::{command, connected, drain_all};
+use herald_engine::{MemoryBroker, Node};
 use serde_json::{Value, json};
 
 /// `lobby:` keeps presence and sends joins/leaves to subscribers that ask; `hall:` to all.
@@ -36,40 +35,6 @@ fn node() -> Node {
         ..Default::default()
     });
     Node::new(config, Arc::new(MemoryBroker::new())).unwrap()
-}
-
-async fn drain(s: &mut Session) -> Vec<Value> {
-    let mut all = Vec::new();
-    loop {
-        let mut buf = BytesMut::new();
-        assert_eq!(s.drain(&mut buf).await, Flow::Continue);
-        let text = String::from_utf8(buf.to_vec()).unwrap();
-        let got: Vec<Value> = text
-            .split('\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if got.is_empty() && s.outbound().queued_bytes() == 0 {
-            return all;
-        }
-        all.extend(got);
-    }
-}
-
-async fn connected(node: &Node, user: &str) -> Session {
-    let mut s = node.session(Format::Json);
-    let cmd = json!({"id":1,"connect":{"token":token(user, None)}});
-    s.handle_frame(cmd.to_string().as_bytes()).await;
-    drain(&mut s).await;
-    s
-}
-
-async fn command(s: &mut Session, cmd: Value) -> Vec<Value> {
-    assert_eq!(
-        s.handle_frame(cmd.to_string().as_bytes()).await,
-        Flow::Continue
-    );
-    drain(s).await
 }
 
 /// (event, user) of the join/leave pushes among `messages`.
@@ -109,7 +74,7 @@ async fn joins_and_leaves_reach_subscribers_that_asked() {
     )
     .await;
     assert_eq!(
-        joins(&drain(&mut bob).await),
+        joins(&drain_all(&mut bob).await),
         [("join", "alice".to_owned())]
     );
 
@@ -121,7 +86,7 @@ async fn joins_and_leaves_reach_subscribers_that_asked() {
     // The leave is published in the background.
     let mut got = Vec::new();
     for _ in 0..100 {
-        got.extend(drain(&mut bob).await);
+        got.extend(drain_all(&mut bob).await);
         if !got.is_empty() {
             break;
         }
@@ -135,7 +100,7 @@ async fn joins_and_leaves_reach_subscribers_that_asked() {
     )
     .await;
     assert!(
-        joins(&drain(&mut alice).await).is_empty(),
+        joins(&drain_all(&mut alice).await).is_empty(),
         "alice never asked"
     );
 }
@@ -148,7 +113,7 @@ async fn forced_join_leave_reaches_everyone() {
     let mut alice = connected(&node, "alice").await;
     command(&mut alice, json!({"id":2,"subscribe":{"channel":"hall:1"}})).await;
     assert_eq!(
-        joins(&drain(&mut bob).await),
+        joins(&drain_all(&mut bob).await),
         [("join", "alice".to_owned())]
     );
 }

@@ -38,16 +38,19 @@ impl MemoryBroker {
         Self::default()
     }
 
+    fn handler(&self) -> Result<&Arc<dyn BrokerEventHandler>, BrokerError> {
+        self.handler
+            .get()
+            .ok_or_else(|| BrokerError::Unavailable("broker not started".into()))
+    }
+
     fn publish_now(
         &self,
         channel: &str,
         publication: Publication,
         history: Option<&HistoryOptions>,
     ) -> Result<Option<StreamPosition>, BrokerError> {
-        let handler = self
-            .handler
-            .get()
-            .ok_or_else(|| BrokerError::Unavailable("broker not started".into()))?;
+        let handler = self.handler()?;
         let Some(history) = history else {
             handler.handle_publication(channel, publication);
             return Ok(None);
@@ -135,10 +138,7 @@ impl Broker for MemoryBroker {
         info: &ClientInfo,
         join: bool,
     ) -> Result<(), BrokerError> {
-        let handler = self
-            .handler
-            .get()
-            .ok_or_else(|| BrokerError::Unavailable("broker not started".into()))?;
+        let handler = self.handler()?;
         handler.handle_join_leave(channel, info.clone(), join);
         Ok(())
     }
@@ -153,10 +153,7 @@ impl Broker for MemoryBroker {
     }
 
     async fn publish_command(&self, command: &NodeCommand) -> Result<(), BrokerError> {
-        let handler = self
-            .handler
-            .get()
-            .ok_or_else(|| BrokerError::Unavailable("broker not started".into()))?;
+        let handler = self.handler()?;
         handler.handle_command(command.clone());
         Ok(())
     }

@@ -3,8 +3,10 @@
 //! Compiled only with the `testing` feature; never part of a production build.
 //!
 //! - [`node`]: a node configuration with a known token key, and tokens signed with it.
+//! - [`session`]: a session driven as a JSON transport would (connect, commands, drain).
 //! - [`redis`]: real `redis-server` processes (a standalone server and a three-master cluster) on
 //!   free ports, started, killed and restarted by the test that owns them.
 
 pub mod node;
 pub mod redis;
+pub mod session;
