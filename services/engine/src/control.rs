@@ -18,5 +18,5 @@ pub enum Control {
     Unsubscribe { channel: String },
     /// Queued by the session itself right behind a positioned subscribe reply: from here on
     /// the channel's live publications (held back until now) follow the reply.
-    CaughtUp { channel_id: u64 },
+    CaughtUp { channel_id: crate::hub::ChannelId },
 }

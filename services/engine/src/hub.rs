@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
 use herald_protocol::Format;
@@ -21,6 +21,11 @@ const SHARDS: usize = 64;
 /// Identifies a connection inside this node (cheaper to hash than the client id string).
 pub type ConnId = u64;
 
+/// Identifies a channel's entry inside this hub while it has subscribers. 32 bits keep queued
+/// publications small; ids wrap after 2^32 channel entries, and only entries that exist at the
+/// same time need different ids.
+pub type ChannelId = u32;
+
 #[derive(Clone, Debug)]
 pub struct Subscriber {
     pub outbound: Outbound,
@@ -31,12 +36,12 @@ pub struct Subscriber {
 
 pub struct Hub {
     channels: Sharded<ChannelEntry>,
-    next_id: AtomicU64,
+    next_id: AtomicU32,
 }
 
 /// A new local subscription: the channel's id in this hub, and its broker subscription.
 pub struct Joined {
-    pub channel_id: u64,
+    pub channel_id: ChannelId,
     pub broker: BrokerSubscription,
 }
 
@@ -48,7 +53,7 @@ pub type BrokerSubscription = Arc<tokio::sync::OnceCell<()>>;
 struct ChannelEntry {
     /// Unique in this hub for the life of the entry: tells a session which of its channels a
     /// queued publication belongs to, without a string per queued item.
-    id: u64,
+    id: ChannelId,
     subscribers: HashMap<ConnId, Subscriber>,
     broker: BrokerSubscription,
 }
@@ -75,7 +80,17 @@ impl Hub {
     pub fn new() -> Self {
         Self {
             channels: Sharded::new(SHARDS),
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU32::new(1),
+        }
+    }
+
+    /// A fresh channel id; never 0, which marks frames that are not positioned publications.
+    fn new_id(&self) -> ChannelId {
+        loop {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            if id != 0 {
+                return id;
+            }
         }
     }
 
@@ -88,7 +103,7 @@ impl Hub {
             None => shard
                 .entry(Arc::from(channel))
                 .or_insert_with(|| ChannelEntry {
-                    id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                    id: self.new_id(),
                     subscribers: HashMap::new(),
                     broker: BrokerSubscription::default(),
                 }),
@@ -161,6 +176,7 @@ impl Hub {
         let mut json: Option<Option<Bytes>> = None;
         let mut protobuf: Option<Option<Bytes>> = None;
         let mut delivered = 0;
+        debug_assert_ne!(entry.id, 0, "0 marks an unplaced frame");
         for sub in entry.subscribers.values() {
             if join_leave_only && !sub.join_leave {
                 continue;
@@ -232,7 +248,7 @@ mod tests {
         items
             .into_iter()
             .filter_map(|i| match i {
-                Outgoing::Frame(b) | Outgoing::Publication { frame: b, .. } => Some(b),
+                Outgoing::Frame { frame, .. } => Some(frame),
                 Outgoing::Control(_) => None,
             })
             .collect()

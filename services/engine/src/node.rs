@@ -19,7 +19,7 @@ use crate::channel::ChannelRules;
 use crate::config::{ChannelConfig, ClientConfig, TokenConfig};
 use crate::control::Control;
 use crate::error::NodeError;
-use crate::hub::{ConnId, Hub, Membership, Subscriber};
+use crate::hub::{ChannelId, ConnId, Hub, Membership, Subscriber};
 use crate::metrics::Metrics;
 use crate::outbound::StreamTag;
 use crate::registry::Registry;
@@ -357,7 +357,7 @@ impl Node {
         conn: ConnId,
         subscriber: Subscriber,
         member: Option<Member>,
-    ) -> Result<Option<u64>, NodeError> {
+    ) -> Result<Option<ChannelId>, NodeError> {
         let Some(joined) = self.inner.hub.subscribe(channel, conn, subscriber) else {
             return Ok(None);
         };

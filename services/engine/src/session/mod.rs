@@ -51,7 +51,7 @@ pub struct Session {
     scratch: Vec<Outgoing>,
     /// A positioned subscribe whose reply is being sent: the queue gets a marker behind the
     /// reply, and the channel's held live publications go out when the drain reaches it.
-    caught_up_after_reply: Option<u64>,
+    caught_up_after_reply: Option<crate::hub::ChannelId>,
 }
 
 enum State {
@@ -207,16 +207,14 @@ impl Session {
         let mut lost: Option<Flow> = None;
         for item in items.drain(..) {
             match item {
-                Outgoing::Frame(bytes) => codec::append_to_frame(self.format, &bytes, frame),
-                Outgoing::Publication {
-                    channel,
-                    at,
-                    frame: bytes,
-                } => {
-                    if let Some(flow) = self.positioned_publication(channel, at, bytes, frame) {
-                        lost.get_or_insert(flow);
+                Outgoing::Frame { frame: bytes, at } => match at.get() {
+                    None => codec::append_to_frame(self.format, &bytes, frame),
+                    Some((channel, at)) => {
+                        if let Some(flow) = self.positioned_publication(channel, at, bytes, frame) {
+                            lost.get_or_insert(flow);
+                        }
                     }
-                }
+                },
                 Outgoing::Control(control) => match *control {
                     Control::CaughtUp { channel_id } => {
                         if let Some(flow) = self.caught_up(channel_id, frame) {

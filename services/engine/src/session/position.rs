@@ -18,11 +18,12 @@ use herald_protocol::codes;
 use herald_protocol::proto::{Push, Reply};
 
 use super::{Flow, Session, State};
+use crate::hub::ChannelId;
 use crate::outbound::StreamTag;
 
 pub(super) struct Position {
-    /// The hub's id of the channel (as in `Outgoing::Publication`).
-    pub channel_id: u64,
+    /// The hub's id of the channel (as in `outbound::Placed`).
+    pub channel_id: ChannelId,
     pub channel: String,
     /// Where the client is: a publication at or below it is a duplicate; one from another
     /// epoch means the stream was lost.
@@ -51,7 +52,7 @@ fn next(last: StreamTag, at: StreamTag) -> Next {
 }
 
 impl Session {
-    fn position_mut(&mut self, channel_id: u64) -> Option<&mut Position> {
+    fn position_mut(&mut self, channel_id: ChannelId) -> Option<&mut Position> {
         match &mut self.state {
             State::Connected(c) => c.positions.iter_mut().find(|p| p.channel_id == channel_id),
             _ => None,
@@ -76,7 +77,7 @@ impl Session {
     /// recover and cannot be told otherwise.
     pub(super) fn positioned_publication(
         &mut self,
-        channel_id: u64,
+        channel_id: ChannelId,
         at: StreamTag,
         bytes: Bytes,
         frame: &mut BytesMut,
@@ -102,7 +103,11 @@ impl Session {
     }
 
     /// The subscribe reply is in the frame: what was held follows it.
-    pub(super) fn caught_up(&mut self, channel_id: u64, frame: &mut BytesMut) -> Option<Flow> {
+    pub(super) fn caught_up(
+        &mut self,
+        channel_id: ChannelId,
+        frame: &mut BytesMut,
+    ) -> Option<Flow> {
         let format = self.format;
         let position = self.position_mut(channel_id)?;
         let held = position.held.take().unwrap_or_default();
@@ -120,7 +125,7 @@ impl Session {
     }
 
     /// A publication was lost: the client must recover from history.
-    fn lost_position(&mut self, channel_id: u64, frame: &mut BytesMut) -> Option<Flow> {
+    fn lost_position(&mut self, channel_id: ChannelId, frame: &mut BytesMut) -> Option<Flow> {
         let position = self.position_mut(channel_id)?;
         let channel = position.channel.clone();
         tracing::info!(channel, "publication gap; asking the client to recover");
