@@ -201,6 +201,15 @@ impl Hub {
         delivered
     }
 
+    /// Queues `control` for every local subscriber of `channel`.
+    pub fn tell_subscribers(&self, channel: &str, control: impl Fn() -> crate::control::Control) {
+        if let Some(entry) = self.channels.read(channel).get(channel) {
+            for sub in entry.subscribers.values() {
+                sub.outbound.control(control());
+            }
+        }
+    }
+
     /// Number of channels with local subscribers, and number of (channel, connection) pairs.
     pub fn counts(&self) -> (usize, usize) {
         let (mut channels, mut subs) = (0, 0);

@@ -658,6 +658,21 @@ impl BrokerEventHandler for Events {
         });
     }
 
+    fn handle_resubscribed(&self, channels: &[&str]) {
+        let Some(inner) = self.0.upgrade() else {
+            return;
+        };
+        for channel in channels {
+            if inner.rules.resolve(channel).is_ok_and(|o| o.has_history()) {
+                inner
+                    .hub
+                    .tell_subscribers(channel, || Control::CheckPosition {
+                        channel: channel.to_string(),
+                    });
+            }
+        }
+    }
+
     fn handle_command(&self, command: NodeCommand) {
         if let Some(inner) = self.0.upgrade() {
             inner.apply(command);

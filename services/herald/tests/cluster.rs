@@ -332,6 +332,68 @@ async fn presence_spans_nodes_and_a_killed_nodes_clients_expire() {
     assert_eq!(users, ["alice"]);
 }
 
+/// A publication made while a node's PUB/SUB connection was down never reaches it. When the
+/// connection is back, a positioned client of that node is told to recover (2500) even if
+/// nothing is published after it, and recovering returns the lost publication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_lost_during_a_pubsub_reconnect_is_recovered_without_waiting() {
+    let redis = RedisServer::start();
+    let node = redis_node("a", &[redis.url()]).await;
+    let mut client = WsClient::connect_with(&node.ws_url(), Format::Json, &[]).await;
+    client.handshake(&token("alice")).await;
+    client
+        .send_json(&[json!({"id":2,"subscribe":{"channel":"history:lost","recoverable":true}})])
+        .await;
+    let reply = client.reply(2).await;
+    let sub = reply.subscribe.expect("subscribed");
+    assert!(sub.positioned);
+    let epoch = sub.epoch;
+    let publish = |n: u64| {
+        let api = api(&node);
+        async move {
+            api.call("publish", json!({"channel":"history:lost","data":{"n":n}}))
+                .await
+        }
+    };
+    publish(1).await;
+    expect_in_order(&mut client, "history:lost", 1..2).await;
+
+    // Cut the node's PUB/SUB connections and publish while they reconnect (50 ms at least).
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    let lost = publish(2).await;
+    assert_eq!(lost["result"]["offset"], 2, "{lost}");
+
+    // Nothing else is published: the node itself must notice.
+    let told = async {
+        loop {
+            let (reply, _) = client.next_with_json().await;
+            if let Some(push) = reply.push {
+                return push;
+            }
+        }
+    };
+    let push = tokio::time::timeout(Duration::from_secs(10), told)
+        .await
+        .expect("the node noticed the lost publication by itself");
+    assert_eq!(push.channel, "history:lost");
+    let unsubscribe = push.unsubscribe.expect("told to resubscribe");
+    assert_eq!(unsubscribe.code, 2500, "{unsubscribe:?}");
+    client
+        .send_json(&[
+            json!({"id":3,"subscribe":{"channel":"history:lost","recoverable":true,
+            "recover":true,"offset":1,"epoch":epoch}}),
+        ])
+        .await;
+    let sub = client.reply(3).await.subscribe.expect("resubscribed");
+    assert!(sub.recovered, "{sub:?}");
+    let recovered: Vec<Value> = sub
+        .publications
+        .iter()
+        .map(|p| serde_json::from_slice(&p.data).unwrap())
+        .collect();
+    assert_eq!(recovered, [json!({"n":2})]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_with_sigkill_expires_from_the_others() {
     let redis = RedisServer::start();

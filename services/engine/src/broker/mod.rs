@@ -79,6 +79,9 @@ pub trait BrokerEventHandler: Send + Sync + 'static {
     fn handle_publication(&self, channel: &str, publication: Publication);
     /// A client joined (`join`) or left `channel` on some node.
     fn handle_join_leave(&self, channel: &str, info: ClientInfo, join: bool);
+    /// The broker subscribed `channels` again after losing its connection: publications made
+    /// meanwhile never arrived, so positioned subscribers must check where their streams are.
+    fn handle_resubscribed(&self, _channels: &[&str]) {}
     /// A command from a node (this one included) for every node.
     fn handle_command(&self, command: NodeCommand);
     /// Whether this node still has local subscribers of `channel`: a broker checks it right

@@ -221,6 +221,11 @@ impl Session {
                             lost.get_or_insert(flow);
                         }
                     }
+                    Control::CheckPosition { channel } => {
+                        if let Some(flow) = Box::pin(self.check_position(&channel, frame)).await {
+                            lost.get_or_insert(flow);
+                        }
+                    }
                     control => self.apply_control(control).await,
                 },
             }
@@ -241,7 +246,7 @@ impl Session {
     }
 
     async fn apply_control(&mut self, control: Control) {
-        let result = match control {
+        let result = match control.clone() {
             Control::Subscribe {
                 channel,
                 info,
@@ -251,8 +256,8 @@ impl Session {
                 self.server_unsubscribe(&channel);
                 Ok(())
             }
-            Control::CaughtUp { channel_id } => {
-                tracing::error!(channel_id, "caught-up marker outside a drain");
+            Control::CaughtUp { .. } | Control::CheckPosition { .. } => {
+                tracing::error!(?control, "session marker outside a drain");
                 Ok(())
             }
         };

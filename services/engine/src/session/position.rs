@@ -18,6 +18,7 @@ use herald_protocol::codes;
 use herald_protocol::proto::{Push, Reply};
 
 use super::{Flow, Session, State};
+use crate::broker::HistoryQuery;
 use crate::hub::ChannelId;
 use crate::outbound::StreamTag;
 
@@ -122,6 +123,42 @@ impl Session {
             }
         }
         None
+    }
+
+    /// After the node's broker connection came back: if the stream moved past the client (or
+    /// is another stream), what it missed never arrived, and it must recover. A publication
+    /// still queued behind this check makes it recover needlessly, never wrongly.
+    pub(super) async fn check_position(
+        &mut self,
+        channel: &str,
+        frame: &mut BytesMut,
+    ) -> Option<Flow> {
+        let (channel_id, last, holding) = match &self.state {
+            State::Connected(c) => c
+                .positions
+                .iter()
+                .find(|p| p.channel == channel)
+                .map(|p| (p.channel_id, p.last, p.held.is_some()))?,
+            _ => return None,
+        };
+        if holding {
+            return None;
+        }
+        let query = HistoryQuery {
+            limit: Some(0),
+            ..Default::default()
+        };
+        let top = match self.node.read_history(channel, &query).await {
+            Ok(page) => StreamTag::new(page.position.offset, &page.position.epoch),
+            Err(e) => {
+                tracing::debug!(channel, error = %e, "position not checked");
+                return None;
+            }
+        };
+        if top.epoch == last.epoch && top.offset <= last.offset {
+            return None;
+        }
+        self.lost_position(channel_id, frame)
     }
 
     /// A publication was lost: the client must recover from history.

@@ -368,6 +368,19 @@ impl Broker for RedisBroker {
                     .is_some_and(|channel| handler.has_subscribers(channel))
             })
         };
+        let resubscribed: pubsub::Resubscribed = {
+            let prefix = self.channel_prefix.clone();
+            let handler = handler.clone();
+            Arc::new(move |redis_channels: &[String]| {
+                let channels: Vec<&str> = redis_channels
+                    .iter()
+                    .filter_map(|c| c.strip_prefix(prefix.as_str()))
+                    .collect();
+                if !channels.is_empty() {
+                    handler.handle_resubscribed(&channels);
+                }
+            })
+        };
         let pubsubs = self
             .shards
             .iter()
@@ -390,6 +403,7 @@ impl Broker for RedisBroker {
                                 permanent,
                                 dispatch: dispatch.clone(),
                                 keep: keep.clone(),
+                                resubscribed: resubscribed.clone(),
                                 label: format!("{}#{i}", shard.label()),
                             },
                         )

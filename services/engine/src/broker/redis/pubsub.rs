@@ -52,6 +52,8 @@ pub(super) enum Request {
 pub(super) type Dispatch = Arc<dyn Fn(&str, &[u8]) + Send + Sync>;
 /// Whether a Redis channel still has local subscribers (checked before unsubscribing).
 pub(super) type Keep = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+/// Told which channels a connection subscribed again after a reconnect.
+pub(super) type Resubscribed = Arc<dyn Fn(&[String]) + Send + Sync>;
 
 /// The handle the broker keeps.
 #[derive(Clone)]
@@ -68,6 +70,7 @@ pub(super) struct Worker {
     pub permanent: Vec<String>,
     pub dispatch: Dispatch,
     pub keep: Keep,
+    pub resubscribed: Resubscribed,
     pub label: String,
 }
 
@@ -160,6 +163,7 @@ impl Worker {
         }
         if !all.is_empty() {
             tracing::info!(pubsub = %self.label, channels = all.len(), "redis pubsub (re)subscribed");
+            (self.resubscribed)(&all);
         }
         healthy.store(true, Ordering::Release);
         let mut ping = tokio::time::interval(PING_EVERY);
