@@ -376,3 +376,90 @@ async fn node_history_checks_the_namespace_and_the_epoch() {
     assert!(page.publications.is_empty());
     assert_eq!(page.position, pos, "the position outlives the publications");
 }
+
+/// `feed:` forces recovery: server-side subscriptions (token `channels`) are positioned too.
+fn forcing_node() -> Node {
+    let feed = ChannelOptions {
+        history_size: 10,
+        history_ttl: Duration::from_secs(60),
+        force_recovery: true,
+        ..Default::default()
+    };
+    let config = node_config(ChannelConfig {
+        namespaces: vec![Namespace {
+            name: "feed".into(),
+            options: feed,
+        }],
+        ..Default::default()
+    });
+    Node::new(config, Arc::new(MemoryBroker::new())).unwrap()
+}
+
+/// Connects with a token whose `channels` claim subscribes it to `feed:1`; `subs` is the
+/// connect request's recovery map.
+async fn connected_to_feed(node: &Node, subs: Value) -> (Session, Value) {
+    use herald_engine::auth::{HmacAlg, NewConnectToken, TokenSigner};
+    let token = TokenSigner::hmac(herald_engine::testing::node::TEST_SECRET, HmacAlg::HS256)
+        .sign(&NewConnectToken {
+            sub: "alice".into(),
+            channels: vec!["feed:1".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    let mut s = node.session(herald_protocol::Format::Json);
+    let replies = command(
+        &mut s,
+        json!({"id":1,"connect":{"token":token,"subs":subs}}),
+    )
+    .await;
+    let result = replies[0]["connect"]["subs"]["feed:1"].clone();
+    (s, result)
+}
+
+#[tokio::test]
+async fn server_side_subscriptions_are_positioned_and_recover_through_connect() {
+    let node = forcing_node();
+    publish(&node, "feed:1", 1).await;
+    let (mut s, sub) = connected_to_feed(&node, json!({})).await;
+    assert_eq!(sub["recoverable"], true, "{sub}");
+    assert_eq!(sub["positioned"], true);
+    assert_eq!(sub["offset"], 1);
+    let epoch = sub["epoch"].as_str().unwrap().to_owned();
+    publish(&node, "feed:1", 2).await;
+    assert_eq!(ns(&drain_all(&mut s).await), [2]);
+    drop(s);
+
+    for n in 3..=4 {
+        publish(&node, "feed:1", n).await;
+    }
+    let subs = json!({"feed:1":{"recover":true,"offset":2,"epoch":epoch}});
+    let (mut s, sub) = connected_to_feed(&node, subs).await;
+    assert_eq!(sub["recovered"], true, "{sub}");
+    let recovered: Vec<u64> = sub["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["data"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(recovered, [3, 4]);
+    publish(&node, "feed:1", 5).await;
+    assert_eq!(ns(&drain_all(&mut s).await), [5]);
+}
+
+#[tokio::test]
+async fn a_gap_in_a_server_side_subscription_disconnects_with_3010() {
+    let node = forcing_node();
+    let (mut s, sub) = connected_to_feed(&node, json!({})).await;
+    let epoch = sub["epoch"].as_str().unwrap().to_owned();
+    let channel_id = 1;
+    assert!(s.outbound().push_publication(
+        channel_id,
+        StreamTag::new(2, &epoch),
+        Bytes::from_static(b"{}")
+    ));
+    let mut frame = bytes::BytesMut::new();
+    assert_eq!(
+        s.drain(&mut frame).await,
+        Flow::Close(herald_protocol::codes::disconnect::INSUFFICIENT_STATE)
+    );
+}

@@ -220,9 +220,14 @@ impl Session {
         // Server-side subscriptions from the token's `channels` claim.
         let mut subs = std::collections::BTreeMap::new();
         for channel in claims.channels {
-            match self.add_server_side(&channel, None).await {
-                Ok(()) => {
-                    subs.insert(channel, SubscribeResult::default());
+            let recover_from = req
+                .subs
+                .get(&channel)
+                .filter(|s| s.recover)
+                .map(|s| (s.offset, s.epoch.clone()));
+            match self.add_server_side(&channel, None, recover_from).await {
+                Ok(result) => {
+                    subs.insert(channel, result.unwrap_or_default());
                 }
                 Err(NodeError::Broker(e)) => {
                     tracing::warn!(channel = %channel, error = %e, "server-side subscribe failed");
@@ -272,31 +277,70 @@ impl Session {
         }))
     }
 
-    /// Subscribes the connection on the server's behalf (token `channels`, server API).
+    /// Subscribes the connection on the server's behalf (token `channels`, server API). A
+    /// server-side subscription cannot ask for positioning or recovery: it gets them when the
+    /// namespace forces them, and recovers from `recover_from` (the client's `subs` in its
+    /// connect). Returns what the client is told about the subscription (`None`: it already
+    /// had it); a positioned one gets its caught-up marker behind that reply.
     async fn add_server_side(
         &mut self,
         channel: &str,
         info: Option<Bytes>,
-    ) -> Result<(), NodeError> {
-        self.node.inner().rules.resolve(channel)?;
+        recover_from: Option<(u64, String)>,
+    ) -> Result<Option<SubscribeResult>, NodeError> {
+        let options = self.node.inner().rules.resolve(channel)?.clone();
         let c = self.connected();
         if c.channels.contains_key(channel) {
-            return Ok(());
+            return Ok(None);
         }
         if c.channels.len() >= self.node.inner().max_channels_per_client {
             return Err(NodeError::BadRequest("channel limit reached".into()));
         }
         let member = self.member(channel, &info)?;
-        // Server-side subscriptions cannot ask for joins and leaves: they get them when forced.
-        let options = self.node.inner().rules.resolve(channel)?;
         let join_leave = options.join_leave && options.force_push_join_leave;
-        self.node
+        let Some(channel_id) = self
+            .node
             .add_subscription(channel, self.conn, self.subscriber(join_leave), member)
-            .await?;
+            .await?
+        else {
+            return Ok(None);
+        };
+        let history = options.has_history();
+        let recoverable = history && options.force_recovery;
+        let positioned = recoverable || (history && options.force_positioning);
+        let mut result = SubscribeResult::default();
+        if positioned {
+            let recovering = recoverable.then_some(recover_from).flatten();
+            let was_recovering = recovering.is_some();
+            let (stream, recovered) = match self.read_position(channel, recovering).await {
+                Ok(read) => read,
+                Err(e) => {
+                    self.node.remove_subscription(channel, self.conn);
+                    return Err(e);
+                }
+            };
+            result.recoverable = recoverable;
+            result.positioned = true;
+            result.epoch = stream.position.epoch.clone();
+            result.offset = stream.position.offset;
+            result.was_recovering = was_recovering;
+            result.recovered = recovered;
+            if recovered {
+                result.publications = stream.publications;
+            }
+            self.track(Position {
+                channel_id,
+                channel: channel.to_owned(),
+                last: StreamTag::new(stream.position.offset, &stream.position.epoch),
+                held: Some(Vec::new()),
+                server_side: true,
+            });
+            self.caught_up_after_reply.push(channel_id);
+        }
         self.connected_mut()
             .channels
             .insert(channel.to_string(), ChannelSub { info });
-        Ok(())
+        Ok(Some(result))
     }
 
     pub(super) async fn server_subscribe(
@@ -305,21 +349,24 @@ impl Session {
         info: Option<Bytes>,
         data: Option<Bytes>,
     ) -> Result<(), NodeError> {
-        if self.connected().channels.contains_key(&channel) {
+        let Some(result) = self.add_server_side(&channel, info, None).await? else {
             return Ok(());
-        }
-        self.add_server_side(&channel, info).await?;
+        };
         self.send(&Reply {
             push: Some(Push {
                 channel,
                 subscribe: Some(Subscribe {
+                    recoverable: result.recoverable,
+                    epoch: result.epoch,
+                    offset: result.offset,
+                    positioned: result.positioned,
                     data: data.unwrap_or_default(),
-                    ..Default::default()
                 }),
                 ..Default::default()
             }),
             ..Default::default()
         });
+        self.queue_caught_up();
         Ok(())
     }
 
@@ -437,7 +484,7 @@ impl Session {
                 held: Some(Vec::new()),
                 server_side: false,
             });
-            self.caught_up_after_reply = Some(channel_id);
+            self.caught_up_after_reply.push(channel_id);
         }
         self.connected_mut()
             .channels

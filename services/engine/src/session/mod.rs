@@ -51,7 +51,7 @@ pub struct Session {
     scratch: Vec<Outgoing>,
     /// A positioned subscribe whose reply is being sent: the queue gets a marker behind the
     /// reply, and the channel's held live publications go out when the drain reaches it.
-    caught_up_after_reply: Option<crate::hub::ChannelId>,
+    caught_up_after_reply: Vec<crate::hub::ChannelId>,
 }
 
 enum State {
@@ -90,7 +90,7 @@ impl Session {
             state: State::Connecting,
             timers,
             scratch: Vec::new(),
-            caught_up_after_reply: None,
+            caught_up_after_reply: Vec::new(),
         }
     }
 
@@ -159,9 +159,7 @@ impl Session {
             Ok(Some(mut reply)) => {
                 reply.id = id;
                 self.send(&reply);
-                if let Some(channel_id) = self.caught_up_after_reply.take() {
-                    self.outbound.control(Control::CaughtUp { channel_id });
-                }
+                self.queue_caught_up();
                 Flow::Continue
             }
             Ok(None) => Flow::Continue,
@@ -172,6 +170,8 @@ impl Session {
                     error: Some(code.to_proto()),
                     ..Default::default()
                 });
+                // A positioned subscription made before the error holds nothing back forever.
+                self.queue_caught_up();
                 Flow::Continue
             }
             Err(CommandError::Disconnect(d)) => Flow::Close(d),
@@ -263,6 +263,14 @@ impl Session {
         };
         if let Err(e) = result {
             tracing::info!(error = ?e, "server-side subscribe failed");
+        }
+    }
+
+    /// Queues the caught-up markers of the positioned subscriptions whose reply (or subscribe
+    /// push) was just queued.
+    fn queue_caught_up(&mut self) {
+        for channel_id in std::mem::take(&mut self.caught_up_after_reply) {
+            self.outbound.control(Control::CaughtUp { channel_id });
         }
     }
 
