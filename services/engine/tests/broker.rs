@@ -177,7 +177,7 @@ async fn one_redis_subscription_per_channel_and_node_dropped_after_the_last_leav
     let (broker, recorder) = started(RedisBroker::new(config).unwrap());
     ready(&broker).await;
     broker.subscribe("room").await.unwrap();
-    let redis_channel = format!("{prefix}.client.room");
+    let redis_channel = format!("{prefix}.client.{{room}}");
     let subscribers = || redis.cli(&["PUBSUB", "NUMSUB", &redis_channel]);
     assert_eq!(subscribers(), format!("{redis_channel}\n1"));
 
@@ -570,6 +570,23 @@ async fn an_idempotency_key_holds_across_nodes() {
         recorder.data("x"),
         [publication(1).data, publication(2).data]
     );
+}
+
+/// History, presence, idempotency and joins on a Redis Cluster: every key of a channel and its
+/// sharded PUB/SUB channel share one hash slot, so the scripts run there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_state_works_on_a_redis_cluster() {
+    use herald_engine::testing::redis::RedisCluster;
+    let cluster = RedisCluster::start();
+    let mut config = redis_config(&[]);
+    config.shards = vec![RedisShardConfig::Cluster {
+        urls: cluster.urls(),
+    }];
+    let (broker, recorder) = started(RedisBroker::new(config.clone()).unwrap());
+    keeps_history(broker.clone(), recorder.clone()).await;
+    keeps_presence(broker.clone()).await;
+    publishes_once_per_key(broker.clone(), recorder.clone()).await;
+    carries_joins_and_leaves(broker, recorder).await;
 }
 
 /// Redis restarted without persistence has lost every stream: the next publication starts a

@@ -72,7 +72,7 @@
 //! allow_publish_for_subscriber = false  # subscribers may publish
 //! allow_publish_for_client = false      # any client may publish, subscribed or not
 //! allow_user_limited_channels = false   # `news#42` / `dialog#42,43` for the listed users only
-//! # History (memory broker, or Redis servers; not on a Redis Cluster yet): both or neither. Publications get offsets in a
+//! # History: both or neither. Publications get offsets in a
 //! # stream with an epoch; the last history_size are kept history_ttl after the latest one.
 //! history_size = 0
 //! history_ttl = "0s"
@@ -80,7 +80,7 @@
 //! allow_recovery = false                # clients may ask for recovery (SDK `recoverable`)
 //! force_positioning = false             # every subscription is positioned (gap → resubscribe)
 //! allow_history_for_subscriber = false  # subscribers may read history (client `history`)
-//! presence = false                      # who is subscribed, on every node (not on a Redis Cluster)
+//! presence = false                      # who is subscribed, on every node
 //! allow_presence_for_subscriber = false # subscribers may call presence / presence_stats
 //! join_leave = false                    # join/leave pushes for subscribers that ask for them
 //!                                       # (SDK `joinLeave`; needs allow_presence_for_subscriber)
@@ -562,28 +562,6 @@ impl Config {
             max_channels_per_client,
             insecure: dev.is_some(),
         };
-        let sections = std::iter::once(("channels".to_owned(), &channels.without_namespace)).chain(
-            channels
-                .namespaces
-                .iter()
-                .enumerate()
-                .map(|(i, ns)| (format!("channels.namespaces[{i}]"), &ns.options)),
-        );
-        for (section, o) in sections {
-            let on_cluster = matches!(&broker, BrokerConfig::Redis(r)
-                if r.shards.iter().any(|s| matches!(s, RedisShardConfig::Cluster { .. })));
-            if o.has_history() && on_cluster {
-                problems.push(format!(
-                    "{section}.history_size: history on a Redis Cluster is not implemented yet (use single Redis servers as shards, or leave history off)"
-                ));
-            }
-            if o.presence && on_cluster {
-                problems.push(format!(
-                    "{section}.presence: presence on a Redis Cluster is not implemented yet"
-                ));
-            }
-        }
-
         // [client]
         let cl = &raw.client;
         let ping_interval =

@@ -500,14 +500,12 @@ fn history_options_of_namespaces_and_their_checks() {
     ))
     .expect("history on Redis servers");
     assert!(redis.channels.without_namespace.has_history());
-    assert_one_problem(
-        load_toml(&format!(
-            "{AUTH}[broker]\nkind = \"redis\"\nredis_urls = [\"redis+cluster://a:1|b:2\"]\n\
-             [channels]\nhistory_size = 10\nhistory_ttl = \"1m\"\n"
-        )),
-        "channels.history_size",
-        "history on a Redis Cluster is not implemented yet",
-    );
+    let cluster = load_toml(&format!(
+        "{AUTH}[broker]\nkind = \"redis\"\nredis_urls = [\"redis+cluster://a:1|b:2\"]\n\
+         [channels]\nhistory_size = 10\nhistory_ttl = \"1m\"\npresence = true\n"
+    ))
+    .expect("history and presence on a Redis Cluster");
+    assert!(cluster.channels.without_namespace.presence);
 }
 
 #[test]

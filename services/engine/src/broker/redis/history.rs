@@ -16,8 +16,9 @@ use super::super::streams::META_TTL;
 use super::super::{HistoryOptions, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, StreamPosition};
 
 /// KEYS: stream, meta[, idempotency result]. ARGV: payload, size, ttl (s), meta ttl (s),
-/// PUB/SUB channel, a fresh epoch (used if the stream has none)[, result ttl (s)]. Returns
-/// `{offset, epoch}` (the remembered ones for a repeated idempotency key).
+/// PUB/SUB channel, a fresh epoch (used if the stream has none), publish verb (PUBLISH or
+/// SPUBLISH)[, result ttl (s)]. Returns `{offset, epoch}` (the remembered ones for a repeated
+/// idempotency key).
 pub(super) const PUBLISH: &str = r#"
 if #KEYS == 3 then
   local r = redis.call("hmget", KEYS[3], "o", "e")
@@ -37,21 +38,22 @@ if offset == 1 then
 end
 redis.call("xadd", KEYS[1], "MAXLEN", ARGV[2], offset, "d", ARGV[1])
 redis.call("expire", KEYS[1], ARGV[3])
-redis.call("publish", ARGV[5], "__p1:" .. offset .. ":" .. epoch .. "__" .. ARGV[1])
+redis.call(ARGV[7], ARGV[5], "__p1:" .. offset .. ":" .. epoch .. "__" .. ARGV[1])
 if #KEYS == 3 then
   redis.call("hset", KEYS[3], "o", offset, "e", epoch)
-  redis.call("expire", KEYS[3], ARGV[7])
+  redis.call("expire", KEYS[3], ARGV[8])
 end
 return {offset, epoch}
 "#;
 
 /// A publication without history, once per idempotency key. KEYS: result. ARGV: PUB/SUB
-/// channel, payload, result ttl (s). Returns 1 if it published, 0 for a repeated key.
+/// channel, payload, result ttl (s), publish verb. Returns 1 if it published, 0 for a
+/// repeated key.
 pub(super) const PUBLISH_ONCE: &str = r#"
 if redis.call("exists", KEYS[1]) == 1 then
   return 0
 end
-redis.call("publish", ARGV[1], ARGV[2])
+redis.call(ARGV[4], ARGV[1], ARGV[2])
 redis.call("set", KEYS[1], "1", "EX", ARGV[3])
 return 1
 "#;
@@ -93,16 +95,19 @@ end
 return {top, epoch, entries}
 "#;
 
+// Every key of a channel carries the channel as a Redis Cluster hash tag (`{channel}`), as its
+// PUB/SUB channel does: one slot for all of a script's keys and its SPUBLISH.
+
 pub(super) fn stream_key(prefix: &str, channel: &str) -> String {
-    format!("{prefix}.stream.{channel}")
+    format!("{prefix}.stream.{{{channel}}}")
 }
 
 pub(super) fn meta_key(prefix: &str, channel: &str) -> String {
-    format!("{prefix}.meta.{channel}")
+    format!("{prefix}.meta.{{{channel}}}")
 }
 
 pub(super) fn result_key(prefix: &str, channel: &str, key: &str) -> String {
-    format!("{prefix}.result.{channel}.{key}")
+    format!("{prefix}.result.{{{channel}}}.{key}")
 }
 
 pub(super) fn new_epoch() -> String {
@@ -113,6 +118,7 @@ pub(super) fn publish_script(
     prefix: &str,
     channel: &str,
     pubsub_channel: &str,
+    publish_verb: &str,
     payload: Vec<u8>,
     options: &HistoryOptions,
     idempotency_key: Option<&str>,
@@ -128,7 +134,8 @@ pub(super) fn publish_script(
         .arg(options.ttl.as_secs().max(1))
         .arg(META_TTL.max(options.ttl).as_secs())
         .arg(pubsub_channel)
-        .arg(new_epoch());
+        .arg(new_epoch())
+        .arg(publish_verb);
     if let Some(key) = idempotency_key {
         invocation
             .key(result_key(prefix, channel, key))
@@ -141,6 +148,7 @@ pub(super) fn publish_once_script(
     prefix: &str,
     channel: &str,
     pubsub_channel: &str,
+    publish_verb: &str,
     payload: Vec<u8>,
     key: &str,
 ) -> redis::ScriptInvocation<'static> {
@@ -151,7 +159,8 @@ pub(super) fn publish_once_script(
         .key(result_key(prefix, channel, key))
         .arg(pubsub_channel)
         .arg(payload)
-        .arg(IDEMPOTENCY_TTL.as_secs());
+        .arg(IDEMPOTENCY_TTL.as_secs())
+        .arg(publish_verb);
     invocation
 }
 

@@ -24,9 +24,6 @@ use super::{
     NodeCommand, Presence, StreamPosition,
 };
 
-/// History and idempotent publishing on a Redis Cluster need the script's keys and the sharded
-/// PUB/SUB channel in one hash slot: not done yet (the binary refuses history on a cluster).
-const HISTORY_UNSUPPORTED: &str = "history, presence and idempotent publishing on a Redis Cluster";
 use crate::config::{RedisConfig, RedisShardConfig, redact_url};
 use pubsub::{Connector, PubSub, Worker};
 
@@ -167,16 +164,30 @@ impl Shard {
                     .await
                     .map_err(|e| self.error(e))
             }
-            Shard::Cluster(_) => Err(BrokerError::Unsupported(HISTORY_UNSUPPORTED)),
+            Shard::Cluster(cluster) => {
+                let conn = cluster
+                    .publisher
+                    .get_or_try_init(|| cluster.client.get_async_connection())
+                    .await
+                    .map_err(|e| self.error(e))?;
+                script
+                    .invoke_async(&mut conn.clone())
+                    .await
+                    .map_err(|e| self.error(e))
+            }
+        }
+    }
+
+    /// PUBLISH on a single server; sharded PUB/SUB's SPUBLISH on a cluster.
+    fn publish_verb(&self) -> &'static str {
+        match self {
+            Shard::Standalone { .. } => "PUBLISH",
+            Shard::Cluster(_) => "SPUBLISH",
         }
     }
 
     fn publish_command(&self, channel: &str, payload: Vec<u8>) -> redis::Cmd {
-        let verb = match self {
-            Shard::Standalone { .. } => "PUBLISH",
-            Shard::Cluster(_) => "SPUBLISH",
-        };
-        let mut cmd = redis::cmd(verb);
+        let mut cmd = redis::cmd(self.publish_verb());
         cmd.arg(channel).arg(payload);
         cmd
     }
@@ -237,7 +248,7 @@ impl RedisBroker {
     }
 
     fn redis_channel(&self, channel: &str) -> String {
-        format!("{}{channel}", self.channel_prefix)
+        redis_channel(&self.channel_prefix, channel)
     }
 
     fn shard_index(&self, channel: &str) -> usize {
@@ -299,6 +310,7 @@ impl RedisBroker {
             &self.config.prefix,
             channel,
             &self.redis_channel(channel),
+            shard.publish_verb(),
             publication.encode_to_vec(),
             options,
             idempotency_key,
@@ -308,6 +320,21 @@ impl RedisBroker {
             .await?;
         Ok(StreamPosition { offset, epoch })
     }
+}
+
+/// A channel's PUB/SUB channel: `<prefix>.client.{<channel>}`. The braces are a Redis Cluster
+/// hash tag: the channel's stream, meta, presence and idempotency keys carry the same one, so
+/// a script can touch them all and SPUBLISH to the channel in one slot.
+fn redis_channel(channel_prefix: &str, channel: &str) -> String {
+    format!("{channel_prefix}{{{channel}}}")
+}
+
+/// The channel of a PUB/SUB channel made by [`redis_channel`].
+fn channel_of<'a>(channel_prefix: &str, redis_channel: &'a str) -> Option<&'a str> {
+    redis_channel
+        .strip_prefix(channel_prefix)?
+        .strip_prefix('{')?
+        .strip_suffix('}')
 }
 
 fn pool_error(label: &str, e: deadpool_redis::PoolError) -> BrokerError {
@@ -326,7 +353,7 @@ impl Broker for RedisBroker {
             let handler = handler.clone();
             let command_channel = command_channel.clone();
             Arc::new(move |redis_channel: &str, payload: &[u8]| {
-                if let Some(channel) = redis_channel.strip_prefix(prefix.as_str()) {
+                if let Some(channel) = channel_of(&prefix, redis_channel) {
                     for (marker, join) in [(JOIN, true), (LEAVE, false)] {
                         if let Some(info) = payload.strip_prefix(marker) {
                             match ClientInfo::decode(info) {
@@ -363,8 +390,7 @@ impl Broker for RedisBroker {
             let prefix = self.channel_prefix.clone();
             let handler = handler.clone();
             Arc::new(move |redis_channel: &str| {
-                redis_channel
-                    .strip_prefix(prefix.as_str())
+                channel_of(&prefix, redis_channel)
                     .is_some_and(|channel| handler.has_subscribers(channel))
             })
         };
@@ -374,7 +400,7 @@ impl Broker for RedisBroker {
             Arc::new(move |redis_channels: &[String]| {
                 let channels: Vec<&str> = redis_channels
                     .iter()
-                    .filter_map(|c| c.strip_prefix(prefix.as_str()))
+                    .filter_map(|c| channel_of(&prefix, c))
                     .collect();
                 if !channels.is_empty() {
                     handler.handle_resubscribed(&channels);
@@ -453,6 +479,7 @@ impl Broker for RedisBroker {
             &self.config.prefix,
             channel,
             &self.redis_channel(channel),
+            shard.publish_verb(),
             publication.encode_to_vec(),
             key,
         );
@@ -479,9 +506,6 @@ impl Broker for RedisBroker {
 
     async fn remove_history(&self, channel: &str) -> Result<(), BrokerError> {
         let shard = self.shards[self.shard_index(channel)].clone();
-        if matches!(*shard, Shard::Cluster(_)) {
-            return Err(BrokerError::Unsupported(HISTORY_UNSUPPORTED));
-        }
         let mut cmd = redis::cmd("DEL");
         cmd.arg(history::stream_key(&self.config.prefix, channel));
         self.on_runtime(async move { shard.query::<i64>(&cmd).await.map(|_| ()) })

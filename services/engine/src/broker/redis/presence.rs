@@ -41,8 +41,8 @@ return redis.call("hgetall", KEYS[1])
 
 fn keys(prefix: &str, channel: &str) -> (String, String) {
     (
-        format!("{prefix}.presence.data.{channel}"),
-        format!("{prefix}.presence.expire.{channel}"),
+        format!("{prefix}.presence.data.{{{channel}}}"),
+        format!("{prefix}.presence.expire.{{{channel}}}"),
     )
 }
 
