@@ -925,3 +925,75 @@ async fn js_is_told_when_a_redis_restart_lost_the_stream() {
     })
     .await;
 }
+
+/// `cent` (the Python server API client) on two nodes sharing Redis: history in order and
+/// within limits, a publish retried with one idempotency key published once, and presence
+/// counting centrifuge-js clients connected to both nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cent_reads_history_and_presence_across_nodes() {
+    with_timeout("cent_reads_history_and_presence_across_nodes", async {
+        let redis = herald_engine::testing::redis::RedisServer::start();
+        let extra = format!(
+            "[broker]\nkind = \"redis\"\nredis_urls = [\"{}\"]\nprefix = \"sdk-cent\"\n{FEED}\
+             [[channels.namespaces]]\nname = \"room\"\nallow_subscribe_for_client = true\n\
+             presence = true\n",
+            redis.url()
+        );
+        let node_a = start_node_with(&extra);
+        let node_b = start_node_with(&extra);
+        let mut on_a = Program::js(
+            "subscriber.mjs",
+            &node_a,
+            "alice",
+            false,
+            // They stay connected (killed with the test).
+            &["--channel", "room:1", "--count", "1000"],
+        );
+        let mut on_b = Program::js(
+            "subscriber.mjs",
+            &node_b,
+            "bob",
+            true,
+            &["--channel", "room:1", "--count", "1000"],
+        );
+        on_a.expect_event("subscribed").await;
+        on_b.expect_event("subscribed").await;
+
+        let api = format!("{}/api", node_a.http_url());
+        let mut cent = Program::spawn(
+            "channel_state_cent.py",
+            python_bin(),
+            &python_dir(),
+            &[
+                "channel_state_cent.py",
+                "--api",
+                &api,
+                "--key",
+                API_KEY,
+                "--channel",
+                "feed:cent",
+                "--presence-channel",
+                "room:1",
+            ],
+        );
+        let seen = cent.expect_event("done").await;
+        cent.expect_success().await;
+        let offsets: Vec<u64> = seen["positions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[0].as_u64().unwrap())
+            .collect();
+        assert_eq!(offsets, [1, 2, 3, 4, 5], "{seen}");
+        assert_eq!(seen["retries"], json!([6, 6, 6]), "published once: {seen}");
+        assert_eq!(seen["all"], json!([1, 2, 3, 4, 5, 6]), "{seen}");
+        assert_eq!(seen["all_data"][0], json!({"n": 1}), "{seen}");
+        assert_eq!(seen["top"][0], 6, "{seen}");
+        assert_eq!(seen["first_two"], json!([1, 2]), "{seen}");
+        assert_eq!(seen["newest_two"], json!([6, 5]), "{seen}");
+        assert_eq!(seen["after_4"], json!([5, 6]), "{seen}");
+        assert_eq!(seen["presence_users"], json!(["alice", "bob"]), "{seen}");
+        assert_eq!(seen["presence_stats"], json!([2, 2]), "{seen}");
+    })
+    .await;
+}
