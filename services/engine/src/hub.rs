@@ -2,21 +2,29 @@
 //! publication to them.
 //!
 //! Channels are spread over shards by hash, each behind its own `RwLock`, so subscribes to
-//! different channels and deliveries never meet on one global lock. A delivery holds only the
-//! read lock of its channel's shard while it pushes the same encoded bytes into every
-//! subscriber's bounded queue; a push never waits.
+//! different channels and deliveries never meet on one global lock. A publication is encoded
+//! once per wire format and appended once to the channel's log (see `channel_log`), which
+//! every local subscriber reads from its own cursor; delivering it holds only the read lock of
+//! the channel's shard and wakes the subscribers not already due to drain. Nothing waits.
+//! Join and leave pushes, rare and only for some subscribers, go into each one's own queue.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use herald_protocol::Format;
 
-use crate::outbound::{Outbound, StreamTag};
+use crate::channel_log::{ChannelLog, Cursor, LogReader, StreamTag};
+use crate::outbound::{Outbound, publications_appended};
 use crate::sharded::Sharded;
 
 const SHARDS: usize = 64;
+/// How often, in bytes of a channel's log, a publisher checks its readers for one that fell
+/// further behind than its queue bound: rarely enough that the check costs nothing per
+/// publication, often enough that a stuck reader is cut off near its bound.
+const SLOW_CHECK_BYTES: u64 = 16 * 1024;
 
 /// Identifies a connection inside this node (cheaper to hash than the client id string).
 pub type ConnId = u64;
@@ -39,9 +47,10 @@ pub struct Hub {
     next_id: AtomicU32,
 }
 
-/// A new local subscription: the channel's id in this hub, and its broker subscription.
+/// A new local subscription: its reader of the channel's log (which carries the channel's id
+/// in this hub), and the channel's broker subscription.
 pub struct Joined {
-    pub channel_id: ChannelId,
+    pub reader: LogReader,
     pub broker: BrokerSubscription,
 }
 
@@ -54,8 +63,26 @@ struct ChannelEntry {
     /// Unique in this hub for the life of the entry: tells a session which of its channels a
     /// queued publication belongs to, without a string per queued item.
     id: ChannelId,
-    subscribers: HashMap<ConnId, Subscriber>,
+    subscribers: HashMap<ConnId, Listener>,
     broker: BrokerSubscription,
+    log: ChannelLog,
+    /// Subscribers per wire format: a publication is encoded only in the formats in use.
+    json: usize,
+    protobuf: usize,
+}
+
+struct Listener {
+    sub: Subscriber,
+    cursor: Arc<Cursor>,
+}
+
+impl ChannelEntry {
+    fn count(&mut self, format: Format) -> &mut usize {
+        match format {
+            Format::Json => &mut self.json,
+            Format::Protobuf => &mut self.protobuf,
+        }
+    }
 }
 
 /// What an unsubscribe did to the channel on this node: the broker's node-level subscription
@@ -106,13 +133,25 @@ impl Hub {
                     id: self.new_id(),
                     subscribers: HashMap::new(),
                     broker: BrokerSubscription::default(),
+                    log: ChannelLog::new(),
+                    json: 0,
+                    protobuf: 0,
                 }),
         };
-        if entry.subscribers.insert(conn, subscriber).is_some() {
+        if entry.subscribers.contains_key(&conn) {
             return None;
         }
+        let reader = entry.log.reader(entry.id);
+        *entry.count(subscriber.format) += 1;
+        entry.subscribers.insert(
+            conn,
+            Listener {
+                sub: subscriber,
+                cursor: reader.cursor().clone(),
+            },
+        );
         Some(Joined {
-            channel_id: entry.id,
+            reader,
             broker: entry.broker.clone(),
         })
     }
@@ -122,9 +161,10 @@ impl Hub {
         let Some(entry) = shard.get_mut(channel) else {
             return Membership::Noop;
         };
-        if entry.subscribers.remove(&conn).is_none() {
+        let Some(left) = entry.subscribers.remove(&conn) else {
             return Membership::Noop;
-        }
+        };
+        *entry.count(left.sub.format) -= 1;
         if entry.subscribers.is_empty() {
             shard.remove(channel);
             Membership::Edge
@@ -138,35 +178,85 @@ impl Hub {
         self.channels.read(channel).contains_key(channel)
     }
 
-    /// Pushes one publication to every local subscriber of `channel`. `encode` is called at most
-    /// once per wire format, however many subscribers there are; `None` means the publication
-    /// cannot be represented in that format (binary data for a JSON client), and such
-    /// subscribers are closed with 3506. `at` is the publication's place in the channel's
-    /// stream, for channels with history. Returns how many subscribers took it (a slow one is
-    /// cut off by its own queue and not counted).
+    /// Delivers one publication to every local subscriber of `channel`: appended once to the
+    /// channel's log, read by each subscriber's session at its next drain. `encode` is called
+    /// at most once per wire format in use; `None` means the publication cannot be represented
+    /// in that format (binary data for a JSON client), and such subscribers are closed with
+    /// 3506. `at` is the publication's place in the channel's stream, for channels with
+    /// history. Returns how many subscribers it was delivered to.
     pub fn deliver(
         &self,
         channel: &str,
         at: Option<StreamTag>,
-        encode: impl FnMut(Format) -> Option<Bytes>,
+        mut encode: impl FnMut(Format) -> Option<Bytes>,
     ) -> usize {
-        self.push_all(channel, at, false, encode)
+        let shard = self.channels.read(channel);
+        let Some(entry) = shard.get(channel) else {
+            return 0;
+        };
+        let json = (entry.json > 0).then(|| encode(Format::Json)).flatten();
+        let protobuf = (entry.protobuf > 0)
+            .then(|| encode(Format::Protobuf))
+            .flatten();
+        let unsendable = |format| match format {
+            Format::Json => json.is_none(),
+            Format::Protobuf => protobuf.is_none(),
+        };
+        let (json_unsendable, protobuf_unsendable) =
+            (unsendable(Format::Json), unsendable(Format::Protobuf));
+        let len = json
+            .as_ref()
+            .map_or(0, Bytes::len)
+            .max(protobuf.as_ref().map_or(0, Bytes::len)) as u64;
+        let appended = entry.log.append(json, protobuf, at);
+        publications_appended();
+        let check_slow = appended / SLOW_CHECK_BYTES != (appended - len) / SLOW_CHECK_BYTES;
+        let mut delivered = 0;
+        for listener in entry.subscribers.values() {
+            let sub = &listener.sub;
+            let cannot = match sub.format {
+                Format::Json => json_unsendable,
+                Format::Protobuf => protobuf_unsendable,
+            };
+            if cannot {
+                sub.outbound
+                    .close(herald_protocol::codes::disconnect::INAPPROPRIATE_PROTOCOL);
+                continue;
+            }
+            if check_slow && appended - listener.cursor.consumed() > sub.outbound.limit() as u64 {
+                // A slow client is not flushed, it is cut off, and its cursor no longer keeps
+                // the log's chunks alive once its session ends.
+                sub.outbound.close(herald_protocol::codes::disconnect::SLOW);
+                continue;
+            }
+            sub.outbound.wake_for_log();
+            delivered += 1;
+        }
+        delivered
+    }
+
+    /// Lets the logs of channels without a publication for `idle` drop what they hold, and
+    /// wakes their readers so they move on from it. Returns how many logs it sealed.
+    pub fn seal_idle_logs(&self, now: Instant, idle: Duration) -> usize {
+        let mut sealed = 0;
+        self.channels.for_each_shard(|shard| {
+            for entry in shard.values() {
+                if entry.log.seal_if_idle(now, idle) {
+                    sealed += 1;
+                    publications_appended();
+                    for listener in entry.subscribers.values() {
+                        listener.sub.outbound.wake_for_log();
+                    }
+                }
+            }
+        });
+        sealed
     }
 
     /// Pushes a join or leave to the local subscribers of `channel` that receive them.
     pub fn deliver_join_leave(
         &self,
         channel: &str,
-        encode: impl FnMut(Format) -> Option<Bytes>,
-    ) -> usize {
-        self.push_all(channel, None, true, encode)
-    }
-
-    fn push_all(
-        &self,
-        channel: &str,
-        at: Option<StreamTag>,
-        join_leave_only: bool,
         mut encode: impl FnMut(Format) -> Option<Bytes>,
     ) -> usize {
         let shard = self.channels.read(channel);
@@ -176,9 +266,8 @@ impl Hub {
         let mut json: Option<Option<Bytes>> = None;
         let mut protobuf: Option<Option<Bytes>> = None;
         let mut delivered = 0;
-        debug_assert_ne!(entry.id, 0, "0 marks an unplaced frame");
-        for sub in entry.subscribers.values() {
-            if join_leave_only && !sub.join_leave {
+        for sub in entry.subscribers.values().map(|l| &l.sub) {
+            if !sub.join_leave {
                 continue;
             }
             let slot = match sub.format {
@@ -190,11 +279,7 @@ impl Hub {
                     .close(herald_protocol::codes::disconnect::INAPPROPRIATE_PROTOCOL);
                 continue;
             };
-            let pushed = match at {
-                None => sub.outbound.push(bytes),
-                Some(at) => sub.outbound.push_publication(entry.id, at, bytes),
-            };
-            if pushed {
+            if sub.outbound.push(bytes) {
                 delivered += 1;
             }
         }
@@ -204,8 +289,8 @@ impl Hub {
     /// Queues `control` for every local subscriber of `channel`.
     pub fn tell_subscribers(&self, channel: &str, control: impl Fn() -> crate::control::Control) {
         if let Some(entry) = self.channels.read(channel).get(channel) {
-            for sub in entry.subscribers.values() {
-                sub.outbound.control(control());
+            for listener in entry.subscribers.values() {
+                listener.sub.outbound.control(control());
             }
         }
     }
@@ -240,7 +325,7 @@ mod tests {
     use crate::outbound::Outgoing;
 
     fn sub(format: Format) -> (Subscriber, Outbound) {
-        let outbound = Outbound::new(1024);
+        let outbound = Outbound::new(1024 * 1024);
         (
             Subscriber {
                 outbound: outbound.clone(),
@@ -251,16 +336,13 @@ mod tests {
         )
     }
 
-    fn drained(q: &Outbound) -> Vec<Bytes> {
-        let mut items = Vec::new();
-        q.drain(&mut items);
-        items
-            .into_iter()
-            .filter_map(|i| match i {
-                Outgoing::Frame { frame, .. } => Some(frame),
-                Outgoing::Control(_) => None,
-            })
-            .collect()
+    fn read(reader: &mut LogReader, format: Format) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        reader.read(|e| {
+            out.extend(e.frame(format).cloned());
+            true
+        });
+        out
     }
 
     #[test]
@@ -279,10 +361,10 @@ mod tests {
         assert_eq!(hub.counts(), (0, 0));
     }
 
-    #[test]
-    fn deliver_encodes_once_per_format_and_shares_the_bytes() {
+    #[tokio::test]
+    async fn deliver_encodes_once_per_format_in_use_and_shares_the_bytes() {
         let hub = Hub::new();
-        let mut queues = Vec::new();
+        let mut readers = Vec::new();
         for id in 0..10 {
             let format = if id % 2 == 0 {
                 Format::Json
@@ -290,8 +372,7 @@ mod tests {
                 Format::Protobuf
             };
             let (s, q) = sub(format);
-            hub.subscribe("ch", id, s);
-            queues.push(q);
+            readers.push((hub.subscribe("ch", id, s).unwrap().reader, format, q));
         }
         let mut encodes = Vec::new();
         let n = hub.deliver("ch", None, |f| {
@@ -299,37 +380,116 @@ mod tests {
             Some(Bytes::from(format!("{f:?}")))
         });
         assert_eq!(n, 10);
-        encodes.sort_by_key(|f| *f == Format::Protobuf);
         assert_eq!(encodes, vec![Format::Json, Format::Protobuf]);
-        let first = drained(&queues[0]).pop().unwrap();
-        let third = drained(&queues[2]).pop().unwrap();
+        for (_, _, q) in &readers {
+            // Woken, with nothing in its own queue.
+            tokio::time::timeout(std::time::Duration::from_secs(1), q.ready())
+                .await
+                .expect("woken");
+            assert_eq!(q.queued_bytes(), 0);
+        }
+        let first = read(&mut readers[0].0, Format::Json).pop().unwrap();
+        let third = read(&mut readers[2].0, Format::Json).pop().unwrap();
+        assert_eq!(first, Bytes::from("Json"));
         assert_eq!(
             first.as_ptr(),
             third.as_ptr(),
             "same allocation, not a copy"
         );
+        assert_eq!(
+            read(&mut readers[1].0, Format::Protobuf),
+            vec![Bytes::from("Protobuf")]
+        );
         assert_eq!(hub.deliver("other", None, |_| unreachable!()), 0);
+
+        // Only JSON subscribers left: nothing is encoded for Protobuf.
+        for id in (1..10).step_by(2) {
+            hub.unsubscribe("ch", id);
+        }
+        encodes.clear();
+        hub.deliver("ch", None, |f| {
+            encodes.push(f);
+            Some(Bytes::new())
+        });
+        assert_eq!(encodes, vec![Format::Json]);
     }
 
     #[test]
-    fn a_full_queue_does_not_stop_delivery_to_others() {
+    fn a_subscriber_too_far_behind_is_cut_off_and_others_are_not() {
         let hub = Hub::new();
-        let slow = Outbound::new(4);
-        hub.subscribe(
-            "ch",
-            1,
-            Subscriber {
-                outbound: slow.clone(),
-                format: Format::Json,
-                join_leave: false,
-            },
-        );
+        let slow = Outbound::new(SLOW_CHECK_BYTES as usize);
+        let _slow_reader = hub
+            .subscribe(
+                "ch",
+                1,
+                Subscriber {
+                    outbound: slow.clone(),
+                    format: Format::Json,
+                    join_leave: false,
+                },
+            )
+            .unwrap()
+            .reader;
         let (fast, fast_q) = sub(Format::Json);
-        hub.subscribe("ch", 2, fast);
-        for _ in 0..3 {
-            hub.deliver("ch", None, |_| Some(Bytes::from_static(b"xyz")));
+        let mut fast_reader = hub.subscribe("ch", 2, fast).unwrap().reader;
+        let payload = Bytes::from(vec![b'x'; 1000]);
+        let mut received = 0;
+        for _ in 0..(3 * SLOW_CHECK_BYTES / 1000) {
+            hub.deliver("ch", None, |_| Some(payload.clone()));
+            received += read(&mut fast_reader, Format::Json).len();
         }
-        assert!(slow.is_closed());
-        assert_eq!(drained(&fast_q).len(), 3);
+        assert!(slow.is_closed(), "the reader that never read is cut off");
+        assert!(!fast_q.is_closed());
+        assert_eq!(received as u64, 3 * SLOW_CHECK_BYTES / 1000);
+    }
+
+    #[test]
+    fn binary_data_closes_json_subscribers_only() {
+        let hub = Hub::new();
+        let (json, json_q) = sub(Format::Json);
+        let (proto, proto_q) = sub(Format::Protobuf);
+        hub.subscribe("ch", 1, json).unwrap();
+        let mut reader = hub.subscribe("ch", 2, proto).unwrap().reader;
+        let n = hub.deliver("ch", None, |f| {
+            (f == Format::Protobuf).then(|| Bytes::from("p"))
+        });
+        assert_eq!(n, 1);
+        assert!(json_q.is_closed());
+        assert!(!proto_q.is_closed());
+        assert_eq!(read(&mut reader, Format::Protobuf), vec![Bytes::from("p")]);
+    }
+
+    #[test]
+    fn join_and_leave_go_to_the_queues_of_those_who_asked() {
+        let hub = Hub::new();
+        let (mut with, with_q) = sub(Format::Json);
+        with.join_leave = true;
+        let (without, without_q) = sub(Format::Json);
+        hub.subscribe("ch", 1, with).unwrap();
+        hub.subscribe("ch", 2, without).unwrap();
+        assert_eq!(
+            hub.deliver_join_leave("ch", |_| Some(Bytes::from("join"))),
+            1
+        );
+        let mut items = Vec::new();
+        with_q.drain(&mut items);
+        assert!(matches!(&items[..], [Outgoing::Frame(b)] if b == "join"));
+        assert_eq!(without_q.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn sealing_idle_logs_wakes_their_readers() {
+        let hub = Hub::new();
+        let (s, q) = sub(Format::Json);
+        let mut reader = hub.subscribe("ch", 1, s).unwrap().reader;
+        hub.deliver("ch", None, |_| Some(Bytes::from("a")));
+        q.take_log_wake();
+        read(&mut reader, Format::Json);
+        let later = Instant::now() + Duration::from_secs(5);
+        assert_eq!(hub.seal_idle_logs(later, Duration::from_secs(1)), 1);
+        tokio::time::timeout(Duration::from_secs(1), q.ready())
+            .await
+            .expect("woken to move on");
+        assert_eq!(hub.seal_idle_logs(later, Duration::from_secs(1)), 0);
     }
 }

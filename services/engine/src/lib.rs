@@ -3,8 +3,8 @@
 //! The transport-free core of a Herald node.
 //!
 //! Owns: auth (JWT verification), channel rules (namespaces, permissions), the session state
-//! machine (commands in, replies and pushes out), the hub (channel → local subscribers, fan-out),
-//! per-connection bounded outbound queues, and the `Broker` seam with its in-memory implementation.
+//! machine (commands in, replies and pushes out), the hub (channel → local subscribers, fan-out
+//! through one shared log per channel), per-connection bounded outbound queues, and the `Broker` seam with its in-memory implementation.
 //!
 //! Must not know: actix, HTTP, WebSocket frames, configuration files. Transports feed it bytes
 //! and drain bytes from it; the binary hands it an already validated configuration.
@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod broker;
 pub mod channel;
+pub mod channel_log;
 pub mod config;
 pub mod control;
 pub mod error;

@@ -16,12 +16,13 @@ use crate::broker::{
     NodeCommand, NodeStats, Presence, StreamPosition,
 };
 use crate::channel::ChannelRules;
+use crate::channel_log::LogReader;
+use crate::channel_log::StreamTag;
 use crate::config::{ChannelConfig, ClientConfig, TokenConfig};
 use crate::control::Control;
 use crate::error::NodeError;
-use crate::hub::{ChannelId, ConnId, Hub, Membership, Subscriber};
+use crate::hub::{ConnId, Hub, Membership, Subscriber};
 use crate::metrics::Metrics;
-use crate::outbound::StreamTag;
 use crate::registry::Registry;
 use crate::session::Session;
 
@@ -348,7 +349,8 @@ impl Node {
     /// Adds a local subscriber and returns once the node-level broker subscription of the
     /// channel exists: the first subscriber takes it, concurrent ones wait for it, later ones
     /// find it. If the broker refuses, this subscriber is rolled back (the next one retries).
-    /// Returns the channel's hub id (`None` if the connection was already subscribed).
+    /// Returns the subscription's reader of the channel's log (`None` if the connection was
+    /// already subscribed).
     /// With a `member`, the connection is also entered into the channel's presence (kept there
     /// by [`Node::run_presence`] until it leaves) and/or announced with a join.
     pub(crate) async fn add_subscription(
@@ -357,7 +359,7 @@ impl Node {
         conn: ConnId,
         subscriber: Subscriber,
         member: Option<Member>,
-    ) -> Result<Option<ChannelId>, NodeError> {
+    ) -> Result<Option<LogReader>, NodeError> {
         let Some(joined) = self.inner.hub.subscribe(channel, conn, subscriber) else {
             return Ok(None);
         };
@@ -370,7 +372,7 @@ impl Node {
             return Err(e.into());
         }
         let Some(member) = member else {
-            return Ok(Some(joined.channel_id));
+            return Ok(Some(joined.reader));
         };
         if member.presence {
             let added = self
@@ -399,7 +401,7 @@ impl Node {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert((channel.to_owned(), conn), member);
-        Ok(Some(joined.channel_id))
+        Ok(Some(joined.reader))
     }
 
     /// Keeps this node's clients in the presence of their channels: refreshes every entry each
@@ -430,6 +432,21 @@ impl Node {
                     tracing::debug!(channel, error = %e, "presence not refreshed");
                 }
             }
+        }
+    }
+
+    /// Every second, lets the logs of channels that have been quiet for a second drop the
+    /// publications they still hold (see `channel_log`), so a quiet channel costs no memory
+    /// for what it once published. Runs until shutdown.
+    pub async fn run_channel_logs(&self) {
+        const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+        let mut tick = tokio::time::interval(EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.is_shutting_down() {
+            tick.tick().await;
+            self.inner
+                .hub
+                .seal_idle_logs(std::time::Instant::now(), EVERY);
         }
     }
 

@@ -6,6 +6,7 @@
 //! growing the node's memory, and nobody else notices.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -13,73 +14,16 @@ use herald_protocol::codes::{self, Disconnect};
 use tokio::sync::Notify;
 
 use crate::control::Control;
-use crate::hub::ChannelId;
 
 /// What a connection's task takes out of its queue.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// One encoded reply, push or publication, ready to be joined into a frame. A publication
-    /// of a channel with history carries its place in the stream (`at`), so a positioned
-    /// subscription can drop duplicates and notice gaps.
-    Frame { frame: Bytes, at: Placed },
+    /// One encoded reply or push, ready to be joined into a frame. (Publications do not come
+    /// this way: they are read from the channel's log, see `channel_log`.)
+    Frame(Bytes),
     /// A request from the node (server API) that the session itself must apply. Boxed: it is
-    /// rare, and keeping it small keeps every queued item at 48 bytes.
+    /// rare, and keeping it small keeps every queued item at the size of one `Bytes`.
     Control(Box<Control>),
-}
-
-/// Where a queued publication sits in its channel's stream, or nowhere (`channel` 0). One
-/// struct without an `Option` and only two `Outgoing` variants: the enum's tag then fits in a
-/// niche of the `Bytes`, and a queued item stays 48 bytes (three variants made it 56).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Placed {
-    /// The hub's id of the channel; 0 for anything that is not a positioned publication.
-    pub channel: ChannelId,
-    pub epoch: u32,
-    pub offset: u64,
-}
-
-impl Placed {
-    pub const NOWHERE: Placed = Placed {
-        channel: 0,
-        epoch: 0,
-        offset: 0,
-    };
-
-    /// The channel and stream tag, for a publication of a channel with history.
-    pub fn get(self) -> Option<(ChannelId, StreamTag)> {
-        (self.channel != 0).then_some((
-            self.channel,
-            StreamTag {
-                offset: self.offset,
-                epoch: self.epoch,
-            },
-        ))
-    }
-}
-
-/// A publication's place in its channel's stream, compactly: the offset, and a hash of the
-/// stream's epoch (a new epoch means the stream was lost and offsets started again).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamTag {
-    pub offset: u64,
-    pub epoch: u32,
-}
-
-impl StreamTag {
-    pub fn new(offset: u64, epoch: &str) -> StreamTag {
-        StreamTag {
-            offset,
-            epoch: epoch_tag(epoch),
-        }
-    }
-}
-
-/// FNV-1a of an epoch string: equal epochs, equal tags; a changed epoch is noticed but for a
-/// 1 in 2^32 chance.
-pub fn epoch_tag(epoch: &str) -> u32 {
-    epoch.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
 }
 
 /// Bytes a control message is charged against the bound, so a flood of them is bounded too.
@@ -97,6 +41,9 @@ struct Shared {
     state: Mutex<State>,
     notify: Notify,
     limit: usize,
+    /// Some channel log this connection reads has something new (see `channel_log`). Set by
+    /// publishers, cleared by the drain; while set, publishers skip the wake-up.
+    log_pending: AtomicBool,
 }
 
 #[derive(Default)]
@@ -113,6 +60,7 @@ impl Outbound {
                 state: Mutex::new(State::default()),
                 notify: Notify::new(),
                 limit: limit_bytes,
+                log_pending: AtomicBool::new(false),
             }),
         }
     }
@@ -129,28 +77,12 @@ impl Outbound {
     /// Queues one encoded frame. Returns false when the connection is closing or the frame did
     /// not fit; in the latter case the connection is marked slow and will be closed with 3008.
     pub fn push(&self, frame: Bytes) -> bool {
-        self.enqueue(
-            frame.len(),
-            Outgoing::Frame {
-                frame,
-                at: Placed::NOWHERE,
-            },
-        )
+        self.enqueue(frame.len(), Outgoing::Frame(frame))
     }
 
-    /// Queues one encoded publication of a channel with history (see [`Placed`]).
-    pub fn push_publication(&self, channel: ChannelId, at: StreamTag, frame: Bytes) -> bool {
-        self.enqueue(
-            frame.len(),
-            Outgoing::Frame {
-                frame,
-                at: Placed {
-                    channel,
-                    epoch: at.epoch,
-                    offset: at.offset,
-                },
-            },
-        )
+    /// The most bytes this connection may have waiting before it is cut off as slow.
+    pub fn limit(&self) -> usize {
+        self.shared.limit
     }
 
     /// Queues a request for the session (server API subscribe/unsubscribe).
@@ -192,6 +124,24 @@ impl Outbound {
         }
     }
 
+    /// Tells the connection that a channel log it reads has something new. The publisher must
+    /// have appended first and called [`publications_appended`] once since.
+    pub fn wake_for_log(&self) {
+        let pending = &self.shared.log_pending;
+        if !pending.load(Ordering::Relaxed) && !pending.swap(true, Ordering::AcqRel) {
+            self.shared.notify.notify_one();
+        }
+    }
+
+    /// Called by the drain before it reads the channel logs: wake-ups for what it reads now
+    /// are spent, later appends wake the connection again.
+    pub fn take_log_wake(&self) {
+        self.shared.log_pending.swap(false, Ordering::SeqCst);
+        // Pairs with the fence in `publications_appended`: either this drain sees an append,
+        // or that append's publisher sees the flag cleared and wakes the connection.
+        fence(Ordering::SeqCst);
+    }
+
     pub fn is_closed(&self) -> bool {
         self.lock().close.is_some()
     }
@@ -207,7 +157,10 @@ impl Outbound {
         loop {
             {
                 let state = self.lock();
-                if !state.items.is_empty() || state.close.is_some() {
+                if !state.items.is_empty()
+                    || state.close.is_some()
+                    || self.shared.log_pending.load(Ordering::Acquire)
+                {
                     return;
                 }
             }
@@ -234,7 +187,7 @@ impl Outbound {
         let mut taken = 0;
         while let Some(item) = state.items.front() {
             let size = match item {
-                Outgoing::Frame { frame, .. } => frame.len(),
+                Outgoing::Frame(frame) => frame.len(),
                 Outgoing::Control(_) => CONTROL_COST,
             };
             if taken > 0 && taken + size > budget {
@@ -257,6 +210,12 @@ impl Outbound {
     }
 }
 
+/// Called once by a publisher after appending to a channel log and before waking its readers
+/// with [`Outbound::wake_for_log`] (see [`Outbound::take_log_wake`]).
+pub fn publications_appended() {
+    fence(Ordering::SeqCst);
+}
+
 impl std::fmt::Debug for Outbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbound")
@@ -273,7 +232,7 @@ mod tests {
         items
             .into_iter()
             .map(|i| match i {
-                Outgoing::Frame { frame, .. } => frame,
+                Outgoing::Frame(frame) => frame,
                 Outgoing::Control(_) => panic!("unexpected control"),
             })
             .collect()
@@ -364,11 +323,11 @@ mod tests {
 
 #[cfg(test)]
 mod size {
-    /// Every queued item costs the largest variant: keep it at most 1.5 `Bytes`.
+    /// Every queued item costs the largest variant: keep it the size of one `Bytes`.
     #[test]
     fn a_queued_item_stays_small() {
         assert!(
-            std::mem::size_of::<super::Outgoing>() <= 48,
+            std::mem::size_of::<super::Outgoing>() <= 32,
             "{}",
             std::mem::size_of::<super::Outgoing>()
         );

@@ -8,8 +8,7 @@ use bytes::Bytes;
 use herald_engine::broker::{HistoryQuery, StreamPosition};
 use herald_engine::config::{ChannelConfig, ChannelOptions, Namespace};
 use herald_engine::error::NodeError;
-use herald_engine::outbound::StreamTag;
-use herald_engine::testing::node::node_config;
+use herald_engine::testing::node::{arrive, node_config};
 use herald_engine::testing::session::{command, connected, drain_all};
 use herald_engine::{Flow, MemoryBroker, Node, PublishOptions, Session};
 use serde_json::{Value, json};
@@ -154,25 +153,24 @@ async fn a_client_recovers_exactly_what_it_missed_then_continues_live() {
 }
 
 #[tokio::test]
-async fn a_publication_queued_before_the_reply_follows_it() {
+async fn live_publications_around_the_subscribe_are_merged_by_offset_after_the_reply() {
     let node = node();
     let first = publish(&node, "chat:1", 1).await.unwrap();
     let mut s = connected(&node, "alice").await;
-    // What a publication arriving live between the hub join and the reply looks like in the
-    // queue: ahead of the reply. (The hub's first channel gets id 1.)
-    let channel_id = 1;
-    assert!(s.outbound().push_publication(
-        channel_id,
-        StreamTag::new(2, &first.epoch),
-        Bytes::from_static(
-            b"{\"push\":{\"channel\":\"chat:1\",\"pub\":{\"data\":{\"n\":2},\"offset\":2}}}"
-        ),
-    ));
     let cmd = json!({"id":2,"subscribe":{"channel":"chat:1","recoverable":true,"recover":true,"offset":0,"epoch":"old"}});
     assert_eq!(
         s.handle_frame(cmd.to_string().as_bytes()).await,
         Flow::Continue
     );
+    // Before the reply goes out, publication 1 (already in the reply's position) arrives live
+    // too, as it does when the hub join and the stream read race; then 2.
+    let live = |n: u64| {
+        Bytes::from(format!(
+            r#"{{"push":{{"channel":"chat:1","pub":{{"data":{{"n":{n}}},"offset":{n}}}}}}}"#
+        ))
+    };
+    assert_eq!(arrive(&node, "chat:1", 1, &first.epoch, live(1)), 1);
+    assert_eq!(arrive(&node, "chat:1", 2, &first.epoch, live(2)), 1);
     let messages = drain_all(&mut s).await;
     assert_eq!(messages[0]["subscribe"]["offset"], 1, "{messages:?}");
     // `false` is left out of the JSON, as Centrifugo does.
@@ -185,7 +183,7 @@ async fn a_publication_queued_before_the_reply_follows_it() {
     assert_eq!(
         ns(&messages[1..]),
         [2],
-        "held back, then sent after the reply"
+        "after the reply, without the one the reply covers"
     );
 }
 
@@ -211,12 +209,16 @@ async fn a_live_publication_already_in_the_reply_is_not_sent_twice() {
     publish(&node, "chat:1", 1).await;
     assert_eq!(ns(&drain_all(&mut s).await), [1]);
     // Offset 1 again (delivered twice on its way): dropped.
-    let channel_id = 1; // the hub's first channel
-    assert!(s.outbound().push_publication(
-        channel_id,
-        StreamTag::new(1, &epoch),
-        Bytes::from_static(b"{\"dup\":true}")
-    ));
+    assert_eq!(
+        arrive(
+            &node,
+            "chat:1",
+            1,
+            &epoch,
+            Bytes::from_static(b"{\"dup\":true}")
+        ),
+        1
+    );
     publish(&node, "chat:1", 2).await;
     assert_eq!(ns(&drain_all(&mut s).await), [2]);
 }
@@ -231,12 +233,10 @@ async fn a_gap_makes_the_client_resubscribe_with_2500() {
     publish(&node, "chat:1", 1).await;
     assert_eq!(ns(&drain_all(&mut s).await), [1]);
     // Offset 3 arrives while 2 never did (lost between broker and node).
-    let channel_id = 1;
-    assert!(s.outbound().push_publication(
-        channel_id,
-        StreamTag::new(3, &epoch),
-        Bytes::from_static(b"{}")
-    ));
+    assert_eq!(
+        arrive(&node, "chat:1", 3, &epoch, Bytes::from_static(b"{}")),
+        1
+    );
     let messages = drain_all(&mut s).await;
     assert_eq!(messages, [serde_json::from_str::<Value>(LOST).unwrap()]);
     assert_eq!(node.info().num_subs, 0, "the subscription is gone");
@@ -251,12 +251,10 @@ async fn a_publication_from_a_new_epoch_makes_the_client_resubscribe() {
     publish(&node, "chat:1", 1).await;
     assert_eq!(ns(&drain_all(&mut s).await), [1]);
     // The stream was lost and started again: offset 1 of another epoch is not a duplicate.
-    let channel_id = 1;
-    assert!(s.outbound().push_publication(
-        channel_id,
-        StreamTag::new(1, "a-new-epoch"),
-        Bytes::from_static(b"{}")
-    ));
+    assert_eq!(
+        arrive(&node, "chat:1", 1, "a-new-epoch", Bytes::from_static(b"{}")),
+        1
+    );
     let messages = drain_all(&mut s).await;
     assert_eq!(messages, [serde_json::from_str::<Value>(LOST).unwrap()]);
 }
@@ -451,12 +449,10 @@ async fn a_gap_in_a_server_side_subscription_disconnects_with_3010() {
     let node = forcing_node();
     let (mut s, sub) = connected_to_feed(&node, json!({})).await;
     let epoch = sub["epoch"].as_str().unwrap().to_owned();
-    let channel_id = 1;
-    assert!(s.outbound().push_publication(
-        channel_id,
-        StreamTag::new(2, &epoch),
-        Bytes::from_static(b"{}")
-    ));
+    assert_eq!(
+        arrive(&node, "feed:1", 2, &epoch, Bytes::from_static(b"{}")),
+        1
+    );
     let mut frame = bytes::BytesMut::new();
     assert_eq!(
         s.drain(&mut frame).await,

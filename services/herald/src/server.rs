@@ -105,6 +105,8 @@ pub async fn serve(
     actix_web::rt::spawn(async move { heartbeats.run_heartbeats().await });
     let presence = node.clone();
     actix_web::rt::spawn(async move { presence.run_presence().await });
+    let logs = node.clone();
+    actix_web::rt::spawn(async move { logs.run_channel_logs().await });
     let mut server = std::pin::pin!(server);
     tokio::select! {
         result = &mut server => return result.context("http server"),

@@ -19,9 +19,9 @@ use super::{ChannelSub, Connected, Session, State};
 use crate::auth::ConnectClaims;
 use crate::broker::{HistoryPage, HistoryQuery, StreamPosition};
 use crate::channel::{is_private, user_limited_allows};
+use crate::channel_log::StreamTag;
 use crate::error::{CommandError, NodeError, connect_token_error, subscribe_token_error};
 use crate::node::{Member, PublishOptions, now_unix};
-use crate::outbound::StreamTag;
 use crate::registry::ClientHandle;
 
 type CommandResult = Result<Option<Reply>, CommandError>;
@@ -298,13 +298,15 @@ impl Session {
         }
         let member = self.member(channel, &info)?;
         let join_leave = options.join_leave && options.force_push_join_leave;
-        let Some(channel_id) = self
+        let Some(mut reader) = self
             .node
             .add_subscription(channel, self.conn, self.subscriber(join_leave), member)
             .await?
         else {
             return Ok(None);
         };
+        reader.since_drain = self.drains;
+        let channel_id = reader.channel_id;
         let history = options.has_history();
         let recoverable = history && options.force_recovery;
         let positioned = recoverable || (history && options.force_positioning);
@@ -337,9 +339,13 @@ impl Session {
             });
             self.caught_up_after_reply.push(channel_id);
         }
-        self.connected_mut()
-            .channels
-            .insert(channel.to_string(), ChannelSub { info });
+        self.connected_mut().channels.insert(
+            channel.to_string(),
+            ChannelSub {
+                info,
+                reader: Some(reader),
+            },
+        );
         Ok(Some(result))
     }
 
@@ -440,13 +446,15 @@ impl Session {
         let join_leave = options.join_leave
             && (options.force_push_join_leave
                 || (req.join_leave && options.allow_presence_for_subscriber));
-        let Some(channel_id) = self
+        let Some(mut reader) = self
             .node
             .add_subscription(&channel, self.conn, self.subscriber(join_leave), member)
             .await?
         else {
             return Err(codes::ALREADY_SUBSCRIBED.into());
         };
+        reader.since_drain = self.drains;
+        let channel_id = reader.channel_id;
         let mut result = SubscribeResult {
             expires: expires_at.is_some(),
             ttl: ttl(expires_at, now),
@@ -486,9 +494,13 @@ impl Session {
             });
             self.caught_up_after_reply.push(channel_id);
         }
-        self.connected_mut()
-            .channels
-            .insert(channel, ChannelSub { info });
+        self.connected_mut().channels.insert(
+            channel,
+            ChannelSub {
+                info,
+                reader: Some(reader),
+            },
+        );
         reply(|r| r.subscribe = Some(result))
     }
 

@@ -19,6 +19,7 @@ use herald_protocol::codec::{self, Format};
 use herald_protocol::codes::{self, Disconnect};
 use herald_protocol::proto::{Command, Reply};
 
+use crate::channel_log::LogReader;
 use crate::control::Control;
 use crate::error::CommandError;
 use crate::hub::{ConnId, Subscriber};
@@ -52,6 +53,10 @@ pub struct Session {
     /// A positioned subscribe whose reply is being sent: the queue gets a marker behind the
     /// reply, and the channel's held live publications go out when the drain reaches it.
     caught_up_after_reply: Vec<crate::hub::ChannelId>,
+    /// Drains so far; a subscription made during a drain is read from the next one.
+    drains: u64,
+    /// Reused between drains: the positioned channels whose logs a drain reads.
+    positioned_scratch: Vec<crate::hub::ChannelId>,
 }
 
 enum State {
@@ -75,6 +80,9 @@ struct Connected {
 struct ChannelSub {
     /// Channel info from the subscription token or the server API, raw JSON.
     info: Option<Bytes>,
+    /// Where this subscription is in the channel's log; out of its place only while a drain
+    /// reads through it.
+    reader: Option<LogReader>,
 }
 
 impl Session {
@@ -91,6 +99,8 @@ impl Session {
             timers,
             scratch: Vec::new(),
             caught_up_after_reply: Vec::new(),
+            drains: 0,
+            positioned_scratch: Vec::new(),
         }
     }
 
@@ -197,9 +207,14 @@ impl Session {
     }
 
     /// Moves what is queued into `frame` as one transport frame (replies joined the way the
-    /// format wants; at most about [`MAX_FRAME_BYTES`], the rest stays queued and ready) and
-    /// applies server requests. A slow client's backlog is not flushed.
+    /// format wants; at most about [`MAX_FRAME_BYTES`], the rest stays ready), applies server
+    /// requests, then adds what the channel logs of its subscriptions have new. A slow
+    /// client's backlog is not flushed.
+    ///
+    /// Replies go before publications: a subscription's reply is always queued before the
+    /// drain that reads its channel's first publications.
     pub async fn drain(&mut self, frame: &mut BytesMut) -> Flow {
+        self.drains += 1;
         let mut items = std::mem::take(&mut self.scratch);
         let (bytes, close) = self.outbound.drain_up_to(MAX_FRAME_BYTES, &mut items);
         // One allocation of the right size instead of a chain of reallocations.
@@ -207,14 +222,7 @@ impl Session {
         let mut lost: Option<Flow> = None;
         for item in items.drain(..) {
             match item {
-                Outgoing::Frame { frame: bytes, at } => match at.get() {
-                    None => codec::append_to_frame(self.format, &bytes, frame),
-                    Some((channel, at)) => {
-                        if let Some(flow) = self.positioned_publication(channel, at, bytes, frame) {
-                            lost.get_or_insert(flow);
-                        }
-                    }
-                },
+                Outgoing::Frame(bytes) => codec::append_to_frame(self.format, &bytes, frame),
                 Outgoing::Control(control) => match *control {
                     Control::CaughtUp { channel_id } => {
                         if let Some(flow) = self.caught_up(channel_id, frame) {
@@ -231,6 +239,9 @@ impl Session {
             }
         }
         self.scratch = items;
+        if lost.is_none() && close != Some(codes::disconnect::SLOW) {
+            lost = self.read_logs(frame);
+        }
         if let Some(Flow::Close(d)) = lost {
             return Flow::Close(d);
         }
@@ -243,6 +254,108 @@ impl Session {
                 Flow::Close(d)
             }
         }
+    }
+
+    /// Appends the publications the subscriptions' channel logs have new, up to about
+    /// [`MAX_FRAME_BYTES`] (the rest makes the queue ready again). Positioned subscriptions
+    /// go through their position, the others straight into the frame.
+    fn read_logs(&mut self, frame: &mut BytesMut) -> Option<Flow> {
+        self.outbound.take_log_wake();
+        let format = self.format;
+        let drains = self.drains;
+        let State::Connected(c) = &mut self.state else {
+            return None;
+        };
+        let mut more = false;
+        let mut positioned = std::mem::take(&mut self.positioned_scratch);
+        for sub in c.channels.values_mut() {
+            let Some(reader) = sub.reader.as_mut() else {
+                continue;
+            };
+            if reader.since_drain == drains {
+                more = true;
+                continue;
+            }
+            if c.positions
+                .iter()
+                .any(|p| p.channel_id == reader.channel_id)
+            {
+                positioned.push(reader.channel_id);
+                continue;
+            }
+            more |= reader.read(|entry| {
+                if frame.len() >= MAX_FRAME_BYTES {
+                    return false;
+                }
+                if let Some(bytes) = entry.frame(format) {
+                    codec::append_to_frame(format, bytes, frame);
+                }
+                true
+            });
+        }
+        let mut flow = None;
+        for channel_id in positioned.drain(..) {
+            if flow.is_some() {
+                break;
+            }
+            let (stopped, result) = self.read_positioned(channel_id, frame);
+            more |= stopped;
+            flow = result;
+        }
+        self.positioned_scratch = positioned;
+        if more {
+            self.outbound.wake_for_log();
+        }
+        flow
+    }
+
+    /// Reads a positioned subscription's log through its position. Returns whether it stopped
+    /// at the frame budget, and a close if the client must recover and cannot be told otherwise.
+    fn read_positioned(
+        &mut self,
+        channel_id: crate::hub::ChannelId,
+        frame: &mut BytesMut,
+    ) -> (bool, Option<Flow>) {
+        let format = self.format;
+        let State::Connected(c) = &mut self.state else {
+            return (false, None);
+        };
+        let Some(position) = c.positions.iter().find(|p| p.channel_id == channel_id) else {
+            return (false, None);
+        };
+        let channel = position.channel.clone();
+        let Some(mut reader) = c.channels.get_mut(&channel).and_then(|s| s.reader.take()) else {
+            return (false, None);
+        };
+        let mut flow = None;
+        let mut gone = false;
+        let stopped = reader.read(|entry| {
+            if frame.len() >= MAX_FRAME_BYTES {
+                return false;
+            }
+            let Some(bytes) = entry.frame(format) else {
+                return true;
+            };
+            let Some(at) = entry.at else {
+                codec::append_to_frame(format, bytes, frame);
+                return true;
+            };
+            match self.positioned_publication(channel_id, at, bytes, frame) {
+                None => true,
+                Some(f) => {
+                    flow = Some(f);
+                    false
+                }
+            }
+        });
+        if let State::Connected(c) = &mut self.state {
+            match c.channels.get_mut(&channel) {
+                Some(sub) => sub.reader = Some(reader),
+                // The gap ended the subscription: nothing more of it goes out.
+                None => gone = true,
+            }
+        }
+        (stopped && !gone && flow.is_none(), flow)
     }
 
     async fn apply_control(&mut self, control: Control) {

@@ -19,8 +19,8 @@ use herald_protocol::proto::{Push, Reply};
 
 use super::{Flow, Session, State};
 use crate::broker::HistoryQuery;
+use crate::channel_log::StreamTag;
 use crate::hub::ChannelId;
-use crate::outbound::StreamTag;
 
 pub(super) struct Position {
     /// The hub's id of the channel (as in `outbound::Placed`).
@@ -74,28 +74,28 @@ impl Session {
         }
     }
 
-    /// A queued publication of a channel with history. Returns a close when the client must
+    /// A publication of a channel with history, read from its log. Returns a close when the client must
     /// recover and cannot be told otherwise.
     pub(super) fn positioned_publication(
         &mut self,
         channel_id: ChannelId,
         at: StreamTag,
-        bytes: Bytes,
+        bytes: &Bytes,
         frame: &mut BytesMut,
     ) -> Option<Flow> {
         let format = self.format;
         let Some(position) = self.position_mut(channel_id) else {
-            codec::append_to_frame(format, &bytes, frame);
+            codec::append_to_frame(format, bytes, frame);
             return None;
         };
         if let Some(held) = &mut position.held {
-            held.push((at, bytes));
+            held.push((at, bytes.clone()));
             return None;
         }
         match next(position.last, at) {
             Next::Deliver => {
                 position.last = at;
-                codec::append_to_frame(format, &bytes, frame);
+                codec::append_to_frame(format, bytes, frame);
                 None
             }
             Next::Duplicate => None,

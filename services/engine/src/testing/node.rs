@@ -36,3 +36,20 @@ pub fn token(user: &str, exp: Option<u64>) -> String {
         })
         .expect("sign test token")
 }
+
+/// Hands `frame` (an encoded publication push, used for every format) to the node's local
+/// subscribers of `channel` as the broker would, at `offset` of the stream `epoch`: how a test
+/// makes a publication arrive twice, out of order, or from another stream. Returns how many
+/// subscribers it reached.
+pub fn arrive(
+    node: &crate::Node,
+    channel: &str,
+    offset: u64,
+    epoch: &str,
+    frame: bytes::Bytes,
+) -> usize {
+    let at = crate::channel_log::StreamTag::new(offset, epoch);
+    node.inner()
+        .hub
+        .deliver(channel, Some(at), |_| Some(frame.clone()))
+}
