@@ -223,7 +223,8 @@ impl Hub {
                     .close(herald_protocol::codes::disconnect::INAPPROPRIATE_PROTOCOL);
                 continue;
             }
-            if check_slow && appended - listener.cursor.consumed() > sub.outbound.limit() as u64 {
+            if check_slow && lags_beyond(appended, listener.cursor.consumed(), sub.outbound.limit())
+            {
                 // A slow client is not flushed, it is cut off, and its cursor no longer keeps
                 // the log's chunks alive once its session ends.
                 sub.outbound.close(herald_protocol::codes::disconnect::SLOW);
@@ -319,6 +320,13 @@ impl Hub {
     }
 }
 
+/// Whether a reader at `consumed` is more than `limit` bytes behind a log at `appended`. A reader
+/// may already be past `appended`, at what a concurrent publisher appended meanwhile: that is
+/// not behind at all.
+fn lags_beyond(appended: u64, consumed: u64, limit: usize) -> bool {
+    appended.saturating_sub(consumed) > limit as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,6 +420,16 @@ mod tests {
             Some(Bytes::new())
         });
         assert_eq!(encodes, vec![Format::Json]);
+    }
+
+    #[test]
+    fn a_reader_ahead_of_a_publishers_count_is_not_behind() {
+        assert!(
+            !lags_beyond(1_000, 1_200, 100),
+            "read what a concurrent publisher added"
+        );
+        assert!(!lags_beyond(1_000, 900, 100));
+        assert!(lags_beyond(1_000, 899, 100));
     }
 
     #[test]

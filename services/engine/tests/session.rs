@@ -106,10 +106,17 @@ async fn server_requests_are_applied_by_the_session_itself() {
         messages.is_empty(),
         "the control is applied during this drain"
     );
+    node.publish("chat:x", "{\"n\":1}".into(), PublishOptions::default())
+        .await
+        .unwrap();
     let (_, messages) = frame(&mut s).await;
     assert_eq!(
         messages,
-        vec![json!({"push":{"channel":"chat:x","subscribe":{}}})]
+        vec![
+            json!({"push":{"channel":"chat:x","subscribe":{}}}),
+            json!({"push":{"channel":"chat:x","pub":{"data":{"n":1}}}}),
+        ],
+        "the subscribe push before the channel's publications"
     );
     assert_eq!(node.info().num_subs, 1);
 

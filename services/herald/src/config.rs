@@ -99,7 +99,7 @@
 //! ping_interval = "25s"        # server pings; must exceed pong_timeout
 //! pong_timeout = "8s"          # time to answer a ping before close 3012
 //! connect_timeout = "10s"      # time to send connect before close 3502
-//! max_queue_size = 1048576     # bytes queued for writing before close 3008 (slow)
+//! max_queue_size = 1048576     # bytes waiting for one client (queued, or behind in a channel) before close 3008 (slow)
 //! max_message_size = 65536     # largest inbound message, bytes
 //! expired_close_delay = "25s"  # grace after the connection token expires before close 3005
 //! presence_update_interval = "25s"  # how often a node refreshes its clients' presence
