@@ -8,30 +8,24 @@
 //! over `42["pub",data]` messages, answering `2` pings with `3`.
 
 pub mod frame;
+pub mod ws;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use herald_protocol::Format;
 use herald_protocol::proto::{Command, ConnectRequest, Reply, SubscribeRequest};
 use prost::Message as _;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 
 use crate::progress::Live;
 use crate::stamp::{find, unix_ns};
 use crate::stats::{Counts, Seen, Tracker};
 use frame::{Event, scan_json, scan_protobuf, scan_socketio};
-
-pub type Ws = WebSocketStream<TcpStream>;
+pub use ws::{Message, Ws};
 
 /// Which server (and so which client protocol and publish API) a run targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
@@ -77,18 +71,6 @@ impl Endpoint {
             kind: ServerKind::SocketIo,
         }
     }
-}
-
-/// Buffers sized for thousands of connections receiving frames of a few KiB: a 16 KiB read
-/// takes a batched frame in one syscall (4 KiB took three), and 15,000 idle connections still
-/// fit in 240 MiB.
-pub fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(16 * 1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(1 << 20)
-        .max_message_size(Some(64 << 20))
-        .max_frame_size(Some(64 << 20))
 }
 
 fn encode(format: Format, cmds: &[Command]) -> Message {
@@ -141,7 +123,7 @@ fn decode_replies(format: Format, data: &[u8]) -> Result<Vec<Reply>, String> {
 
 fn close_reason(msg: &Message) -> String {
     match msg {
-        Message::Close(Some(f)) => format!("close {} {}", u16::from(f.code), f.reason),
+        Message::Close(Some((code, reason))) => format!("close {code} {reason}"),
         _ => "close".to_owned(),
     }
 }
@@ -195,18 +177,13 @@ pub async fn open(
         .await
         .map_err(|e| format!("tcp: {}", short(&e)))?;
     let _ = stream.set_nodelay(true);
-    let mut req = ep
+    let (host, path) = ep
         .ws_url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| format!("url: {}", short(&e)))?;
-    if ep.format == Format::Protobuf {
-        req.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static("centrifuge-protobuf"),
-        );
-    }
-    let (mut ws, _) = client_async_with_config(req, stream, Some(ws_config()))
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.split_once('/'))
+        .ok_or_else(|| format!("url: not ws://host/path: {}", ep.ws_url))?;
+    let protocol = (ep.format == Format::Protobuf).then_some("centrifuge-protobuf");
+    let mut ws = Ws::handshake(stream, host, &format!("/{path}"), protocol)
         .await
         .map_err(|e| format!("upgrade: {}", short(&e)))?;
     if ep.kind == ServerKind::SocketIo {
@@ -243,10 +220,8 @@ pub async fn open(
             None => return Err("eof".to_owned()),
         };
         let data: &[u8] = match &msg {
-            Message::Text(t) => t.as_bytes(),
-            Message::Binary(b) => b,
+            Message::Text(t) | Message::Binary(t) => t,
             Message::Close(_) => return Err(close_reason(&msg)),
-            _ => continue,
         };
         for r in decode_replies(ep.format, data)? {
             if r.id == 0 {
@@ -277,17 +252,16 @@ async fn socketio_next(ws: &mut Ws) -> Result<String, String> {
         };
         match msg {
             Message::Text(t) => {
-                if frame::parse_socketio(t.as_bytes()) == frame::SioPacket::Ping {
+                if frame::parse_socketio(&t) == frame::SioPacket::Ping {
                     ws.send(Message::text("3"))
                         .await
                         .map_err(|e| format!("send: {}", short(&e)))?;
                     continue;
                 }
-                return Ok(t.as_str().to_owned());
+                return Ok(String::from_utf8_lossy(&t).into_owned());
             }
             Message::Close(_) => return Err(close_reason(&msg)),
             Message::Binary(_) => return Err("unexpected binary message".to_owned()),
-            _ => continue,
         }
     }
 }
@@ -360,10 +334,13 @@ pub async fn read_loop(mut ws: Ws, r: Reader<'_>, mut stop: watch::Receiver<bool
     let mut trackers = vec![Tracker::default(); r.channels.len() * streams];
     let chans: Vec<&[u8]> = r.channels.iter().map(|c| c.as_bytes()).collect();
     let mut closed: Option<String> = None;
+    // One wait for the stop signal for the whole loop, not a new one per frame.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         let msg = tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            _ = &mut stopped => break,
             m = ws.next() => m,
         };
         let msg = match msg {
@@ -378,13 +355,11 @@ pub async fn read_loop(mut ws: Ws, r: Reader<'_>, mut stop: watch::Receiver<bool
             }
         };
         let data: &[u8] = match &msg {
-            Message::Text(t) => t.as_bytes(),
-            Message::Binary(b) => b,
+            Message::Text(t) | Message::Binary(t) => t,
             Message::Close(_) => {
                 closed = Some(close_reason(&msg));
                 break;
             }
-            _ => continue,
         };
         let now = unix_ns();
         let mut ping = false;
@@ -440,6 +415,6 @@ pub async fn read_loop(mut ws: Ws, r: Reader<'_>, mut stop: watch::Receiver<bool
             .unwrap_or_else(|e| e.into_inner())
             .add_close(reason);
     } else {
-        let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
+        let _ = tokio::time::timeout(Duration::from_millis(200), ws.close()).await;
     }
 }
