@@ -188,6 +188,10 @@ pub fn write(report: &Report, dir: &Path) -> anyhow::Result<Vec<std::path::PathB
             name: "max".into(),
             values: col(&|s| s.latency.max_ms),
         },
+        Series {
+            name: "p99 at the socket".into(),
+            values: col(&|s| s.arrival.p99_ms),
+        },
     ];
     let thr = vec![
         Series {

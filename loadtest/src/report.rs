@@ -15,6 +15,7 @@ pub struct NodeLatency {
     pub url: String,
     pub delivered: u64,
     pub latency: Latency,
+    pub arrival: Latency,
 }
 
 /// The numbers of one step of a scenario.
@@ -46,8 +47,11 @@ pub struct Step {
     pub lost: u64,
     pub duplicates: u64,
     pub reordered: u64,
-    /// Publish → receive latency.
+    /// Publish → receive latency: until the subscriber's task has parsed the publication.
     pub latency: Latency,
+    /// Publish → socket arrival latency: until the kernel put the publication into the
+    /// subscriber's socket (`SO_TIMESTAMPNS`), without the generator's own queueing.
+    pub arrival: Latency,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub per_node: Vec<NodeLatency>,
     pub servers: Vec<Usage>,
@@ -110,7 +114,7 @@ pub fn table(r: &Report) -> String {
     let _ = writeln!(s, "== herald-loadtest {} ==", r.scenario);
     let _ = writeln!(
         s,
-        "{:<14} {:>9} {:>9} {:>6} {:>11} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>6} {:>4} {:>4} {:>15} {:>7}",
+        "{:<14} {:>9} {:>9} {:>6} {:>11} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>9} {:>8} {:>6} {:>4} {:>4} {:>15} {:>7}",
         "step",
         "target/s",
         "pub/s",
@@ -121,6 +125,7 @@ pub fn table(r: &Report) -> String {
         "p99ms",
         "p999ms",
         "maxms",
+        "sock99ms",
         "frames/s",
         "api99ms",
         "lost",
@@ -137,7 +142,7 @@ pub fn table(r: &Report) -> String {
             .collect();
         let _ = writeln!(
             s,
-            "{:<14} {:>9} {:>9} {:>6} {:>11} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>6} {:>4} {:>4} {:>15} {:>7}",
+            "{:<14} {:>9} {:>9} {:>6} {:>11} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>9} {:>8} {:>6} {:>4} {:>4} {:>15} {:>7}",
             st.label,
             f(st.target_rate),
             f(st.publish_rate),
@@ -148,6 +153,7 @@ pub fn table(r: &Report) -> String {
             f(st.latency.p99_ms),
             f(st.latency.p999_ms),
             f(st.latency.max_ms),
+            f(st.arrival.p99_ms),
             f(st.frames_per_s),
             f(st.api_call.p99_ms),
             st.lost,
@@ -166,12 +172,14 @@ pub fn table(r: &Report) -> String {
         for n in &st.per_node {
             let _ = writeln!(
                 s,
-                "  node {:<28} delivered {:>9}  p50 {} p99 {} max {} ms",
+                "  node {:<28} delivered {:>9}  p50 {} p99 {} max {} ms; at the socket p50 {} p99 {} ms",
                 n.url,
                 n.delivered,
                 f(n.latency.p50_ms),
                 f(n.latency.p99_ms),
-                f(n.latency.max_ms)
+                f(n.latency.max_ms),
+                f(n.arrival.p50_ms),
+                f(n.arrival.p99_ms)
             );
         }
         if !st.extra.is_empty() {

@@ -78,7 +78,10 @@ impl Tracker {
 /// Counters and latencies recorded by connection tasks; taken and reset at each step end.
 #[derive(Debug, Clone)]
 pub struct Counts {
+    /// Publish → the subscriber's task has parsed it.
     pub latency: Histogram<u64>,
+    /// Publish → the kernel put it in the subscriber's socket (see `client::ws`).
+    pub arrival: Histogram<u64>,
     /// Publications received (including duplicates).
     pub received: u64,
     pub duplicates: u64,
@@ -95,6 +98,7 @@ impl Default for Counts {
     fn default() -> Self {
         Counts {
             latency: new_histogram(),
+            arrival: new_histogram(),
             received: 0,
             duplicates: 0,
             reordered: 0,
@@ -112,6 +116,11 @@ impl Counts {
         self.latency.saturating_record(us.clamp(1, MAX_LATENCY_US));
     }
 
+    pub fn record_arrival_ns(&mut self, arrived_ns: u64, sent_ns: u64) {
+        let us = arrived_ns.saturating_sub(sent_ns) / 1000;
+        self.arrival.saturating_record(us.clamp(1, MAX_LATENCY_US));
+    }
+
     pub fn add_close(&mut self, reason: String) {
         *self.closes.entry(reason).or_insert(0) += 1;
     }
@@ -120,6 +129,7 @@ impl Counts {
     pub fn merge(&mut self, other: &Counts) {
         // Same bounds on both sides: cannot fail; saturate if it ever did.
         let _ = self.latency.add(&other.latency);
+        let _ = self.arrival.add(&other.arrival);
         self.received += other.received;
         self.duplicates += other.duplicates;
         self.reordered += other.reordered;

@@ -362,6 +362,7 @@ pub async fn read_loop(mut ws: Ws, r: Reader<'_>, mut stop: watch::Receiver<bool
             }
         };
         let now = unix_ns();
+        let arrived = ws.arrival_ns();
         let mut ping = false;
         let mut n = 0u64;
         {
@@ -377,6 +378,9 @@ pub async fn read_loop(mut ws: Ws, r: Reader<'_>, mut stop: watch::Receiver<bool
                         return;
                     };
                     c.record_latency_ns(now, st.sent_ns);
+                    if let Some(at) = arrived {
+                        c.record_arrival_ns(at, st.sent_ns);
+                    }
                     let ci = chans.iter().position(|x| *x == channel).unwrap_or(0);
                     let idx = ci * streams + (st.stream as usize % streams);
                     if let Some(t) = trackers.get_mut(idx) {

@@ -7,12 +7,18 @@
 //! `BytesMut` (tokio's `read_buf`, no zeroing) and a message is split off it without a copy.
 //! Server pings are answered here; the handshake checks the status (101) and the subprotocol
 //! the caller asked for, not the accept key (the generator only talks to servers it started).
+//!
+//! Every read also asks the kernel when the data reached the socket (`SO_TIMESTAMPNS`):
+//! [`Ws::arrival_ns`]. With thousands of connections on two cores, a subscriber may read its
+//! frame milliseconds after the server delivered it, because the generator is busy with the
+//! others; the arrival time is when the server's write reached this subscriber, which is what
+//! a client on its own device would see.
 
 use std::io;
 
 use base64::Engine as _;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 /// Room kept free for the next read: a batched frame of a few KiB in one syscall.
@@ -46,6 +52,8 @@ pub struct Ws {
     /// Opcode and payload of a message still arriving in continuation frames.
     partial: Option<(u8, BytesMut)>,
     mask_seed: u32,
+    /// Kernel arrival time (unix ns) of the data of the latest read, if the kernel told.
+    arrival_ns: Option<u64>,
 }
 
 const OP_CONTINUATION: u8 = 0;
@@ -102,12 +110,37 @@ impl Ws {
                 return Err(invalid(&format!("subprotocol {p} not agreed")));
             }
         }
+        enable_timestamps(&stream);
         Ok(Ws {
             stream,
             buf,
             partial: None,
             mask_seed: rand::random(),
+            arrival_ns: None,
         })
+    }
+
+    /// When the kernel received the latest data read (unix ns): for a message just returned by
+    /// [`Ws::next`], the arrival of its last byte or later.
+    pub fn arrival_ns(&self) -> Option<u64> {
+        self.arrival_ns
+    }
+
+    async fn read_more(&mut self) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let fd = self.stream.as_raw_fd();
+        loop {
+            self.stream.readable().await?;
+            let buf = &mut self.buf;
+            let arrival = &mut self.arrival_ns;
+            match self
+                .stream
+                .try_io(Interest::READABLE, || recv_stamped(fd, buf, arrival))
+            {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return result,
+            }
+        }
     }
 
     /// The next message (`None` once the connection ended without a close frame).
@@ -128,7 +161,7 @@ impl Ws {
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
                 self.buf.reserve(READ_CHUNK);
             }
-            match self.stream.read_buf(&mut self.buf).await {
+            match self.read_more().await {
                 Ok(0) => return None,
                 Ok(_) => {}
                 Err(e) => return Some(Err(e)),
@@ -239,6 +272,63 @@ impl Ws {
         out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
         self.stream.write_all(&out).await
     }
+}
+
+/// Asks the kernel to attach the arrival time to what each read returns.
+fn enable_timestamps(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on a valid socket with a pointer to a local int and its size.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// One `recvmsg` into the spare capacity of `buf` (not zeroed first), noting the arrival time
+/// the kernel attached, if any.
+fn recv_stamped(fd: i32, buf: &mut BytesMut, arrival: &mut Option<u64>) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    let mut iov = libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: spare.len(),
+    };
+    // Room for one timestamp control message (aligned as the kernel writes it).
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: the iovec points at `spare`, writable for its length; the control buffer is
+    // local and its length is given; both outlive the call.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: the kernel initialized the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    // SAFETY: walking the control messages the kernel wrote into `control`, with the libc
+    // macros and the header it filled in; the timestamp is read unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                *arrival = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok(n)
 }
 
 enum Parsed {

@@ -543,6 +543,7 @@ pub async fn measure_step(
                     url: spec.urls.get(i).cloned().unwrap_or_default(),
                     delivered: c.unique(),
                     latency: Latency::of(&c.latency),
+                    arrival: Latency::of(&c.arrival),
                 });
             }
         }
@@ -553,6 +554,7 @@ pub async fn measure_step(
         step.duplicates = all.duplicates;
         step.reordered = all.reordered;
         step.latency = Latency::of(&all.latency);
+        step.arrival = Latency::of(&all.arrival);
         step.closes = all.closes;
         if all.unstamped > 0 {
             step.extra.insert("unstamped".into(), all.unstamped as f64);
