@@ -17,6 +17,22 @@ pub const FD_RESERVE: u64 = 200;
 
 /// The source address of connection `i`, or `None` to let the kernel choose (targets off
 /// IPv4 loopback).
+/// Turns on a boolean socket option (`setsockopt` with an int 1); a failure only loses the
+/// option's effect, so it is ignored.
+pub fn enable_socket_option(socket: &impl std::os::fd::AsRawFd, level: i32, name: i32) {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on a valid socket with a pointer to a local int and its size.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 pub fn source_for(target: SocketAddr, i: usize) -> Option<IpAddr> {
     if !target.ip().is_loopback() || !target.is_ipv4() {
         return None;

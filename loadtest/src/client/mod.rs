@@ -138,18 +138,7 @@ fn short(e: &impl std::fmt::Display) -> String {
 /// reuse a port for different destinations; without it, bind reserves a port of its own per
 /// socket and the ephemeral range runs out at ~28k connections per process.
 fn bind_address_no_port(socket: &TcpSocket) {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt on a valid socket with a pointer to a local int and its size.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    crate::net::enable_socket_option(socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT);
 }
 
 /// Opens a connection, authenticates with `token` and subscribes to `channels`; returns the

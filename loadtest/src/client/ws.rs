@@ -110,7 +110,8 @@ impl Ws {
                 return Err(invalid(&format!("subprotocol {p} not agreed")));
             }
         }
-        enable_timestamps(&stream);
+        // The kernel attaches the arrival time to what each read returns.
+        crate::net::enable_socket_option(&stream, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS);
         Ok(Ws {
             stream,
             buf,
@@ -271,22 +272,6 @@ impl Ws {
         out.put_slice(&mask);
         out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
         self.stream.write_all(&out).await
-    }
-}
-
-/// Asks the kernel to attach the arrival time to what each read returns.
-fn enable_timestamps(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt on a valid socket with a pointer to a local int and its size.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
     }
 }
 
