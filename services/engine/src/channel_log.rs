@@ -61,6 +61,9 @@ pub struct Entry {
     pub protobuf: Option<Bytes>,
     /// Its place in the channel's stream, for channels with history.
     pub at: Option<StreamTag>,
+    /// Its place among the publications of every channel of this node: a connection that reads
+    /// several logs sends their entries in this order, the order they were published in.
+    pub seq: u64,
     /// Bytes appended to the log up to and including this entry.
     end: u64,
 }
@@ -141,9 +144,11 @@ impl ChannelLog {
         self.tail.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends one publication; returns the log's byte count after it.
+    /// Appends one publication, numbered from `seq` (shared by the logs of a node, drawn under
+    /// this log's lock so numbers rise along each log); returns the log's byte count after it.
     pub fn append(
         &self,
+        seq: &AtomicU64,
         json: Option<Bytes>,
         protobuf: Option<Bytes>,
         at: Option<StreamTag>,
@@ -153,6 +158,7 @@ impl ChannelLog {
             json,
             protobuf,
             at,
+            seq: seq.fetch_add(1, Ordering::Relaxed),
             end: 0,
         };
         let len = entry.len();
@@ -241,39 +247,61 @@ impl LogReader {
         &self.cursor
     }
 
-    /// Hands each entry appended since the last read to `take`, in order, until `take` returns
-    /// false (that entry stays unread) or nothing new is left. Returns whether it stopped early.
-    pub fn read(&mut self, mut take: impl FnMut(&Entry) -> bool) -> bool {
+    /// The number (`Entry::seq`) of the next unread entry, if there is one.
+    pub fn peek_seq(&mut self) -> Option<u64> {
+        if !self.settle() {
+            return None;
+        }
+        self.chunk.slots[self.next].get().map(|e| e.seq)
+    }
+
+    /// Hands each entry appended since the last read and numbered below `before` to `take`, in
+    /// order, until `take` returns false (that entry stays unread) or none is left. Returns
+    /// whether `take` stopped it.
+    pub fn read(&mut self, before: u64, mut take: impl FnMut(&Entry) -> bool) -> bool {
         let mut stopped = false;
-        loop {
-            if let Some(entry) = self.chunk.slots.get(self.next).and_then(OnceLock::get) {
-                if !take(entry) {
-                    stopped = true;
-                    break;
-                }
-                self.consumed = entry.end;
-                self.next += 1;
-                continue;
-            }
-            // The slot is empty or past the end: follow the chain if the appender moved on.
-            // Its move came after every slot it filled here, so look at the slot once more.
-            let Some(next) = self.chunk.next.get().cloned() else {
+        while self.settle() {
+            let Some(entry) = self.chunk.slots[self.next].get() else {
                 break;
             };
-            if self
-                .chunk
-                .slots
-                .get(self.next)
-                .and_then(OnceLock::get)
-                .is_some()
-            {
-                continue;
+            if entry.seq >= before {
+                break;
+            }
+            if !take(entry) {
+                stopped = true;
+                break;
+            }
+            self.consumed = entry.end;
+            self.next += 1;
+        }
+        self.cursor.consumed.store(self.consumed, Ordering::Relaxed);
+        stopped
+    }
+
+    /// Moves to where the next unread entry is (following the chain past a chunk the appender
+    /// left); returns whether there is one.
+    fn settle(&mut self) -> bool {
+        loop {
+            if self.slot_filled() {
+                return true;
+            }
+            let Some(next) = self.chunk.next.get().cloned() else {
+                return false;
+            };
+            // The appender moved on after every slot it filled here: look once more.
+            if self.slot_filled() {
+                return true;
             }
             self.chunk = next;
             self.next = 0;
         }
-        self.cursor.consumed.store(self.consumed, Ordering::Relaxed);
-        stopped
+    }
+
+    fn slot_filled(&self) -> bool {
+        self.chunk
+            .slots
+            .get(self.next)
+            .is_some_and(|s| s.get().is_some())
     }
 }
 
@@ -294,9 +322,11 @@ mod tests {
         Some(Bytes::copy_from_slice(s.as_bytes()))
     }
 
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+
     fn read_all(reader: &mut LogReader) -> Vec<String> {
         let mut out = Vec::new();
-        reader.read(|e| {
+        reader.read(u64::MAX, |e| {
             out.push(String::from_utf8(e.json.clone().unwrap().to_vec()).unwrap());
             true
         });
@@ -306,20 +336,20 @@ mod tests {
     #[test]
     fn readers_see_what_was_appended_after_they_joined_in_order_across_chunks() {
         let log = ChannelLog::new();
-        log.append(text("before"), None, None);
+        log.append(&SEQ, text("before"), None, None);
         let mut a = log.reader(1);
         let expected: Vec<String> = (0..300).map(|i| i.to_string()).collect();
         for s in &expected[..150] {
-            log.append(text(s), None, None);
+            log.append(&SEQ, text(s), None, None);
         }
         let mut b = log.reader(1);
         for s in &expected[150..] {
-            log.append(text(s), None, None);
+            log.append(&SEQ, text(s), None, None);
         }
         assert_eq!(read_all(&mut a), expected);
         assert_eq!(read_all(&mut b), expected[150..].to_vec());
         assert!(read_all(&mut a).is_empty(), "nothing twice");
-        log.append(text("more"), None, None);
+        log.append(&SEQ, text("more"), None, None);
         assert_eq!(read_all(&mut a), vec!["more"]);
     }
 
@@ -328,10 +358,10 @@ mod tests {
         let log = ChannelLog::new();
         let mut r = log.reader(1);
         for i in 0..10 {
-            log.append(text(&i.to_string()), None, None);
+            log.append(&SEQ, text(&i.to_string()), None, None);
         }
         let mut first = Vec::new();
-        let stopped = r.read(|e| {
+        let stopped = r.read(u64::MAX, |e| {
             if first.len() == 4 {
                 return false;
             }
@@ -346,11 +376,11 @@ mod tests {
     #[test]
     fn the_cursor_tells_how_far_behind_a_reader_is() {
         let log = ChannelLog::new();
-        log.append(text("xx"), None, None);
+        log.append(&SEQ, text("xx"), None, None);
         let mut r = log.reader(1);
         let cursor = r.cursor().clone();
         assert_eq!(cursor.consumed(), 2);
-        log.append(text("abc"), text("abcd"), None);
+        log.append(&SEQ, text("abc"), text("abcd"), None);
         assert_eq!(log.appended(), 6, "the larger encoding counts");
         assert_eq!(log.appended() - cursor.consumed(), 4);
         read_all(&mut r);
@@ -364,7 +394,7 @@ mod tests {
         let payload = Bytes::from(vec![b'x'; 100]);
         let first = Arc::downgrade(&log.lock().chunk);
         for _ in 0..100 {
-            log.append(Some(payload.clone()), None, None);
+            log.append(&SEQ, Some(payload.clone()), None, None);
         }
         assert!(first.upgrade().is_some(), "the reader still needs it");
         read_all(&mut r);
@@ -376,7 +406,7 @@ mod tests {
         let log = ChannelLog::new();
         let mut r = log.reader(1);
         let payload = Bytes::from(vec![b'x'; 100]);
-        log.append(Some(payload.clone()), None, None);
+        log.append(&SEQ, Some(payload.clone()), None, None);
         read_all(&mut r);
         let now = Instant::now();
         assert!(
@@ -395,8 +425,28 @@ mod tests {
             "the caught-up reader moved to the new chunk"
         );
         assert_eq!(payload.len(), 100);
-        log.append(text("after"), None, None);
+        log.append(&SEQ, text("after"), None, None);
         assert_eq!(read_all(&mut r), vec!["after"]);
+    }
+
+    #[test]
+    fn entries_are_numbered_across_logs_and_a_read_stops_at_a_number() {
+        let seq = AtomicU64::new(1);
+        let (a, b) = (ChannelLog::new(), ChannelLog::new());
+        let (mut ra, mut rb) = (a.reader(1), b.reader(2));
+        a.append(&seq, text("a1"), None, None);
+        b.append(&seq, text("b2"), None, None);
+        a.append(&seq, text("a3"), None, None);
+        assert_eq!((ra.peek_seq(), rb.peek_seq()), (Some(1), Some(2)));
+        let mut got = Vec::new();
+        ra.read(2, |e| {
+            got.push(e.seq);
+            true
+        });
+        assert_eq!(got, [1], "stops before the other log's next");
+        assert_eq!(ra.peek_seq(), Some(3));
+        assert_eq!(read_all(&mut rb), vec!["b2"]);
+        assert_eq!(rb.peek_seq(), None);
     }
 
     #[test]
@@ -404,7 +454,7 @@ mod tests {
         let log = ChannelLog::new();
         let r = log.reader(1);
         for _ in 0..200_000 {
-            log.append(text("x"), None, None);
+            log.append(&SEQ, text("x"), None, None);
         }
         drop(log);
         drop(r);
@@ -419,7 +469,7 @@ mod tests {
                 let log = log.clone();
                 std::thread::spawn(move || {
                     for i in 0..20_000u32 {
-                        log.append(Some(Bytes::from(format!("{w}:{i}"))), None, None);
+                        log.append(&SEQ, Some(Bytes::from(format!("{w}:{i}"))), None, None);
                     }
                 })
             })
@@ -427,7 +477,7 @@ mod tests {
         let mut seen = [0u32; 2];
         let mut total = 0;
         while total < 40_000 {
-            reader.read(|e| {
+            reader.read(u64::MAX, |e| {
                 let s = std::str::from_utf8(e.json.as_ref().unwrap()).unwrap();
                 let (w, i) = s.split_once(':').unwrap();
                 let (w, i): (usize, u32) = (w.parse().unwrap(), i.parse().unwrap());

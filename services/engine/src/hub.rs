@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -45,6 +45,8 @@ pub struct Subscriber {
 pub struct Hub {
     channels: Sharded<ChannelEntry>,
     next_id: AtomicU32,
+    /// Numbers every publication of this node (see `channel_log::Entry::seq`).
+    next_seq: AtomicU64,
 }
 
 /// A new local subscription: its reader of the channel's log (which carries the channel's id
@@ -108,6 +110,7 @@ impl Hub {
         Self {
             channels: Sharded::new(SHARDS),
             next_id: AtomicU32::new(1),
+            next_seq: AtomicU64::new(0),
         }
     }
 
@@ -208,7 +211,7 @@ impl Hub {
             .as_ref()
             .map_or(0, Bytes::len)
             .max(protobuf.as_ref().map_or(0, Bytes::len)) as u64;
-        let appended = entry.log.append(json, protobuf, at);
+        let appended = entry.log.append(&self.next_seq, json, protobuf, at);
         publications_appended();
         let check_slow = appended / SLOW_CHECK_BYTES != (appended - len) / SLOW_CHECK_BYTES;
         let mut delivered = 0;
@@ -346,7 +349,7 @@ mod tests {
 
     fn read(reader: &mut LogReader, format: Format) -> Vec<Bytes> {
         let mut out = Vec::new();
-        reader.read(|e| {
+        reader.read(u64::MAX, |e| {
             out.extend(e.frame(format).cloned());
             true
         });

@@ -95,6 +95,45 @@ async fn everything_queued_leaves_in_one_frame_in_order() {
 }
 
 #[tokio::test]
+async fn publications_of_several_channels_leave_in_the_order_they_were_published() {
+    let node = node();
+    let mut s = connected(&node, "alice").await;
+    for (id, ch) in [(2, "chat:a"), (3, "chat:b"), (4, "chat:c")] {
+        let cmd = json!({"id":id,"subscribe":{"channel":ch}});
+        s.handle_frame(cmd.to_string().as_bytes()).await;
+    }
+    frame(&mut s).await;
+    let order = [
+        "chat:b", "chat:a", "chat:a", "chat:c", "chat:b", "chat:c", "chat:a",
+    ];
+    for (n, ch) in order.iter().enumerate() {
+        node.publish(
+            ch,
+            format!("{{\"n\":{n}}}").into(),
+            PublishOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let (_, messages) = frame(&mut s).await;
+    let got: Vec<(String, u64)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m["push"]["channel"].as_str().unwrap().to_owned(),
+                m["push"]["pub"]["data"]["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64)> = order
+        .iter()
+        .enumerate()
+        .map(|(n, ch)| (ch.to_string(), n as u64))
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
 async fn server_requests_are_applied_by_the_session_itself() {
     let node = node();
     let mut s = connected(&node, "alice").await;

@@ -15,7 +15,7 @@ use herald_protocol::proto::{
 };
 
 use super::position::Position;
-use super::{ChannelSub, Connected, Session, State};
+use super::{Connected, Session, State};
 use crate::auth::ConnectClaims;
 use crate::broker::{HistoryPage, HistoryQuery, StreamPosition};
 use crate::channel::{is_private, user_limited_allows};
@@ -208,6 +208,7 @@ impl Session {
             user,
             info: claims.info.clone(),
             channels: HashMap::new(),
+            readers: Vec::new(),
             positions: Vec::new(),
         }));
         let started = Instant::now();
@@ -339,13 +340,8 @@ impl Session {
             });
             self.caught_up_after_reply.push(channel_id);
         }
-        self.connected_mut().channels.insert(
-            channel.to_string(),
-            ChannelSub {
-                info,
-                reader: Some(reader),
-            },
-        );
+        self.connected_mut()
+            .subscribed(channel.to_string(), info, reader);
         Ok(Some(result))
     }
 
@@ -378,7 +374,7 @@ impl Session {
 
     pub(super) fn server_unsubscribe(&mut self, channel: &str) {
         self.untrack(channel);
-        if self.connected_mut().channels.remove(channel).is_none() {
+        if self.connected_mut().forget(channel).is_none() {
             return;
         }
         self.node.remove_subscription(channel, self.conn);
@@ -494,13 +490,7 @@ impl Session {
             });
             self.caught_up_after_reply.push(channel_id);
         }
-        self.connected_mut().channels.insert(
-            channel,
-            ChannelSub {
-                info,
-                reader: Some(reader),
-            },
-        );
+        self.connected_mut().subscribed(channel, info, reader);
         reply(|r| r.subscribe = Some(result))
     }
 
@@ -612,7 +602,7 @@ impl Session {
 
     fn handle_unsubscribe(&mut self, req: UnsubscribeRequest) -> CommandResult {
         self.untrack(&req.channel);
-        if self.connected_mut().channels.remove(&req.channel).is_some() {
+        if self.connected_mut().forget(&req.channel).is_some() {
             self.node.remove_subscription(&req.channel, self.conn);
         }
         reply(|r| r.unsubscribe = Some(UnsubscribeResult {}))

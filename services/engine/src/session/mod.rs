@@ -58,8 +58,6 @@ pub struct Session {
     /// The size of the last frame: what the next one reserves, so a busy connection builds
     /// its frame in one allocation instead of doubling its way up.
     last_frame_len: usize,
-    /// Reused between drains: the positioned channels whose logs a drain reads.
-    positioned_scratch: Vec<crate::hub::ChannelId>,
 }
 
 enum State {
@@ -76,16 +74,34 @@ struct Connected {
     /// Connection info from the token, raw JSON (shown to others in client publications).
     info: Option<Bytes>,
     channels: HashMap<String, ChannelSub>,
+    /// Where each subscription is in its channel's log (out of here only while a drain reads
+    /// through them), found by the hub's channel id.
+    readers: Vec<LogReader>,
     /// Positioned subscriptions (few per connection), found by the hub's channel id.
     positions: Vec<position::Position>,
+}
+
+impl Connected {
+    /// Ends the session's side of a subscription: its entry and its log reader.
+    fn forget(&mut self, channel: &str) -> Option<ChannelSub> {
+        let sub = self.channels.remove(channel)?;
+        self.readers.retain(|r| r.channel_id != sub.channel_id);
+        Some(sub)
+    }
+
+    fn subscribed(&mut self, channel: String, info: Option<Bytes>, reader: LogReader) {
+        let channel_id = reader.channel_id;
+        self.readers.push(reader);
+        self.channels
+            .insert(channel, ChannelSub { info, channel_id });
+    }
 }
 
 struct ChannelSub {
     /// Channel info from the subscription token or the server API, raw JSON.
     info: Option<Bytes>,
-    /// Where this subscription is in the channel's log; out of its place only while a drain
-    /// reads through it.
-    reader: Option<LogReader>,
+    /// The hub's id of the channel (its reader in `Connected::readers` carries the same).
+    channel_id: crate::hub::ChannelId,
 }
 
 impl Session {
@@ -104,7 +120,6 @@ impl Session {
             caught_up_after_reply: Vec::new(),
             drains: 0,
             last_frame_len: 0,
-            positioned_scratch: Vec::new(),
         }
     }
 
@@ -262,105 +277,99 @@ impl Session {
     }
 
     /// Appends the publications the subscriptions' channel logs have new, up to about
-    /// [`MAX_FRAME_BYTES`] (the rest makes the queue ready again). Positioned subscriptions
-    /// go through their position, the others straight into the frame.
+    /// [`MAX_FRAME_BYTES`] (the rest makes the queue ready again), in the order they were
+    /// published across channels. Positioned subscriptions go through their position.
     fn read_logs(&mut self, frame: &mut BytesMut) -> Option<Flow> {
         self.outbound.take_log_wake();
-        let format = self.format;
         let drains = self.drains;
-        let State::Connected(c) = &mut self.state else {
-            return None;
+        let mut readers = match &mut self.state {
+            State::Connected(c) => std::mem::take(&mut c.readers),
+            _ => return None,
         };
         let mut more = false;
-        let mut positioned = std::mem::take(&mut self.positioned_scratch);
-        for sub in c.channels.values_mut() {
-            let Some(reader) = sub.reader.as_mut() else {
-                continue;
-            };
-            if reader.since_drain == drains {
-                more = true;
-                continue;
-            }
-            if c.positions
-                .iter()
-                .any(|p| p.channel_id == reader.channel_id)
-            {
-                positioned.push(reader.channel_id);
-                continue;
-            }
-            more |= reader.read(|entry| {
-                if frame.len() >= MAX_FRAME_BYTES {
-                    return false;
-                }
-                if let Some(bytes) = entry.frame(format) {
-                    codec::append_to_frame(format, bytes, frame);
-                }
-                true
-            });
-        }
         let mut flow = None;
-        for channel_id in positioned.drain(..) {
-            if flow.is_some() {
-                break;
+        loop {
+            // The reader whose next entry was published first, and the number of the next
+            // entry of any other: the first reads up to there.
+            let mut first: Option<(u64, usize)> = None;
+            let mut until = u64::MAX;
+            for (i, reader) in readers.iter_mut().enumerate() {
+                if reader.since_drain == drains {
+                    more = true;
+                    continue;
+                }
+                let Some(seq) = reader.peek_seq() else {
+                    continue;
+                };
+                match first {
+                    Some((best, _)) if best < seq => until = until.min(seq),
+                    _ => {
+                        if let Some((best, _)) = first {
+                            until = until.min(best);
+                        }
+                        first = Some((seq, i));
+                    }
+                }
             }
-            let (stopped, result) = self.read_positioned(channel_id, frame);
-            more |= stopped;
-            flow = result;
+            let Some((_, i)) = first else {
+                break;
+            };
+            match self.read_log(&mut readers[i], until, frame) {
+                LogRead::Done => {}
+                LogRead::Full => {
+                    more = true;
+                    break;
+                }
+                LogRead::Gone => {
+                    readers.swap_remove(i);
+                }
+                LogRead::Close(f) => {
+                    flow = Some(f);
+                    break;
+                }
+            }
         }
-        self.positioned_scratch = positioned;
+        if let State::Connected(c) = &mut self.state {
+            c.readers = readers;
+        }
         if more {
             self.outbound.wake_for_log();
         }
         flow
     }
 
-    /// Reads a positioned subscription's log through its position. Returns whether it stopped
-    /// at the frame budget, and a close if the client must recover and cannot be told otherwise.
-    fn read_positioned(
-        &mut self,
-        channel_id: crate::hub::ChannelId,
-        frame: &mut BytesMut,
-    ) -> (bool, Option<Flow>) {
+    /// Reads one subscription's log up to entry number `until`.
+    fn read_log(&mut self, reader: &mut LogReader, until: u64, frame: &mut BytesMut) -> LogRead {
         let format = self.format;
-        let State::Connected(c) = &mut self.state else {
-            return (false, None);
-        };
-        let Some(position) = c.positions.iter().find(|p| p.channel_id == channel_id) else {
-            return (false, None);
-        };
-        let channel = position.channel.clone();
-        let Some(mut reader) = c.channels.get_mut(&channel).and_then(|s| s.reader.take()) else {
-            return (false, None);
-        };
-        let mut flow = None;
-        let mut gone = false;
-        let stopped = reader.read(|entry| {
+        let channel_id = reader.channel_id;
+        let positioned = self.position_mut(channel_id).is_some();
+        let mut outcome = LogRead::Done;
+        reader.read(until, |entry| {
             if frame.len() >= MAX_FRAME_BYTES {
+                outcome = LogRead::Full;
                 return false;
             }
             let Some(bytes) = entry.frame(format) else {
                 return true;
             };
-            let Some(at) = entry.at else {
+            let at = entry.at.filter(|_| positioned);
+            let Some(at) = at else {
                 codec::append_to_frame(format, bytes, frame);
                 return true;
             };
-            match self.positioned_publication(channel_id, at, bytes, frame) {
-                None => true,
-                Some(f) => {
-                    flow = Some(f);
-                    false
-                }
+            if let Some(Flow::Close(d)) = self.positioned_publication(channel_id, at, bytes, frame)
+            {
+                outcome = LogRead::Close(Flow::Close(d));
+                return false;
             }
+            if self.position_mut(channel_id).is_none() {
+                // A gap ended the subscription: nothing more of it goes out.
+                outcome = LogRead::Gone;
+                return false;
+            }
+            true
         });
-        if let State::Connected(c) = &mut self.state {
-            match c.channels.get_mut(&channel) {
-                Some(sub) => sub.reader = Some(reader),
-                // The gap ended the subscription: nothing more of it goes out.
-                None => gone = true,
-            }
-        }
-        (stopped && !gone && flow.is_none(), flow)
+        outcome
     }
 
     async fn apply_control(&mut self, control: Control) {
@@ -403,6 +412,18 @@ impl Session {
             join_leave,
         }
     }
+}
+
+/// How reading one channel log during a drain ended.
+enum LogRead {
+    /// Up to the entry asked for, or everything there was.
+    Done,
+    /// The frame is full; the rest waits for the next drain.
+    Full,
+    /// The subscription ended while reading (a gap in a positioned one).
+    Gone,
+    /// The connection must close (a gap in a server-side positioned subscription).
+    Close(Flow),
 }
 
 impl Session {

@@ -53,7 +53,7 @@ fn next(last: StreamTag, at: StreamTag) -> Next {
 }
 
 impl Session {
-    fn position_mut(&mut self, channel_id: ChannelId) -> Option<&mut Position> {
+    pub(super) fn position_mut(&mut self, channel_id: ChannelId) -> Option<&mut Position> {
         match &mut self.state {
             State::Connected(c) => c.positions.iter_mut().find(|p| p.channel_id == channel_id),
             _ => None,
@@ -171,7 +171,7 @@ impl Session {
         }
         self.untrack(&channel);
         if let State::Connected(c) = &mut self.state {
-            c.channels.remove(&channel);
+            c.forget(&channel);
         }
         self.node.remove_subscription(&channel, self.conn);
         let push = Reply {
