@@ -91,6 +91,10 @@ impl Connected {
 
     fn subscribed(&mut self, channel: String, info: Option<Bytes>, reader: LogReader) {
         let channel_id = reader.channel_id;
+        if self.readers.len() < 4 {
+            // Most connections follow a channel or two: no room for four readers each.
+            self.readers.reserve_exact(1);
+        }
         self.readers.push(reader);
         self.channels
             .insert(channel, ChannelSub { info, channel_id });
