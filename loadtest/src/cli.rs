@@ -146,6 +146,9 @@ pub async fn run_scenario(s: &Scenario, live: &Arc<Live>) -> anyhow::Result<Repo
 
 /// The binary's main: parse, run on a multi-thread runtime, print and write the outputs.
 pub fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some(crate::fleet::WORKER_COMMAND) {
+        return crate::fleet::worker::main();
+    }
     let cli = Cli::parse();
     let common = cli.scenario.common().clone();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -1,5 +1,6 @@
-//! Where connections come from: source-address spreading over 127.0.0.0/8 and the open-files
-//! limit (raised to the hard limit; a clear error when one process cannot hold the run).
+//! Where connections come from: source-address spreading over 127.0.0.0/8, the open-files
+//! limit (raised to the hard limit; it sets how many connections one process holds) and the
+//! ephemeral port range (a clear error when the run would exhaust it).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -15,8 +16,6 @@ pub const SOURCES: usize = 16;
 /// File descriptors a process keeps for itself (stdio, runtime, publisher connections, /proc).
 pub const FD_RESERVE: u64 = 200;
 
-/// The source address of connection `i`, or `None` to let the kernel choose (targets off
-/// IPv4 loopback).
 /// Turns on a boolean socket option (`setsockopt` with an int 1); a failure only loses the
 /// option's effect, so it is ignored.
 pub fn enable_socket_option(socket: &impl std::os::fd::AsRawFd, level: i32, name: i32) {
@@ -33,6 +32,8 @@ pub fn enable_socket_option(socket: &impl std::os::fd::AsRawFd, level: i32, name
     }
 }
 
+/// The source address of connection `i`, or `None` to let the kernel choose (targets off
+/// IPv4 loopback).
 pub fn source_for(target: SocketAddr, i: usize) -> Option<IpAddr> {
     if !target.ip().is_loopback() || !target.is_ipv4() {
         return None;
@@ -100,19 +101,34 @@ pub fn procs_needed(conns: u64, nofile: u64) -> u64 {
     conns.div_ceil(per).max(1)
 }
 
-/// Checks that this process can open `conns` connections (raising the soft open-files limit
-/// to the hard one first); the error says how many processes the run needs and how to ask.
-pub fn check_fds(conns: u64) -> anyhow::Result<()> {
-    let (soft, hard) = raise_nofile();
-    if conns > conns_per_process(soft) {
-        let need = procs_needed(conns, soft);
+/// The kernel's ephemeral port range (`net.ipv4.ip_local_port_range`), inclusive.
+pub fn ephemeral_ports() -> (u64, u64) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(str::parse::<u64>);
+            Some((it.next()?.ok()?, it.next()?.ok()?))
+        })
+        .unwrap_or((32_768, 60_999))
+}
+
+/// Connections to one server address the source addresses can carry: one ephemeral port per
+/// (source, destination) pair, [`SOURCES`] sources.
+pub fn port_capacity((lo, hi): (u64, u64)) -> u64 {
+    SOURCES as u64 * (hi + 1).saturating_sub(lo)
+}
+
+/// Fails, saying why, when `conns` connections to one node would run out of source ports.
+pub fn check_ports(conns: u64) -> anyhow::Result<()> {
+    let range = ephemeral_ports();
+    let cap = port_capacity(range);
+    if conns > cap {
         bail!(
-            "{conns} connections need {need} processes at the open-files limit of {soft} \
-             (hard {hard}; {} connections per process): start {need} herald-loadtest processes \
-             in parallel with {} connections each (same flags otherwise), or raise the hard \
-             limit (ulimit -Hn, as root) and retry",
-            conns_per_process(soft),
-            conns.div_ceil(need)
+            "{conns} connections to one node need more source ports than {SOURCES} source \
+             addresses × the ephemeral range {}–{} hold ({cap}): widen \
+             net.ipv4.ip_local_port_range or spread the subscribers over more --url nodes",
+            range.0,
+            range.1
         );
     }
     Ok(())
@@ -131,6 +147,19 @@ mod tests {
         assert_eq!(procs_needed(100_000, 20_000), 6);
         assert_eq!(procs_needed(0, 20_000), 1);
         assert_eq!(procs_needed(10, 100), 10); // reserve eats the limit: one per process
+    }
+
+    #[test]
+    fn port_arithmetic() {
+        assert_eq!(port_capacity((32_768, 60_999)), 16 * 28_232);
+        assert_eq!(port_capacity((10, 9)), 0);
+        let (lo, hi) = ephemeral_ports();
+        assert!(lo <= hi, "{lo} {hi}");
+        assert!(check_ports(1_000).is_ok());
+        let err = check_ports(port_capacity((lo, hi)) + 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ip_local_port_range"), "{err}");
     }
 
     #[test]

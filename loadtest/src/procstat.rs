@@ -1,5 +1,6 @@
 //! CPU and memory of a process from /proc: `/proc/<pid>/stat` (utime + stime) and
-//! `/proc/<pid>/status` (VmRSS). Used for the server (`--server-pid`) and for ourselves.
+//! `/proc/<pid>/status` (VmRSS). Used for the server (`--server-pid`) and for the generator
+//! (this process and its fleet workers).
 
 use std::time::Instant;
 
@@ -67,36 +68,64 @@ pub fn usage(pid: u32, before: &Sample, after: &Sample) -> Usage {
     }
 }
 
-/// Tracks a set of processes (the servers and this process) across a measurement window.
+/// Tracks the servers and the generator (this process and its fleet workers) across a
+/// measurement window.
 #[derive(Debug, Clone)]
 pub struct Watch {
-    pids: Vec<u32>,
-    start: Vec<Option<Sample>>,
+    started: Instant,
+    servers: Vec<(u32, Option<Sample>)>,
+    client: Vec<(u32, Option<Sample>)>,
 }
 
 impl Watch {
-    /// Starts watching the given server pids and this process.
-    pub fn start(server_pids: &[u32]) -> Watch {
-        let mut pids = server_pids.to_vec();
-        pids.push(0);
-        let start = pids.iter().map(|&p| sample(p)).collect();
-        Watch { pids, start }
+    /// Starts watching the given server pids, this process and its `workers`.
+    pub fn start(server_pids: &[u32], workers: &[u32]) -> Watch {
+        let with_sample = |&p: &u32| (p, sample(p));
+        Watch {
+            started: Instant::now(),
+            servers: server_pids.iter().map(with_sample).collect(),
+            client: std::iter::once(&0)
+                .chain(workers)
+                .map(with_sample)
+                .collect(),
+        }
     }
 
-    /// (server usages, client usage) since `start`.
-    pub fn finish(&self) -> (Vec<Usage>, Option<Usage>) {
-        let mut servers = Vec::new();
-        let mut client = None;
-        for (pid, before) in self.pids.iter().zip(&self.start) {
-            let (Some(b), Some(a)) = (before, sample(*pid)) else {
+    /// (server usages, generator usage) since `start`. The generator is this process plus
+    /// `workers`; a worker not watched from the start was born since, so all its CPU counts.
+    pub fn finish(&self, workers: &[u32]) -> (Vec<Usage>, Option<Usage>) {
+        let servers = self
+            .servers
+            .iter()
+            .filter_map(|(pid, before)| Some(usage(*pid, before.as_ref()?, &sample(*pid)?)))
+            .collect();
+        let born = Sample {
+            at: self.started,
+            ticks: 0,
+            rss_kib: 0,
+        };
+        let mut client: Option<Usage> = None;
+        for pid in std::iter::once(&0).chain(workers) {
+            let before = match self.client.iter().find(|(p, _)| p == pid) {
+                Some((_, Some(s))) => *s,
+                Some((_, None)) => continue,
+                None => born,
+            };
+            let Some(after) = sample(*pid) else {
                 continue;
             };
-            let mut u = usage(*pid, b, &a);
-            if *pid == 0 {
-                u.pid = std::process::id();
-                client = Some(u);
-            } else {
-                servers.push(u);
+            let u = usage(*pid, &before, &after);
+            match &mut client {
+                None => {
+                    client = Some(Usage {
+                        pid: std::process::id(),
+                        ..u
+                    })
+                }
+                Some(c) => {
+                    c.cpu_pct += u.cpu_pct;
+                    c.rss_mib += u.rss_mib;
+                }
             }
         }
         (servers, client)
@@ -120,5 +149,43 @@ mod tests {
         let u = usage(1, &a, &b);
         assert!(u.cpu_pct >= 0.0);
         assert!(sample(u32::MAX - 1).is_none());
+    }
+
+    fn wait_until_asleep(pid: u32) {
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3));
+            let rss = sample(pid).map_or(0, |s| s.rss_kib);
+            if state == Some("S") && rss > 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "child {pid} never slept: {stat}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn generator_usage_adds_workers_born_during_the_window() {
+        let watch = Watch::start(&[], &[]);
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        // Right after spawn the child may still be loading `sleep`: its RSS grows until it
+        // blocks in nanosleep, so wait for that before comparing sums.
+        wait_until_asleep(pid);
+        let own = watch.finish(&[]).1.expect("own usage");
+        let with = watch.finish(&[pid]).1.expect("own usage");
+        let worker = sample(pid).expect("child sample");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(with.pid, std::process::id());
+        assert!(worker.rss_kib > 0);
+        assert!(
+            with.rss_mib >= own.rss_mib + worker.rss_kib as f64 / 1024.0 - 0.2,
+            "{own:?} {with:?} {worker:?}"
+        );
     }
 }

@@ -1,9 +1,7 @@
 //! End to end against the Socket.IO baseline (loadtest/socketio/server.mjs): a tiny fanout and
 //! a tiny idle run with `--target socketio`, every delivery counted.
 //!
-//! Ignored by default: it needs Node 20 and `npm ci` in loadtest/socketio, and the comparison
-//! is a benchmark tool, not part of the product's CI. Run it with
-//! `cargo test -p herald-loadtest -- --ignored`.
+//! It needs Node 20 and `npm ci` in loadtest/socketio, which `.ci/install-test-deps` runs.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -29,7 +27,7 @@ fn start_server() -> (Server, String) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("socketio");
     assert!(
         dir.join("node_modules/socket.io").is_dir(),
-        "run npm ci in loadtest/socketio (needs Node 20) before this test"
+        "run bash .ci/install-test-deps (npm ci in loadtest/socketio, Node 20) before this test"
     );
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -59,7 +57,6 @@ fn start_server() -> (Server, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs `npm ci` in loadtest/socketio; run with cargo test -p herald-loadtest -- --ignored"]
 async fn socketio_tiny_fanout_and_idle() {
     let (server, url) = start_server();
     let argv = [

@@ -28,7 +28,17 @@ use frame::{Event, scan_json, scan_protobuf, scan_socketio};
 pub use ws::{Message, Ws};
 
 /// Which server (and so which client protocol and publish API) a run targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ServerKind {
     /// A Herald node: centrifuge-style JSON/Protobuf client protocol, `/api/publish` and

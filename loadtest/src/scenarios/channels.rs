@@ -3,11 +3,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
 
-use super::{
-    Common, Fleet, Member, Ramp, auto_batch, parse_list, publishers, run_ramp, stop_on_loss,
-};
+use super::{Common, Ramp, auto_batch, parse_list, publishers, run_ramp, stop_on_loss};
+use crate::fleet::Member;
 use crate::progress::Live;
 use crate::publisher::{Plan, Target};
 use crate::report::Step;
@@ -52,7 +50,6 @@ pub async fn run(
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<Step>> {
     c.require_herald("channels")?;
-    c.check_conns(a.clients + a.publishers)?;
     let eps = c.endpoints()?;
     let gsize = a.group_size.max(1);
     let groups = a.clients.div_ceil(gsize);
@@ -71,11 +68,10 @@ pub async fn run(
         })
         .collect();
     live.set_step("connecting");
-    let fleet = Fleet::spawn(members, &eps[..1], a.publishers, a.concurrency, live);
-    let ready = fleet
-        .wait_ready(live, Duration::from_secs_f64(c.ready_timeout))
+    let (fleet, ready) = c
+        .connect_fleet(members, &eps[..1], a.publishers, a.concurrency, live, notes)
         .await?;
-    let failures = fleet.failures();
+    let failures = fleet.failures().await?;
     if !failures.is_empty() {
         notes.push(format!(
             "connect failures: {failures:?}; expected deliveries assume every client is subscribed"

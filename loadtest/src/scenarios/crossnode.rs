@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use super::{
-    Common, Fleet, Member, Ramp, batch_for, parse_list, ramp_publishers, run_ramp, stop_on_loss,
-};
+use super::{Common, Ramp, batch_for, parse_list, ramp_publishers, run_ramp, stop_on_loss};
+use crate::fleet::Member;
 use crate::progress::Live;
 use crate::publisher::{Plan, Target};
 use crate::report::Step;
@@ -41,7 +40,6 @@ pub async fn run(
     live: &Arc<Live>,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<Step>> {
-    c.check_conns(a.subscribers + a.publishers)?;
     let eps = c.endpoints()?;
     if eps.len() < 2 {
         notes.push("only one --url: this measures a single node".into());
@@ -58,11 +56,10 @@ pub async fn run(
         })
         .collect();
     live.set_step("connecting");
-    let fleet = Fleet::spawn(members, &eps, a.publishers, a.concurrency, live);
-    fleet
-        .wait_ready(live, Duration::from_secs_f64(c.ready_timeout))
+    let (fleet, _) = c
+        .connect_fleet(members, &eps, a.publishers, a.concurrency, live, notes)
         .await?;
-    let failures = fleet.failures();
+    let failures = fleet.failures().await?;
     if !failures.is_empty() {
         bail!("connect failures: {failures:?}");
     }

@@ -2,9 +2,9 @@
 //! until loss appears or p99 passes a limit.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::{Common, Fleet, Member, Ramp, batch_for, parse_list, ramp_publishers, run_ramp};
+use super::{Common, Ramp, batch_for, parse_list, ramp_publishers, run_ramp};
+use crate::fleet::Member;
 use crate::progress::Live;
 use crate::publisher::{Plan, Target};
 use crate::report::Step;
@@ -46,7 +46,6 @@ pub async fn run(
     live: &Arc<Live>,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<Step>> {
-    c.check_conns(a.subscribers + a.publishers)?;
     let eps = c.endpoints()?;
     let rates = parse_list(&a.rates)?;
     let tokens = c.tokens(a.subscribers, "lt-fanout-")?;
@@ -59,11 +58,10 @@ pub async fn run(
         })
         .collect();
     live.set_step("connecting");
-    let fleet = Fleet::spawn(members, &eps[..1], a.publishers, a.concurrency, live);
-    let ready = fleet
-        .wait_ready(live, Duration::from_secs_f64(c.ready_timeout))
+    let (fleet, ready) = c
+        .connect_fleet(members, &eps[..1], a.publishers, a.concurrency, live, notes)
         .await?;
-    let failures = fleet.failures();
+    let failures = fleet.failures().await?;
     if !failures.is_empty() {
         notes.push(format!("connect failures: {failures:?}"));
     }

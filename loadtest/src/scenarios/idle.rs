@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use super::{Common, Fleet, Member};
+use super::Common;
+use crate::fleet::Member;
 use crate::procstat;
 use crate::progress::Live;
 use crate::report::Step;
@@ -31,7 +32,6 @@ pub async fn run(
     live: &Arc<Live>,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<Step>> {
-    c.check_conns(a.connections)?;
     if c.server_pids.is_empty() {
         notes.push("no --server-pid: RSS per connection cannot be measured".into());
     }
@@ -49,9 +49,9 @@ pub async fn run(
         .collect();
     live.set_step(format!("idle: opening {}", a.connections));
     let t0 = Instant::now();
-    let fleet = Fleet::spawn(members, &eps[..1], 1, a.concurrency, live);
-    let ready = fleet
-        .wait_ready(live, Duration::from_secs_f64(c.ready_timeout))
+    // One publisher stream (none publishes here).
+    let (fleet, ready) = c
+        .connect_fleet(members, &eps[..1], 1, a.concurrency, live, notes)
         .await?;
     let n = live.connected.load(Relaxed);
     let r1: Vec<Option<procstat::Sample>> =
@@ -60,7 +60,7 @@ pub async fn run(
     tokio::time::sleep(Duration::from_secs_f64(a.settle_secs)).await;
     let r2: Vec<Option<procstat::Sample>> =
         c.server_pids.iter().map(|&p| procstat::sample(p)).collect();
-    let counts = fleet.take();
+    let counts = fleet.take().await?;
     let closes: u64 = counts.iter().flat_map(|c| c.closes.values()).sum();
     let mut step = Step {
         label: format!("{n} idle"),
@@ -98,7 +98,7 @@ pub async fn run(
             .insert(format!("pid{pid}_kib_per_conn_settled"), per(&a2));
         step.servers.push(procstat::usage(*pid, &a0, &a2));
     }
-    let f = fleet.failures();
+    let f = fleet.failures().await?;
     if !f.is_empty() {
         step.closes = f;
     }

@@ -8,32 +8,24 @@ pub mod idle;
 pub mod publish;
 pub mod storm;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use hdrhistogram::Histogram;
 use herald_engine::auth::{HmacAlg, NewConnectToken, TokenSigner};
 use herald_protocol::Format;
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinHandle;
 
-use crate::client::{self, Endpoint, Reader, ServerKind};
+use crate::client::{Endpoint, ServerKind};
+use crate::fleet::{Fleet, Member, Spread};
 use crate::net;
 use crate::procstat::Watch;
 use crate::progress::Live;
 use crate::publisher::{Plan, PubResult, Publisher};
 use crate::report::{NodeLatency, Step};
-use crate::stats::{Counts, Latency, Shards, new_histogram};
-
-/// Count shards per node. Few: each holds a ~150 KiB latency histogram, and with many of them
-/// every record is a cache miss (64 shards cost the generator 12% of its CPU in histogram
-/// records); contention stays rare because a task locks its shard once per frame.
-const SHARDS: usize = 8;
+use crate::stats::{Counts, Latency};
 
 /// Flags every scenario takes.
 #[derive(Debug, Clone, clap::Args, serde::Serialize)]
@@ -82,9 +74,13 @@ pub struct Common {
     /// Write SVG charts into this directory.
     #[arg(long)]
     pub charts: Option<PathBuf>,
-    /// Tokio worker threads of the load generator.
+    /// Tokio worker threads of the load generator (of each of its processes).
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// Most subscriber connections per process (default: what the open-files limit allows,
+    /// less a reserve); a run with more spreads its subscribers over worker processes.
+    #[arg(long)]
+    pub per_process: Option<usize>,
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,
@@ -158,8 +154,52 @@ impl Common {
             .collect()
     }
 
-    pub fn check_conns(&self, n: usize) -> anyhow::Result<()> {
-        net::check_fds(n as u64 + 64)
+    /// Starts the subscribers (in this process, or spread over worker processes where one
+    /// cannot hold them beside `publishers` connections) and waits until each is subscribed or
+    /// failed; returns the fleet and the time from its start to the last subscription.
+    pub async fn connect_fleet(
+        &self,
+        members: Vec<Member>,
+        endpoints: &[Endpoint],
+        publishers: usize,
+        concurrency: usize,
+        live: &Arc<Live>,
+        notes: &mut Vec<String>,
+    ) -> anyhow::Result<(Fleet, Duration)> {
+        let mut per_endpoint = vec![0usize; endpoints.len()];
+        for m in &members {
+            per_endpoint[m.endpoint] += 1;
+        }
+        let most = per_endpoint.into_iter().max().unwrap_or(0);
+        let spread = self.spread(publishers, most)?;
+        let fleet = Fleet::start(
+            members,
+            endpoints,
+            publishers,
+            concurrency,
+            spread,
+            live,
+            notes,
+        )
+        .await?;
+        let ready = fleet
+            .wait_ready(live, Duration::from_secs_f64(self.ready_timeout))
+            .await?;
+        Ok((fleet, ready))
+    }
+
+    /// How many connections each process of the run may hold, given that the main process
+    /// also keeps `publishers` connections; checks the port range for `per_endpoint`
+    /// subscribers to one node.
+    pub fn spread(&self, publishers: usize, per_endpoint: usize) -> anyhow::Result<Spread> {
+        net::check_ports(per_endpoint as u64)?;
+        let per = net::conns_per_process(net::raise_nofile().0) as usize;
+        let per = self.per_process.map_or(per, |n| n.clamp(1, per.max(1)));
+        Ok(Spread {
+            local: per.saturating_sub(publishers),
+            worker: per,
+            threads: self.workers.max(1),
+        })
     }
 }
 
@@ -173,151 +213,6 @@ pub fn parse_list(s: &str) -> anyhow::Result<Vec<f64>> {
                 .with_context(|| format!("bad number {x:?}"))
         })
         .collect()
-}
-
-/// One subscriber to start.
-#[derive(Debug, Clone)]
-pub struct Member {
-    pub endpoint: usize,
-    pub token: String,
-    pub channels: Vec<String>,
-}
-
-/// Subscriber connections, one task each, with their counters (one shard set per endpoint).
-pub struct Fleet {
-    stop: watch::Sender<bool>,
-    handles: Vec<JoinHandle<()>>,
-    pub shards: Vec<Shards>,
-    pub connect_times: Arc<Mutex<Histogram<u64>>>,
-    pub failures: Arc<Mutex<BTreeMap<String, u64>>>,
-    pub started: Instant,
-    pub size: usize,
-    last_ready: Arc<Mutex<Option<Instant>>>,
-}
-
-impl Fleet {
-    /// Starts every member; at most `concurrency` connecting at once (0 = all).
-    pub fn spawn(
-        members: Vec<Member>,
-        endpoints: &[Endpoint],
-        streams: usize,
-        concurrency: usize,
-        live: &Arc<Live>,
-    ) -> Fleet {
-        let (stop, stop_rx) = watch::channel(false);
-        let shards: Vec<Shards> = endpoints.iter().map(|_| Shards::new(SHARDS)).collect();
-        let sem = Arc::new(Semaphore::new(if concurrency == 0 {
-            Semaphore::MAX_PERMITS
-        } else {
-            concurrency
-        }));
-        let connect_times = Arc::new(Mutex::new(new_histogram()));
-        let failures = Arc::new(Mutex::new(BTreeMap::new()));
-        let last_ready = Arc::new(Mutex::new(None));
-        let size = members.len();
-        let started = Instant::now();
-        let mut handles = Vec::with_capacity(size);
-        for (i, m) in members.into_iter().enumerate() {
-            let ep = endpoints[m.endpoint].clone();
-            let shards = shards[m.endpoint].clone();
-            let (sem, live, stop_rx) = (sem.clone(), live.clone(), stop_rx.clone());
-            let (connect_times, failures, last_ready) =
-                (connect_times.clone(), failures.clone(), last_ready.clone());
-            let source = net::source_for(ep.addr, i);
-            handles.push(tokio::spawn(async move {
-                let permit = sem.acquire().await;
-                let t0 = Instant::now();
-                let opened = tokio::time::timeout(
-                    Duration::from_secs(60),
-                    client::open(&ep, source, &m.token, &m.channels),
-                )
-                .await
-                .unwrap_or_else(|_| Err("timeout 60s".to_owned()));
-                drop(permit);
-                let ws = match opened {
-                    Ok(ws) => ws,
-                    Err(reason) => {
-                        *failures
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .entry(reason)
-                            .or_insert(0) += 1;
-                        live.failed.fetch_add(1, Relaxed);
-                        return;
-                    }
-                };
-                connect_times
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .saturating_record((t0.elapsed().as_micros() as u64).max(1));
-                *last_ready.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-                live.connected.fetch_add(1, Relaxed);
-                let reader = Reader {
-                    format: ep.format,
-                    kind: ep.kind,
-                    channels: m.channels,
-                    streams,
-                    shard: shards.shard(i),
-                    live: &live,
-                };
-                client::read_loop(ws, reader, stop_rx).await;
-            }));
-        }
-        Fleet {
-            stop,
-            handles,
-            shards,
-            connect_times,
-            failures,
-            started,
-            size,
-            last_ready,
-        }
-    }
-
-    /// Waits until every member is subscribed or failed (or `timeout`); returns the time from
-    /// the start to the last successful subscription.
-    pub async fn wait_ready(&self, live: &Live, timeout: Duration) -> anyhow::Result<Duration> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let done = live.connected.load(Relaxed) + live.failed.load(Relaxed);
-            if done >= self.size as u64 {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "only {done} of {} connections settled within {timeout:?}",
-                    self.size
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let last = self
-            .last_ready
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .unwrap_or(self.started);
-        Ok(last.saturating_duration_since(self.started))
-    }
-
-    pub fn failures(&self) -> BTreeMap<String, u64> {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Counts since the last take, per endpoint.
-    pub fn take(&self) -> Vec<Counts> {
-        self.shards.iter().map(Shards::take).collect()
-    }
-
-    /// Stops every connection and waits for the tasks (bounded).
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let all = futures_util::future::join_all(self.handles);
-        let _ = tokio::time::timeout(Duration::from_secs(20), all).await;
-    }
 }
 
 /// Publisher connections (streams 0..n) to a Herald API.
@@ -480,9 +375,10 @@ pub async fn measure_step(
     live: &Arc<Live>,
 ) -> Step {
     if let Some(f) = fleet {
-        f.take(); // drop anything counted between steps
+        let _ = f.take().await; // drop anything counted between steps
     }
-    let watch = Watch::start(spec.server_pids);
+    let workers = fleet.map(Fleet::pids).unwrap_or_default();
+    let watch = Watch::start(spec.server_pids, &workers);
     let delivered0 = live.delivered.load(Relaxed);
     let t0 = Instant::now();
     let n = pubs.len().max(1);
@@ -517,7 +413,7 @@ pub async fn measure_step(
         }
     }
     let total_secs = t0.elapsed().as_secs_f64();
-    let (servers, client) = watch.finish();
+    let (servers, client) = watch.finish(&workers);
     let mut step = Step {
         label: spec.label,
         target_rate: spec.rate,
@@ -533,8 +429,15 @@ pub async fn measure_step(
         first_error: res.first_error,
         ..Default::default()
     };
-    if let Some(f) = fleet {
-        let per = f.take();
+    let taken = match fleet.map(Fleet::take) {
+        Some(t) => Some(t.await),
+        None => None,
+    };
+    if let Some(Err(e)) = &taken {
+        step.first_error
+            .get_or_insert_with(|| format!("counting deliveries: {e:#}"));
+    }
+    if let Some(Ok(per)) = taken {
         let mut all = Counts::default();
         for (i, c) in per.iter().enumerate() {
             all.merge(c);

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Common, Fleet, Member, StepSpec, measure_step, parse_list, publishers};
+use super::{Common, StepSpec, measure_step, parse_list, publishers};
+use crate::fleet::Member;
 use crate::progress::Live;
 use crate::publisher::{Plan, Target};
 use crate::report::Step;
@@ -40,7 +41,6 @@ pub async fn run(
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<Step>> {
     c.require_herald("publish")?;
-    c.check_conns(a.subscribers + a.connections)?;
     let eps = c.endpoints()?;
     let fleet = if a.subscribers > 0 {
         let members = c
@@ -52,8 +52,8 @@ pub async fn run(
                 channels: vec![a.channel.clone()],
             })
             .collect();
-        let f = Fleet::spawn(members, &eps[..1], a.connections, 500, live);
-        f.wait_ready(live, Duration::from_secs_f64(c.ready_timeout))
+        let (f, _) = c
+            .connect_fleet(members, &eps[..1], a.connections, 500, live, notes)
             .await?;
         Some(f)
     } else {

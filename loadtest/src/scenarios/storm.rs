@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use super::{Common, Fleet, Member};
+use super::Common;
+use crate::fleet::{Fleet, Member};
 use crate::procstat::Watch;
 use crate::progress::Live;
 use crate::report::Step;
@@ -30,7 +31,7 @@ pub async fn run(
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<Step>> {
     c.require_herald("connect-storm")?;
-    c.check_conns(a.connections)?;
+    let spread = c.spread(0, a.connections)?;
     let eps = c.endpoints()?;
     // Signed before the storm: not part of the measured window.
     let tokens = c.tokens(a.connections, "lt-storm-")?;
@@ -43,13 +44,13 @@ pub async fn run(
         })
         .collect();
     live.set_step(format!("storm: {} connections", a.connections));
-    let watch = Watch::start(&c.server_pids);
-    let fleet = Fleet::spawn(members, &eps[..1], 1, a.concurrency, live);
+    let watch = Watch::start(&c.server_pids, &[]);
+    let fleet = Fleet::start(members, &eps[..1], 1, a.concurrency, spread, live, notes).await?;
     let all = fleet
         .wait_ready(live, Duration::from_secs_f64(c.ready_timeout))
         .await;
     let elapsed = fleet.started.elapsed();
-    let (servers, client) = watch.finish();
+    let (servers, client) = watch.finish(&fleet.pids());
     let ok = live.connected.load(Relaxed);
     let failed = live.failed.load(Relaxed);
     let until_all = match all {
@@ -59,19 +60,14 @@ pub async fn run(
             elapsed
         }
     };
-    let lat = Latency::of(
-        &fleet
-            .connect_times
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()),
-    );
+    let lat = Latency::of(&fleet.connect_times().await?);
     let mut step = Step {
         label: format!("{} conns", a.connections),
         duration_s: until_all.as_secs_f64(),
         latency: lat,
         servers,
         client,
-        closes: fleet.failures(),
+        closes: fleet.failures().await?,
         ..Default::default()
     };
     step.extra.insert("subscribed".into(), ok as f64);
