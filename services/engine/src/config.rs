@@ -93,6 +93,9 @@ pub struct ClientConfig {
     /// How long a presence entry lives without a refresh: the clients of a node that died
     /// without a goodbye leave presence after this.
     pub presence_ttl: Duration,
+    /// How often a connection compares each positioned subscription with its channel's
+    /// stream, to catch a lost publication that no later one reveals (0: never).
+    pub channel_position_check_delay: Duration,
 }
 
 impl Default for ClientConfig {
@@ -107,6 +110,7 @@ impl Default for ClientConfig {
             write_delay: Duration::ZERO,
             presence_update_interval: Duration::from_secs(25),
             presence_ttl: Duration::from_secs(60),
+            channel_position_check_delay: Duration::from_secs(40),
         }
     }
 }

@@ -22,4 +22,8 @@ pub enum Control {
     /// Publications of the channel may have been lost on their way to this node (its broker
     /// connection was re-established): compare the client's position with the stream's.
     CheckPosition { channel: String },
+    /// The periodic check of a positioned subscription (`channel_position_check_delay`): a
+    /// publication the stream held at the previous check and the client still has not got
+    /// was lost.
+    PeriodicPositionCheck { channel: String },
 }

@@ -28,8 +28,6 @@ pub enum Outgoing {
 
 /// Bytes a control message is charged against the bound, so a flood of them is bounded too.
 const CONTROL_COST: usize = 64;
-/// Queue slots an empty queue may keep allocated after a burst.
-const RETAINED_CAPACITY: usize = 64;
 
 /// The sending side of a connection's queue; cheap to clone, held by the hub and the registry.
 #[derive(Clone)]
@@ -197,8 +195,10 @@ impl Outbound {
             into.extend(state.items.pop_front());
         }
         state.bytes -= taken;
-        if state.items.is_empty() && state.items.capacity() > RETAINED_CAPACITY {
-            // A burst is over: do not keep its queue allocated for an idle connection.
+        if state.items.is_empty() {
+            // An idle connection keeps no queue allocated. Publications do not pass through
+            // here (they are read from the channel logs), so this costs an allocation per
+            // drain of replies only.
             state.items = VecDeque::new();
         }
         let close = if state.items.is_empty() {

@@ -2,15 +2,16 @@
 //! client sees when it subscribes, recovers, reads history, or misses a publication.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use herald_engine::broker::{HistoryQuery, StreamPosition};
-use herald_engine::config::{ChannelConfig, ChannelOptions, Namespace};
+use herald_engine::config::{ChannelConfig, ChannelOptions, ClientConfig, Namespace};
 use herald_engine::error::NodeError;
+use herald_engine::testing::lossy::LossyBroker;
 use herald_engine::testing::node::{arrive, node_config};
 use herald_engine::testing::session::{command, connected, drain_all};
-use herald_engine::{Flow, MemoryBroker, Node, PublishOptions, Session};
+use herald_engine::{Flow, MemoryBroker, Node, NodeConfig, PublishOptions, Session};
 use serde_json::{Value, json};
 
 /// `chat:` keeps 5 publications for a minute and lets clients recover and read history;
@@ -458,4 +459,88 @@ async fn a_gap_in_a_server_side_subscription_disconnects_with_3010() {
         s.drain(&mut frame).await,
         Flow::Close(herald_protocol::codes::disconnect::INSUFFICIENT_STATE)
     );
+}
+
+/// A node whose broker loses the publications a test asks it to (`chat:` as in [`node`]),
+/// with periodic position checks every 40 s and no pings in the way.
+fn lossy_node() -> (Node, Arc<LossyBroker>) {
+    let chat = ChannelOptions {
+        allow_subscribe_for_client: true,
+        history_size: 5,
+        history_ttl: Duration::from_secs(60),
+        allow_recovery: true,
+        ..Default::default()
+    };
+    let config = NodeConfig {
+        client: ClientConfig {
+            ping_interval: Duration::from_secs(3600),
+            channel_position_check_delay: Duration::from_secs(40),
+            ..Default::default()
+        },
+        ..node_config(ChannelConfig {
+            namespaces: vec![Namespace {
+                name: "chat".into(),
+                options: chat,
+            }],
+            ..Default::default()
+        })
+    };
+    let broker = Arc::new(LossyBroker::new());
+    (Node::new(config, broker.clone()).unwrap(), broker)
+}
+
+/// Fires the session's clocks at `at` and drains what that queued.
+async fn tick(s: &mut Session, at: Instant) -> Vec<Value> {
+    assert_eq!(s.on_timer(at), Flow::Continue);
+    drain_all(s).await
+}
+
+#[tokio::test]
+async fn a_lost_last_publication_is_caught_by_the_periodic_position_check() {
+    let (node, broker) = lossy_node();
+    let (mut s, _) = positioned(&node).await;
+    let t0 = Instant::now();
+    publish(&node, "chat:1", 1).await;
+    assert_eq!(ns(&drain_all(&mut s).await), [1]);
+    // Publication 2 reaches the stream but never this node, and nothing follows it.
+    broker.lose_next(1);
+    publish(&node, "chat:1", 2).await;
+    assert!(drain_all(&mut s).await.is_empty());
+    // The first check finds the client behind the stream: maybe still on its way.
+    assert!(tick(&mut s, t0 + Duration::from_secs(41)).await.is_empty());
+    // A whole delay later it still has not arrived: lost, the client must recover.
+    let messages = tick(&mut s, t0 + Duration::from_secs(82)).await;
+    assert_eq!(messages, [serde_json::from_str::<Value>(LOST).unwrap()]);
+    assert_eq!(node.info().num_subs, 0, "the subscription is gone");
+}
+
+#[tokio::test]
+async fn a_publication_still_on_its_way_at_a_check_is_not_taken_for_lost() {
+    let (node, broker) = lossy_node();
+    let (mut s, epoch) = positioned(&node).await;
+    let t0 = Instant::now();
+    publish(&node, "chat:1", 1).await;
+    assert_eq!(ns(&drain_all(&mut s).await), [1]);
+    broker.lose_next(1);
+    publish(&node, "chat:1", 2).await;
+    assert!(tick(&mut s, t0 + Duration::from_secs(41)).await.is_empty());
+    // It arrives late (between the two checks), as a slow broker would deliver it.
+    let late = r#"{"push":{"channel":"chat:1","pub":{"data":{"n":2},"offset":2}}}"#;
+    assert_eq!(
+        arrive(
+            &node,
+            "chat:1",
+            2,
+            &epoch,
+            Bytes::from_static(late.as_bytes())
+        ),
+        1
+    );
+    assert_eq!(ns(&drain_all(&mut s).await), [2]);
+    assert!(tick(&mut s, t0 + Duration::from_secs(82)).await.is_empty());
+    assert!(tick(&mut s, t0 + Duration::from_secs(123)).await.is_empty());
+    // Still subscribed and positioned: the next publication comes through.
+    publish(&node, "chat:1", 3).await;
+    assert_eq!(ns(&drain_all(&mut s).await), [3]);
+    assert_eq!(node.info().num_subs, 1);
 }

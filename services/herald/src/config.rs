@@ -107,6 +107,8 @@
 //!                              # killed without a goodbye); must exceed the interval
 //! write_delay = "0s"            # a connection writes at most once per this interval (batching
 //!                               # under load; a message after a quiet period goes out at once)
+//! channel_position_check_delay = "40s"  # how often a positioned subscription is compared with
+//!                               # its stream, to catch a lost last publication ("0s": never)
 //! ```
 //!
 //! # Dev mode
@@ -587,6 +589,19 @@ impl Config {
             &mut problems,
         );
         let presence_ttl = parse_duration("client.presence_ttl", &cl.presence_ttl, &mut problems);
+        let position_check = parse_duration(
+            "client.channel_position_check_delay",
+            &cl.channel_position_check_delay,
+            &mut problems,
+        );
+        if position_check.is_some_and(|d| !d.is_zero() && d < Duration::from_secs(1)) {
+            problems.push(format!(
+                "client.channel_position_check_delay: {} is below 1s (each check reads the \
+                 channel's stream from the broker for every positioned subscription; \
+                 \"0s\" turns the check off)",
+                cl.channel_position_check_delay
+            ));
+        }
         if let (Some(every), Some(ttl)) = (presence_update_interval, presence_ttl)
             && ttl <= every
         {
@@ -630,6 +645,8 @@ impl Config {
             presence_update_interval: presence_update_interval
                 .unwrap_or(defaults.presence_update_interval),
             presence_ttl: presence_ttl.unwrap_or(defaults.presence_ttl),
+            channel_position_check_delay: position_check
+                .unwrap_or(defaults.channel_position_check_delay),
         };
 
         if !problems.is_empty() {
@@ -813,6 +830,11 @@ impl Config {
         let _ = writeln!(s, "  max_message_size: {} bytes", c.max_message_size);
         let _ = writeln!(s, "  expired_close_delay: {}", d(c.expired_close_delay));
         let _ = writeln!(s, "  write_delay:      {}", d(c.write_delay));
+        let _ = writeln!(
+            s,
+            "  channel_position_check_delay: {}",
+            d(c.channel_position_check_delay)
+        );
         let _ = writeln!(
             s,
             "  presence:         refreshed every {}, expires after {}",

@@ -584,6 +584,84 @@ async fn sdk_clients_on_node_b_receive_what_node_a_published() {
     .await;
 }
 
+/// A namespace that announces joins and leaves to the subscribers that ask for them (asking
+/// needs the presence permission, as in Centrifugo).
+const ROOM: &str = "[[channels.namespaces]]\nname = \"room\"\nallow_subscribe_for_client = true\n\
+                    presence = true\njoin_leave = true\nallow_presence_for_subscriber = true\n";
+
+/// centrifuge-js asks for join and leave messages (`joinLeave: true`): it sees another client
+/// (centrifuge-js over Protobuf) join the channel and leave it when that client disconnects,
+/// with the user and client id of the other side; a subscriber that did not ask sees none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_sees_joins_and_leaves_it_asked_for() {
+    with_timeout("js_sees_joins_and_leaves_it_asked_for", async {
+        let node = start_node_with(ROOM);
+        let channel = ["--channel", "room:lobby"];
+        let mut alice = Program::js(
+            "subscriber.mjs",
+            &node,
+            "alice",
+            false,
+            &[&channel[..], &["--count", "1", "--join-leave"]].concat(),
+        );
+        alice.expect_event("subscribed").await;
+        // Carol subscribes without asking: she must see the publication and nothing else.
+        let mut carol = Program::js(
+            "subscriber.mjs",
+            &node,
+            "carol",
+            false,
+            &[&channel[..], &["--count", "1"]].concat(),
+        );
+        carol.expect_event("subscribed").await;
+        // Bob subscribes and, with --count 0, disconnects as soon as he is subscribed.
+        let mut bob = Program::js(
+            "subscriber.mjs",
+            &node,
+            "bob",
+            true,
+            &[&channel[..], &["--count", "0"]].concat(),
+        );
+        bob.expect_event("subscribed").await;
+        bob.expect_success().await;
+        // Alice may see her own join and carol's first; then bob's join, then his leave.
+        let mut seen = Vec::new();
+        let bob_left = loop {
+            let v = alice.next_event().await;
+            seen.push(v.clone());
+            if v["event"] == "leave" && v["user"] == "bob" {
+                break v;
+            }
+        };
+        let bob_joined = seen
+            .iter()
+            .find(|v| v["event"] == "join" && v["user"] == "bob")
+            .unwrap_or_else(|| panic!("no join of bob before his leave: {seen:?}"));
+        assert_eq!(bob_joined["client"], bob_left["client"], "{seen:?}");
+        assert!(
+            bob_left["client"].as_str().is_some_and(|c| !c.is_empty()),
+            "{seen:?}"
+        );
+        assert!(
+            seen.iter()
+                .all(|v| v["event"] == "join" || v["event"] == "leave"),
+            "{seen:?}"
+        );
+        let (status, _) = api_call(
+            &node,
+            "publish",
+            json!({"channel": "room:lobby", "data": {"n": 1}}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        alice.expect_publications(&[json!({"n": 1})]).await;
+        alice.expect_success().await;
+        carol.expect_publications(&[json!({"n": 1})]).await;
+        carol.expect_success().await;
+    })
+    .await;
+}
+
 /// A namespace that keeps history and lets clients recover (memory broker).
 const FEED: &str = "[[channels.namespaces]]\nname = \"feed\"\nallow_subscribe_for_client = true\n\
                     history_size = 100\nhistory_ttl = \"300s\"\nallow_recovery = true\n";

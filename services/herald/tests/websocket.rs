@@ -472,6 +472,41 @@ async fn slow_consumer_is_cut_off_with_3008_while_a_fast_one_keeps_receiving() {
     assert!(fast.reply(9).await.ping.is_some());
 }
 
+/// A client that stops reading long enough for actix-ws's own channel to fill (the kernel's
+/// socket buffers first) then reads on: with a queue bound large enough not to cut it, it gets
+/// every publication exactly once and in order. This is the path where a write has to wait
+/// for room, and is retried after a first attempt that found none.
+#[tokio::test]
+async fn a_reader_that_pauses_past_full_buffers_gets_everything_once_in_order() {
+    let mut config = Config::for_test();
+    config.client.max_queue_bytes = 256 * 1024 * 1024;
+    let node = start(config);
+    let mut paused = connected(&node, "paused").await;
+    paused.subscribe(2, "chat:firehose").await;
+    const BATCHES: usize = 60;
+    const PER_BATCH: usize = 100;
+    let payload = "y".repeat(4000);
+    let api = Api::new(node.addr, TEST_API_KEY);
+    for batch in 0..BATCHES {
+        let commands: Vec<_> = (0..PER_BATCH)
+            .map(|i| {
+                json!({"publish":{"channel":"chat:firehose","data":{"n":batch*PER_BATCH+i,"pad":payload}}})
+            })
+            .collect();
+        api.call("batch", json!({ "commands": commands })).await;
+    }
+    for n in 0..BATCHES * PER_BATCH {
+        let (_, publication) = paused.publication().await;
+        let data: serde_json::Value = serde_json::from_slice(&publication.data).unwrap();
+        assert_eq!(
+            data["n"], n,
+            "a publication was lost, repeated or reordered"
+        );
+    }
+    paused.send_json(&[json!({"id":9,"ping":{}})]).await;
+    assert!(paused.reply(9).await.ping.is_some());
+}
+
 #[tokio::test]
 async fn write_delay_joins_what_arrives_meanwhile_into_one_frame() {
     let mut config = Config::for_test();

@@ -1,7 +1,6 @@
 //! One handler per client command. Each returns the reply to send (without its id), no reply,
 //! or a [`CommandError`] that `Session::handle_command` turns into an error reply or a close.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -207,7 +206,7 @@ impl Session {
             client_id: client_id.clone(),
             user,
             info: claims.info.clone(),
-            channels: HashMap::new(),
+            channels: Default::default(),
             readers: Vec::new(),
             positions: Vec::new(),
         }));
@@ -337,6 +336,7 @@ impl Session {
                 last: StreamTag::new(stream.position.offset, &stream.position.epoch),
                 held: Some(Vec::new()),
                 server_side: true,
+                pending_top: None,
             });
             self.caught_up_after_reply.push(channel_id);
         }
@@ -487,6 +487,7 @@ impl Session {
                 last: StreamTag::new(stream.position.offset, &stream.position.epoch),
                 held: Some(Vec::new()),
                 server_side: false,
+                pending_top: None,
             });
             self.caught_up_after_reply.push(channel_id);
         }

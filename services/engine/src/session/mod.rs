@@ -8,9 +8,9 @@
 
 mod commands;
 mod position;
+mod subscriptions;
 mod timers;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +26,7 @@ use crate::hub::{ConnId, Subscriber};
 use crate::node::Node;
 use crate::outbound::{Outbound, Outgoing};
 
+use subscriptions::Subscriptions;
 use timers::Timers;
 
 /// About the most a transport frame carries: large enough to batch hundreds of messages into one
@@ -48,8 +49,6 @@ pub struct Session {
     outbound: Outbound,
     state: State,
     timers: Timers,
-    /// Reused between drains so a drain allocates nothing in the steady state.
-    scratch: Vec<Outgoing>,
     /// A positioned subscribe whose reply is being sent: the queue gets a marker behind the
     /// reply, and the channel's held live publications go out when the drain reaches it.
     caught_up_after_reply: Vec<crate::hub::ChannelId>,
@@ -73,7 +72,7 @@ struct Connected {
     user: Arc<str>,
     /// Connection info from the token, raw JSON (shown to others in client publications).
     info: Option<Bytes>,
-    channels: HashMap<String, ChannelSub>,
+    channels: Subscriptions<ChannelSub>,
     /// Where each subscription is in its channel's log (out of here only while a drain reads
     /// through them), found by the hub's channel id.
     readers: Vec<LogReader>,
@@ -120,7 +119,6 @@ impl Session {
             outbound,
             state: State::Connecting,
             timers,
-            scratch: Vec::new(),
             caught_up_after_reply: Vec::new(),
             drains: 0,
             last_frame_len: 0,
@@ -225,6 +223,17 @@ impl Session {
                 self.outbound.push(codec::ping(self.format));
                 Flow::Continue
             }
+            timers::Due::CheckPositions => {
+                // Checked by the next drain: reading the stream's top is a broker call.
+                if let State::Connected(c) = &self.state {
+                    for p in &c.positions {
+                        self.outbound.control(Control::PeriodicPositionCheck {
+                            channel: p.channel.clone(),
+                        });
+                    }
+                }
+                Flow::Continue
+            }
             timers::Due::Close(d) => Flow::Close(d),
         }
     }
@@ -238,12 +247,14 @@ impl Session {
     /// drain that reads its channel's first publications.
     pub async fn drain(&mut self, frame: &mut BytesMut) -> Flow {
         self.drains += 1;
-        let mut items = std::mem::take(&mut self.scratch);
+        // Not kept between drains: an idle connection holds no buffer, and publications do
+        // not pass through here (only replies and node requests do).
+        let mut items = Vec::new();
         let (bytes, close) = self.outbound.drain_up_to(MAX_FRAME_BYTES, &mut items);
         // One allocation of about the right size instead of a chain of reallocations.
         frame.reserve(bytes + items.len() + self.last_frame_len.min(MAX_FRAME_BYTES));
         let mut lost: Option<Flow> = None;
-        for item in items.drain(..) {
+        for item in items {
             match item {
                 Outgoing::Frame(bytes) => codec::append_to_frame(self.format, &bytes, frame),
                 Outgoing::Control(control) => match *control {
@@ -257,11 +268,16 @@ impl Session {
                             lost.get_or_insert(flow);
                         }
                     }
+                    Control::PeriodicPositionCheck { channel } => {
+                        let check = self.periodic_position_check(&channel, frame);
+                        if let Some(flow) = Box::pin(check).await {
+                            lost.get_or_insert(flow);
+                        }
+                    }
                     control => self.apply_control(control).await,
                 },
             }
         }
-        self.scratch = items;
         if lost.is_none() && close != Some(codes::disconnect::SLOW) {
             lost = self.read_logs(frame);
         }
@@ -387,7 +403,9 @@ impl Session {
                 self.server_unsubscribe(&channel);
                 Ok(())
             }
-            Control::CaughtUp { .. } | Control::CheckPosition { .. } => {
+            Control::CaughtUp { .. }
+            | Control::CheckPosition { .. }
+            | Control::PeriodicPositionCheck { .. } => {
                 tracing::error!(?control, "session marker outside a drain");
                 Ok(())
             }

@@ -32,6 +32,9 @@ pub(super) struct Position {
     /// Live publications that came before the subscribe reply went out.
     pub held: Option<Vec<(StreamTag, Bytes)>>,
     pub server_side: bool,
+    /// The stream's top at the last periodic check when the client was behind it: what the
+    /// client must have got by the next check, or it was lost.
+    pub pending_top: Option<StreamTag>,
 }
 
 /// What to do with a publication at `at` given the client is at `last`.
@@ -144,21 +147,57 @@ impl Session {
         if holding {
             return None;
         }
-        let query = HistoryQuery {
-            limit: Some(0),
-            ..Default::default()
-        };
-        let top = match self.node.read_history(channel, &query).await {
-            Ok(page) => StreamTag::new(page.position.offset, &page.position.epoch),
-            Err(e) => {
-                tracing::debug!(channel, error = %e, "position not checked");
-                return None;
-            }
-        };
+        let top = self.stream_top(channel).await?;
         if top.epoch == last.epoch && top.offset <= last.offset {
             return None;
         }
         self.lost_position(channel_id, frame)
+    }
+
+    /// The periodic check (`channel_position_check_delay`): catches a publication lost on its
+    /// way to this node when no later one reveals the gap. Checking against the stream's top
+    /// alone would take a publication still on its way for a lost one, so the top is only
+    /// remembered, and the client must have reached it by the next check, a whole delay later:
+    /// a live publication takes milliseconds, and a client that far behind is cut as slow.
+    pub(super) async fn periodic_position_check(
+        &mut self,
+        channel: &str,
+        frame: &mut BytesMut,
+    ) -> Option<Flow> {
+        let (channel_id, last, holding, pending) = match &self.state {
+            State::Connected(c) => c
+                .positions
+                .iter()
+                .find(|p| p.channel == channel)
+                .map(|p| (p.channel_id, p.last, p.held.is_some(), p.pending_top))?,
+            _ => return None,
+        };
+        if holding {
+            return None;
+        }
+        if pending.is_some_and(|top| top.epoch != last.epoch || last.offset < top.offset) {
+            return self.lost_position(channel_id, frame);
+        }
+        let top = self.stream_top(channel).await?;
+        let position = self.position_mut(channel_id)?;
+        position.pending_top =
+            (top.epoch != position.last.epoch || top.offset > position.last.offset).then_some(top);
+        None
+    }
+
+    /// Where the channel's stream is now; `None` (checked later) when the broker cannot say.
+    async fn stream_top(&self, channel: &str) -> Option<StreamTag> {
+        let query = HistoryQuery {
+            limit: Some(0),
+            ..Default::default()
+        };
+        match self.node.read_history(channel, &query).await {
+            Ok(page) => Some(StreamTag::new(page.position.offset, &page.position.epoch)),
+            Err(e) => {
+                tracing::debug!(channel, error = %e, "position not checked");
+                None
+            }
+        }
     }
 
     /// A publication was lost: the client must recover from history.

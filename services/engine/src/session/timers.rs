@@ -1,4 +1,5 @@
-//! The clocks of a session: the connect deadline, the ping/pong cycle and token expiry.
+//! The clocks of a session: the connect deadline, the ping/pong cycle, token expiry and the
+//! periodic check of positioned subscriptions.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use crate::config::ClientConfig;
 pub(super) enum Due {
     Nothing,
     Ping,
+    CheckPositions,
     Close(Disconnect),
 }
 
@@ -18,12 +20,14 @@ pub(super) struct Timers {
     ping_interval: Duration,
     pong_timeout: Duration,
     expired_close_delay: Duration,
+    position_check_delay: Duration,
     /// Before connect: when a silent connection is dropped as stale.
     connect_deadline: Option<Instant>,
     next_ping: Option<Instant>,
     pong_deadline: Option<Instant>,
     /// When an expired connection is closed (expiry plus grace for a refresh).
     expire_close: Option<Instant>,
+    next_position_check: Option<Instant>,
     /// The answer of `next` when nothing is scheduled: fixed, so a transport that re-arms its
     /// timer only when the deadline changes does not re-arm it on every turn.
     never: Instant,
@@ -35,10 +39,12 @@ impl Timers {
             ping_interval: config.ping_interval,
             pong_timeout: config.pong_timeout,
             expired_close_delay: config.expired_close_delay,
+            position_check_delay: config.channel_position_check_delay,
             connect_deadline: Some(now + config.connect_timeout),
             next_ping: None,
             pong_deadline: None,
             expire_close: None,
+            next_position_check: None,
             never: now + Duration::from_secs(365 * 24 * 3600),
         }
     }
@@ -50,6 +56,8 @@ impl Timers {
         let half = self.ping_interval / 2;
         let jitter = rand::rng().random_range(0..half.as_millis().max(1) as u64);
         self.next_ping = Some(now + half + Duration::from_millis(jitter));
+        self.next_position_check =
+            (!self.position_check_delay.is_zero()).then(|| now + self.position_check_delay);
     }
 
     /// The connection token expires in `ttl` (None: never).
@@ -68,6 +76,7 @@ impl Timers {
             self.next_ping,
             self.pong_deadline,
             self.expire_close,
+            self.next_position_check,
         ]
         .into_iter()
         .flatten()
@@ -88,15 +97,17 @@ impl Timers {
         if self.expire_close.is_some_and(|t| now >= t) {
             return Due::Close(codes::disconnect::EXPIRED);
         }
-        match self.next_ping {
-            Some(t) if now >= t => {
-                self.next_ping = Some(now + self.ping_interval);
-                // Keep an earlier deadline if a previous ping is still unanswered.
-                self.pong_deadline.get_or_insert(now + self.pong_timeout);
-                Due::Ping
-            }
-            _ => Due::Nothing,
+        if self.next_ping.is_some_and(|t| now >= t) {
+            self.next_ping = Some(now + self.ping_interval);
+            // Keep an earlier deadline if a previous ping is still unanswered.
+            self.pong_deadline.get_or_insert(now + self.pong_timeout);
+            return Due::Ping;
         }
+        if self.next_position_check.is_some_and(|t| now >= t) {
+            self.next_position_check = Some(now + self.position_check_delay);
+            return Due::CheckPositions;
+        }
+        Due::Nothing
     }
 }
 
@@ -128,6 +139,7 @@ mod tests {
         let t0 = Instant::now();
         let mut t = Timers::connecting(t0, &config());
         t.connected(t0);
+        t.next_position_check = None;
         let first = t.next();
         assert!(
             first >= t0 + Duration::from_millis(12_500) && first < t0 + Duration::from_secs(25)
@@ -143,6 +155,38 @@ mod tests {
             t.fire(second + Duration::from_secs(8), true),
             Due::Close(d) if d == codes::disconnect::NO_PONG
         ));
+    }
+
+    #[test]
+    fn positions_are_checked_every_delay_once_connected_and_never_at_zero() {
+        let t0 = Instant::now();
+        let mut t = Timers::connecting(t0, &config());
+        assert_eq!(
+            t.next_position_check, None,
+            "nothing to check before connect"
+        );
+        t.connected(t0);
+        t.next_ping = None;
+        assert_eq!(t.next(), t0 + Duration::from_secs(40));
+        assert!(matches!(
+            t.fire(t0 + Duration::from_secs(39), true),
+            Due::Nothing
+        ));
+        assert!(matches!(
+            t.fire(t0 + Duration::from_secs(40), true),
+            Due::CheckPositions
+        ));
+        assert_eq!(t.next(), t0 + Duration::from_secs(80));
+        let mut off = Timers::connecting(
+            t0,
+            &ClientConfig {
+                channel_position_check_delay: Duration::ZERO,
+                ..config()
+            },
+        );
+        off.connected(t0);
+        off.next_ping = None;
+        assert_eq!(off.next(), off.never);
     }
 
     #[test]

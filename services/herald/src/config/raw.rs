@@ -291,6 +291,7 @@ pub(crate) struct RawClient {
     pub write_delay: String,
     pub presence_update_interval: String,
     pub presence_ttl: String,
+    pub channel_position_check_delay: String,
 }
 
 impl Default for RawClient {
@@ -305,6 +306,7 @@ impl Default for RawClient {
             write_delay: "0s".to_owned(),
             presence_update_interval: "25s".to_owned(),
             presence_ttl: "60s".to_owned(),
+            channel_position_check_delay: "40s".to_owned(),
         }
     }
 }

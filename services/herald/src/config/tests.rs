@@ -495,6 +495,25 @@ fn history_options_of_namespaces_and_their_checks() {
         "client.presence_ttl",
         "must exceed client.presence_update_interval",
     );
+    assert_one_problem(
+        load_toml(&format!(
+            "{AUTH}[client]\nchannel_position_check_delay = \"100ms\"\n"
+        )),
+        "client.channel_position_check_delay",
+        "below 1s",
+    );
+    let off = load_toml(&format!(
+        "{AUTH}[client]\nchannel_position_check_delay = \"0s\"\n"
+    ))
+    .expect("position checks off");
+    assert!(off.client.channel_position_check_delay.is_zero());
+    assert_eq!(
+        load_toml(AUTH)
+            .expect("defaults")
+            .client
+            .channel_position_check_delay,
+        Duration::from_secs(40)
+    );
     let redis = load_toml(&format!(
         "{AUTH}[broker]\nkind = \"redis\"\n[channels]\nhistory_size = 10\nhistory_ttl = \"1m\"\n"
     ))

@@ -1,11 +1,13 @@
 // subscriber.mjs --url WS --token T --channel C --count N [--protobuf] [--recoverable]
-//                [--reconnect] [--timeout S] [--debug]
+//                [--reconnect] [--join-leave] [--timeout S] [--debug]
 //
 // Connects with centrifuge-js, subscribes to C and prints {"event":"subscribed"} each time it
 // is subscribed (again after a reconnect, with the SDK's recovery flags), then
 // {"event":"publication","data":...} per publication; exits 0 after N publications, non-zero
 // on any error or after the timeout. --recoverable asks for a recoverable subscription;
 // --reconnect lets the SDK reconnect after a lost connection instead of failing.
+// --join-leave asks for the channel's join and leave messages and prints
+// {"event":"join"|"leave","user":...,"client":...} for each.
 import { parseArgs, emit, fail, succeed, deadline, newClient, decodeData } from './common.mjs';
 
 const args = parseArgs({
@@ -16,6 +18,7 @@ const args = parseArgs({
   protobuf: false,
   recoverable: false,
   reconnect: false,
+  'join-leave': false,
   timeout: 20,
   debug: false,
 });
@@ -25,7 +28,13 @@ let received = 0;
 deadline(args.timeout, () => `received ${received} of ${args.count} publications`);
 
 const { client } = await newClient(args);
-const sub = client.newSubscription(args.channel, { recoverable: args.recoverable });
+const sub = client.newSubscription(args.channel, {
+  recoverable: args.recoverable,
+  joinLeave: args['join-leave'],
+});
+for (const event of ['join', 'leave']) {
+  sub.on(event, (ctx) => emit({ event, user: ctx.info.user, client: ctx.info.client }));
+}
 sub.on('subscribed', (ctx) => {
   emit({
     event: 'subscribed',
