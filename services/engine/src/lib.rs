@@ -3,7 +3,8 @@
 //! The transport-free core of a Herald node.
 //!
 //! Owns: auth (JWT verification), channel rules (namespaces, permissions), the session state
-//! machine (commands in, replies and pushes out), the hub (channel → local subscribers, fan-out
+//! machine (commands in, replies and pushes out), emulated sessions (HTTP streaming and SSE
+//! commands routed to the node that holds the connection), the hub (channel → local subscribers, fan-out
 //! through one shared log per channel), per-connection bounded outbound queues, and the `Broker` seam with its in-memory implementation.
 //!
 //! Must not know: actix, HTTP, WebSocket frames, configuration files. Transports feed it bytes
@@ -15,6 +16,7 @@ pub mod channel;
 pub mod channel_log;
 pub mod config;
 pub mod control;
+pub mod emulation;
 pub mod error;
 pub mod hub;
 pub mod metrics;
@@ -27,5 +29,6 @@ mod sharded;
 pub mod testing;
 
 pub use broker::{Broker, BrokerError, MemoryBroker};
+pub use emulation::{EmulationError, EmulationRequest, Inbox};
 pub use node::{Node, NodeConfig, NodeInfo, PublishOptions};
 pub use session::{Flow, Session};

@@ -20,6 +20,7 @@ use crate::channel_log::LogReader;
 use crate::channel_log::StreamTag;
 use crate::config::{ChannelConfig, ClientConfig, TokenConfig};
 use crate::control::Control;
+use crate::emulation::{self, EmulationError, EmulationRequest, Inbox};
 use crate::error::NodeError;
 use crate::hub::{ConnId, Hub, Membership, Subscriber};
 use crate::metrics::Metrics;
@@ -70,6 +71,8 @@ pub(crate) struct Inner {
     pub(crate) verifier: TokenVerifier,
     pub(crate) hub: Hub,
     pub(crate) registry: Registry,
+    /// This node's emulated (HTTP streaming, SSE) sessions, by session id.
+    pub(crate) emulated: emulation::Sessions,
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) metrics: Metrics,
     /// Other live nodes, by uid, with when they were last heard of.
@@ -121,6 +124,7 @@ impl Node {
             client: config.client,
             hub: Hub::new(),
             registry: Registry::new(),
+            emulated: emulation::Sessions::new(),
             broker,
             metrics: Metrics::default(),
             members: Default::default(),
@@ -130,7 +134,9 @@ impl Node {
             next_conn: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
         });
-        inner.broker.start(Arc::new(Events(Arc::downgrade(&inner))));
+        inner
+            .broker
+            .start(&inner.uid, Arc::new(Events(Arc::downgrade(&inner))));
         Ok(Node { inner })
     }
 
@@ -141,7 +147,41 @@ impl Node {
     /// A new client session speaking `format`. The transport feeds it frames and drains its queue.
     pub fn session(&self, format: Format) -> Session {
         let conn = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
-        Session::new(self.clone(), conn, format)
+        Session::new(self.clone(), conn, format, None)
+    }
+
+    /// A new session of an emulated transport (HTTP streaming, SSE), and the inbox of the
+    /// commands that reach it through [`Node::emulate`], from this node or any other. Its
+    /// connect reply tells the client the session id and this node's uid to address them.
+    pub fn emulated_session(&self, format: Format) -> (Session, Inbox) {
+        let conn = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (id, inbox) = self.inner.emulated.open();
+        (Session::new(self.clone(), conn, format, Some(id)), inbox)
+    }
+
+    /// Open emulated (HTTP streaming, SSE) sessions on this node.
+    pub fn emulated_sessions(&self) -> usize {
+        self.inner.emulated.len()
+    }
+
+    /// Hands a command request of an emulated connection to its session, on whichever node
+    /// holds it. A session that has ended is not an error: its stream has told the client.
+    /// Requests to another node travel through the broker and are not confirmed beyond the
+    /// node having received them.
+    pub async fn emulate(&self, request: EmulationRequest) -> Result<(), EmulationError> {
+        if request.node == self.inner.uid {
+            return match self.inner.emulated.hand(&request.session, request.data) {
+                emulation::Handed::Busy => Err(EmulationError::Busy),
+                emulation::Handed::Queued | emulation::Handed::Gone => Ok(()),
+            };
+        }
+        let node = request.node.clone();
+        let message = prost::Message::encode_to_vec(&request);
+        if self.inner.broker.send_to_node(&node, message).await? {
+            Ok(())
+        } else {
+            Err(EmulationError::NoSuchNode(node))
+        }
     }
 
     pub fn uid(&self) -> &str {
@@ -693,6 +733,23 @@ impl BrokerEventHandler for Events {
     fn handle_command(&self, command: NodeCommand) {
         if let Some(inner) = self.0.upgrade() {
             inner.apply(command);
+        }
+    }
+
+    fn handle_node_message(&self, message: &[u8]) {
+        let Some(inner) = self.0.upgrade() else {
+            return;
+        };
+        let request = match <EmulationRequest as prost::Message>::decode(message) {
+            Ok(request) => request,
+            Err(e) => {
+                tracing::warn!(error = %e, "undecodable node message");
+                return;
+            }
+        };
+        if inner.emulated.hand(&request.session, request.data) == emulation::Handed::Busy {
+            // The posting node answered already; the client's command times out and it retries.
+            tracing::debug!("emulation request refused: too many in flight for the connection");
         }
     }
 

@@ -23,6 +23,8 @@ struct Recorder {
     /// (offset, epoch) of publications that came with a place in their stream.
     positions: Mutex<Vec<(u64, String)>>,
     commands: Mutex<Vec<NodeCommand>>,
+    /// Messages sent to this node alone.
+    node_messages: Mutex<Vec<Vec<u8>>>,
     subscribed: Mutex<Vec<String>>,
 }
 
@@ -47,6 +49,9 @@ impl BrokerEventHandler for Recorder {
     }
     fn handle_command(&self, command: NodeCommand) {
         self.commands.lock().unwrap().push(command);
+    }
+    fn handle_node_message(&self, message: &[u8]) {
+        self.node_messages.lock().unwrap().push(message.to_vec());
     }
     fn has_subscribers(&self, channel: &str) -> bool {
         self.subscribed.lock().unwrap().iter().any(|c| c == channel)
@@ -97,8 +102,12 @@ fn redis_config(urls: &[String]) -> RedisConfig {
 }
 
 fn started(broker: impl Broker) -> (Arc<dyn Broker>, Arc<Recorder>) {
+    started_as("test-node", broker)
+}
+
+fn started_as(node_uid: &str, broker: impl Broker) -> (Arc<dyn Broker>, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());
-    broker.start(recorder.clone());
+    broker.start(node_uid, recorder.clone());
     (Arc::new(broker), recorder)
 }
 
@@ -944,4 +953,39 @@ async fn a_password_protected_redis_cluster_carries_channels_with_the_right_pass
             .collect(),
     }];
     locked_out(wrong).await;
+}
+
+/// A message to one node reaches that node alone, in order, and says whether anyone got it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_messages_to_one_node_reach_it_alone() {
+    let redis = RedisServer::start();
+    let config = redis_config(&[redis.url()]);
+    let (a, on_a) = started_as("node-a", RedisBroker::new(config.clone()).unwrap());
+    let (b, on_b) = started_as("node-b", RedisBroker::new(config).unwrap());
+    ready(&a).await;
+    ready(&b).await;
+    // The node's own channel is subscribed in the background: until then nobody listens.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a.send_to_node("node-b", b"hello".to_vec()).await.unwrap() {
+        assert!(Instant::now() < deadline, "node-b never listened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for n in 0..50u8 {
+        assert!(a.send_to_node("node-b", vec![n]).await.unwrap());
+    }
+    eventually("51 messages on node-b", Duration::from_secs(5), || {
+        on_b.node_messages.lock().unwrap().len() >= 51
+    })
+    .await;
+    let got = on_b.node_messages.lock().unwrap().clone();
+    let tail: Vec<Vec<u8>> = (0..50u8).map(|n| vec![n]).collect();
+    assert_eq!(&got[got.len() - 50..], &tail[..]);
+    assert!(on_a.node_messages.lock().unwrap().is_empty());
+    assert!(!b.send_to_node("node-c", b"nobody".to_vec()).await.unwrap());
+}
+
+#[tokio::test]
+async fn the_memory_broker_reaches_no_other_node() {
+    let (broker, _) = started(MemoryBroker::new());
+    assert!(!broker.send_to_node("other", b"x".to_vec()).await.unwrap());
 }

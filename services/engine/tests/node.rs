@@ -36,7 +36,7 @@ impl Default for GatedBroker {
 
 #[async_trait::async_trait]
 impl Broker for GatedBroker {
-    fn start(&self, _handler: Arc<dyn BrokerEventHandler>) {}
+    fn start(&self, _node_uid: &str, _handler: Arc<dyn BrokerEventHandler>) {}
     async fn publish(
         &self,
         _: &str,

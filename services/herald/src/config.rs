@@ -29,6 +29,11 @@
 //! # of a restarted node at once) overflows a short queue, and each overflowed client waits a
 //! # SYN retransmission (1 s or more). Capped by the kernel's net.core.somaxconn.
 //! backlog = 4096
+//! # The fallbacks of clients that cannot keep a WebSocket (a proxy that strips Upgrade, a
+//! # corporate network): centrifuge-js's `http_stream` and `sse` transports on
+//! # /connection/http_stream and /connection/sse, their commands posted to /emulation.
+//! http_stream = true
+//! sse = true
 //!
 //! [auth]
 //! # Exactly one token key: a shared secret for HS256/384/512 (at least 32 bytes recommended),
@@ -243,6 +248,10 @@ pub struct ServerConfig {
     pub workers: Option<usize>,
     /// Listen backlog (pending connections not yet accepted).
     pub backlog: u32,
+    /// Serve the HTTP-streaming fallback (`/connection/http_stream`).
+    pub http_stream: bool,
+    /// Serve the SSE fallback (`/connection/sse`).
+    pub sse: bool,
 }
 
 /// `[api]`, validated.
@@ -661,6 +670,8 @@ impl Config {
                 heartbeat_interval: heartbeat_interval.expect("checked above"),
                 workers: raw.server.workers,
                 backlog: raw.server.backlog,
+                http_stream: raw.server.http_stream,
+                sse: raw.server.sse,
             },
             token,
             api,
@@ -751,6 +762,8 @@ impl Config {
             .map_or_else(|| "one per CPU".to_owned(), |w| w.to_string());
         let _ = writeln!(s, "  workers:          {workers}");
         let _ = writeln!(s, "  backlog:          {}", self.server.backlog);
+        let _ = writeln!(s, "  http_stream:      {}", self.server.http_stream);
+        let _ = writeln!(s, "  sse:              {}", self.server.sse);
         let _ = writeln!(s, "[auth]");
         let generated = if self.dev.is_some() {
             ", generated"
@@ -863,6 +876,8 @@ impl Config {
                 heartbeat_interval: Duration::from_secs(3),
                 workers: Some(2),
                 backlog: 4096,
+                http_stream: true,
+                sse: true,
             },
             token: TokenConfig {
                 key: TokenKey::Hmac(b"test-secret-0123456789abcdef0123456789".to_vec()),

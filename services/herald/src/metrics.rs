@@ -48,6 +48,11 @@ impl Telemetry {
             |n| n.info().num_channels,
         );
         gauge(
+            "herald_emulated_sessions",
+            "Open HTTP-streaming and SSE connections on this node",
+            |n| n.emulated_sessions(),
+        );
+        gauge(
             "herald_subscriptions",
             "Client subscriptions on this node",
             |n| n.info().num_subs,

@@ -4,16 +4,17 @@ use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::http::Method;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use anyhow::Context as _;
 use herald_engine::broker::RedisBroker;
 use herald_engine::{Broker, MemoryBroker, Node, NodeConfig};
 
 use crate::api::{self, ApiState};
-use crate::config::{BrokerConfig, Config};
+use crate::config::{BrokerConfig, Config, ServerConfig};
 use crate::metrics::{self, Telemetry};
 use crate::transport::origin::OriginPolicy;
-use crate::transport::websocket::{self, WebsocketConfig};
+use crate::transport::{TransportConfig, cors, emulated, emulation_endpoint, websocket};
 
 /// The version clients see in the connect reply.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -62,7 +63,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let ws_config = WebsocketConfig {
+    let ws_config = TransportConfig {
         origins: OriginPolicy::new(&config.server.allowed_origins),
         max_message_size: config.client.max_message_size,
     };
@@ -75,6 +76,7 @@ pub async fn serve(
     let node_data = web::Data::new(node.clone());
     let ws_data = web::Data::new(ws_config);
     let max_body = config.client.max_message_size.max(1024 * 1024);
+    let server_config = config.server.clone();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(node_data.clone())
@@ -83,6 +85,7 @@ pub async fn serve(
             .app_data(telemetry.clone())
             .app_data(web::PayloadConfig::new(max_body))
             .route("/connection/websocket", web::get().to(websocket::handler))
+            .configure(|app| fallbacks(app, &server_config))
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))
             .route("/metrics", web::get().to(metrics::handler))
@@ -94,6 +97,10 @@ pub async fn serve(
     // written while the previous one is unacknowledged waits for the client's delayed ACK
     // (up to 40 ms).
     .tcp_nodelay(true)
+    // A streaming response (HTTP streaming, SSE) is the connection: when its client goes away
+    // the node must drop it at once, not at the next write that fails. Push clients do not
+    // half-close a request they await a response to.
+    .h1_allow_half_closed(false)
     .shutdown_timeout(config.server.shutdown_timeout.as_secs())
     .disable_signals();
     if let Some(workers) = config.server.workers {
@@ -117,6 +124,43 @@ pub async fn serve(
     // The server future runs the stop command, so it must be polled while the stop is awaited.
     let (_, result) = tokio::join!(handle.stop(true), server);
     result.context("http server")
+}
+
+/// The HTTP-streaming and SSE fallbacks (`server.http_stream`, `server.sse`) and the
+/// endpoint of their commands. A method an endpoint does not take gets 405.
+fn fallbacks(app: &mut web::ServiceConfig, server: &ServerConfig) {
+    fn preflight(
+        methods: &'static str,
+    ) -> impl Fn(HttpRequest, web::Data<TransportConfig>) -> std::future::Ready<HttpResponse> + Clone
+    {
+        move |req, config| std::future::ready(cors::preflight(&req, &config.origins, methods))
+    }
+    let not_allowed = || web::to(|| async { HttpResponse::MethodNotAllowed().finish() });
+    if server.http_stream {
+        app.service(
+            web::resource("/connection/http_stream")
+                .route(web::post().to(emulated::http_stream))
+                .route(web::method(Method::OPTIONS).to(preflight("POST, OPTIONS")))
+                .default_service(not_allowed()),
+        );
+    }
+    if server.sse {
+        app.service(
+            web::resource("/connection/sse")
+                .route(web::get().to(emulated::sse))
+                .route(web::post().to(emulated::sse))
+                .route(web::method(Method::OPTIONS).to(preflight("GET, POST, OPTIONS")))
+                .default_service(not_allowed()),
+        );
+    }
+    if server.http_stream || server.sse {
+        app.service(
+            web::resource("/emulation")
+                .route(web::post().to(emulation_endpoint::handler))
+                .route(web::method(Method::OPTIONS).to(preflight("POST, OPTIONS")))
+                .default_service(not_allowed()),
+        );
+    }
 }
 
 /// Process alive.

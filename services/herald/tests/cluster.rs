@@ -626,3 +626,69 @@ async fn nodes_meet_in_a_password_protected_tls_redis_configured_from_the_enviro
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// An emulated connection (HTTP streaming) holds its stream on one node while the load
+/// balancer sends its commands to another: they reach it through Redis, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulation_requests_posted_to_any_node_reach_the_connection_in_order() {
+    use herald::testing::stream::{self, StreamClient};
+    use herald_protocol::proto::{Command, ConnectRequest, SubscribeRequest};
+
+    let redis = RedisServer::start();
+    let urls = [redis.url()];
+    let (a, b) = (redis_node("a", &urls).await, redis_node("b", &urls).await);
+    for format in [Format::Json, Format::Protobuf] {
+        let connect = Command {
+            id: 1,
+            connect: Some(ConnectRequest {
+                token: token("alice"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut client = StreamClient::http_stream(a.addr, format, &[connect]).await;
+        let reply = client.next().await.expect("connect reply");
+        let result = reply.connect.expect("connect result");
+        assert_eq!(result.node, a.node.uid());
+        let subscribe = |id: u32| Command {
+            id,
+            subscribe: Some(SubscribeRequest {
+                channel: format!("chat:{id}"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        for id in 2..12 {
+            let status = stream::emulate(
+                b.addr,
+                format,
+                &result.node,
+                &result.session,
+                &[subscribe(id)],
+            )
+            .await;
+            assert_eq!(status, 204);
+        }
+        for id in 2..12 {
+            let reply = client.next_non_ping().await.expect("subscribe reply");
+            assert_eq!(reply.id, id, "{reply:?}");
+            assert!(reply.subscribe.is_some(), "{reply:?}");
+        }
+        api(&b)
+            .call("publish", json!({"channel": "chat:5", "data": {"n": 0}}))
+            .await;
+        let push = client.next_non_ping().await.expect("publication");
+        assert_eq!(push.push.expect("push").channel, "chat:5");
+    }
+    // A node that is not running: nobody listens on its channel.
+    let (status, _) = stream::post(
+        b.addr,
+        "/emulation",
+        "application/json",
+        json!({"node": "gone-node", "session": "s", "data": "{}"})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 404);
+}

@@ -431,6 +431,84 @@ async fn js_json() {
     .await;
 }
 
+/// centrifuge-js on a fallback transport: `--url` (given last, so it wins) is the endpoint.
+fn js_over(transport: &str, node: &RunningNode, protobuf: bool) -> Program {
+    let url = format!("http://{}/connection/{transport}", node.addr);
+    Program::js(
+        "subscriber.mjs",
+        node,
+        "alice",
+        protobuf,
+        &["--transport", transport, "--url", &url],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_over_http_stream_json() {
+    with_timeout(
+        "js_over_http_stream_json",
+        run_subscriber_test(|node| js_over("http_stream", node, false)),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_over_http_stream_protobuf() {
+    with_timeout(
+        "js_over_http_stream_protobuf",
+        run_subscriber_test(|node| js_over("http_stream", node, true)),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_over_sse() {
+    with_timeout(
+        "js_over_sse",
+        run_subscriber_test(|node| js_over("sse", node, false)),
+    )
+    .await;
+}
+
+/// Behind a load balancer that sends each new connection to the next of two nodes, a
+/// fallback client's stream lands on one node and its commands (separate HTTP requests) on the
+/// other: they reach the stream's node through Redis, and the client gets every publication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_fallbacks_work_when_commands_land_on_another_node() {
+    with_timeout(
+        "js_fallbacks_work_when_commands_land_on_another_node",
+        async {
+            let redis = herald_engine::testing::redis::RedisServer::start();
+            let broker = format!(
+                "[broker]\nkind = \"redis\"\nredis_urls = [\"{}\"]\nprefix = \"sdk-test\"\n",
+                redis.url()
+            );
+            let node_a = start_node_with(&broker);
+            let node_b = start_node_with(&broker);
+            for (transport, protobuf) in [("http_stream", true), ("sse", false)] {
+                let door = FrontDoor::round_robin(&[node_a.addr, node_b.addr]).await;
+                let url = format!("http://{}/connection/{transport}", door.addr);
+                let mut js = Program::js(
+                    "subscriber.mjs",
+                    &node_a,
+                    "alice",
+                    protobuf,
+                    &["--transport", transport, "--url", &url],
+                );
+                js.expect_event("subscribed").await;
+                publish_n(&node_a).await;
+                js.expect_publications(&api_publications()).await;
+                js.expect_success().await;
+                // The stream took one connection and the commands at least one more: each
+                // node had its turn.
+                let connections = door.connections.load(std::sync::atomic::Ordering::SeqCst);
+                assert!(connections >= 2, "{transport}: {connections} connection(s)");
+            }
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_protobuf() {
     with_timeout(
@@ -745,25 +823,39 @@ async fn js_recovers_what_it_missed_while_reconnecting() {
     .await;
 }
 
-/// A TCP front door (what a load balancer is to clients): forwards every connection to the
-/// current target, which the test moves.
+/// A TCP front door (what a load balancer is to clients): forwards each new connection to
+/// the next of its targets in turn, which the test can move.
 struct FrontDoor {
     addr: std::net::SocketAddr,
-    target: std::sync::Arc<std::sync::Mutex<std::net::SocketAddr>>,
+    targets: std::sync::Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>>,
+    /// Connections forwarded so far.
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     task: JoinHandle<()>,
 }
 
 impl FrontDoor {
     async fn open(target: std::net::SocketAddr) -> FrontDoor {
+        Self::round_robin(&[target]).await
+    }
+
+    async fn round_robin(targets: &[std::net::SocketAddr]) -> FrontDoor {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let target = std::sync::Arc::new(std::sync::Mutex::new(target));
-        let current = target.clone();
+        let targets = std::sync::Arc::new(std::sync::Mutex::new(targets.to_vec()));
+        let current = targets.clone();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
         let task = tokio::spawn(async move {
+            let mut turn = 0;
             while let Ok((mut client, _)) = listener.accept().await {
-                let to = *current.lock().expect("target");
+                let to = {
+                    let targets = current.lock().expect("targets");
+                    targets[turn % targets.len()]
+                };
+                turn += 1;
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(async move {
                     // A dead target refuses: the client sees its connection close and retries.
                     if let Ok(mut server) = tokio::net::TcpStream::connect(to).await {
@@ -772,11 +864,16 @@ impl FrontDoor {
                 });
             }
         });
-        FrontDoor { addr, target, task }
+        FrontDoor {
+            addr,
+            targets,
+            connections,
+            task,
+        }
     }
 
     fn point_to(&self, to: std::net::SocketAddr) {
-        *self.target.lock().expect("target") = to;
+        *self.targets.lock().expect("targets") = vec![to];
     }
 }
 

@@ -68,7 +68,7 @@ impl MemoryBroker {
 
 #[async_trait::async_trait]
 impl Broker for MemoryBroker {
-    fn start(&self, handler: Arc<dyn BrokerEventHandler>) {
+    fn start(&self, _node_uid: &str, handler: Arc<dyn BrokerEventHandler>) {
         let _ = self.handler.set(handler);
     }
 
@@ -197,7 +197,7 @@ mod tests {
         let broker = MemoryBroker::new();
         assert!(broker.health().await.is_err(), "not ready before start");
         let rec = Arc::new(Recorder::default());
-        broker.start(rec.clone());
+        broker.start("n1", rec.clone());
         assert!(broker.health().await.is_ok());
         for i in 0..3u8 {
             let publication = Publication {

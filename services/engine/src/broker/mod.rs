@@ -84,6 +84,8 @@ pub trait BrokerEventHandler: Send + Sync + 'static {
     fn handle_resubscribed(&self, _channels: &[&str]) {}
     /// A command from a node (this one included) for every node.
     fn handle_command(&self, command: NodeCommand);
+    /// A message sent to this node alone ([`Broker::send_to_node`]).
+    fn handle_node_message(&self, _message: &[u8]) {}
     /// Whether this node still has local subscribers of `channel`: a broker checks it right
     /// before dropping a node-level subscription, so a join racing a leave keeps it.
     fn has_subscribers(&self, channel: &str) -> bool;
@@ -91,8 +93,9 @@ pub trait BrokerEventHandler: Send + Sync + 'static {
 
 #[async_trait::async_trait]
 pub trait Broker: Send + Sync + 'static {
-    /// Called once when the node starts, before any subscribe.
-    fn start(&self, handler: Arc<dyn BrokerEventHandler>);
+    /// Called once when the node starts, before any subscribe. `node_uid` is the node's id:
+    /// what [`Broker::send_to_node`] addresses it by.
+    fn start(&self, node_uid: &str, handler: Arc<dyn BrokerEventHandler>);
     /// Publishes to every node subscribed to `channel`, this one included. With `history`, the
     /// publication first gets the next offset of the channel's stream and is kept there, in
     /// one step, and every node receives it with its offset; the position is returned.
@@ -142,6 +145,11 @@ pub trait Broker: Send + Sync + 'static {
     ) -> Result<(), BrokerError>;
     /// Sends a command to every node, this one included.
     async fn publish_command(&self, command: &NodeCommand) -> Result<(), BrokerError>;
+    /// Sends `message` to the node `node_uid` alone. `Ok(false)`: no such node is listening.
+    /// A broker serving a single node has no other node to reach.
+    async fn send_to_node(&self, _node_uid: &str, _message: Vec<u8>) -> Result<bool, BrokerError> {
+        Ok(false)
+    }
     /// Starts node-level delivery of `channel`.
     async fn subscribe(&self, channel: &str) -> Result<(), BrokerError>;
     /// Stops node-level delivery of `channel`.

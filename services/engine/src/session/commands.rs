@@ -240,6 +240,7 @@ impl Session {
         }
 
         let inner = self.node.inner();
+        let emulation = &self.emulation;
         reply(|r| {
             r.connect = Some(ConnectResult {
                 client: client_id.to_string(),
@@ -249,6 +250,12 @@ impl Session {
                 subs,
                 ping: inner.client.ping_interval.as_secs() as u32,
                 pong: true,
+                session: emulation.as_deref().unwrap_or_default().to_owned(),
+                node: if emulation.is_some() {
+                    inner.uid.clone()
+                } else {
+                    String::new()
+                },
                 ..Default::default()
             })
         })

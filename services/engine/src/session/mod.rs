@@ -57,6 +57,9 @@ pub struct Session {
     /// The size of the last frame: what the next one reserves, so a busy connection builds
     /// its frame in one allocation instead of doubling its way up.
     last_frame_len: usize,
+    /// The session id of an emulated transport (HTTP streaming, SSE): what its command
+    /// requests name it by.
+    emulation: Option<Arc<str>>,
 }
 
 enum State {
@@ -108,7 +111,12 @@ struct ChannelSub {
 }
 
 impl Session {
-    pub(crate) fn new(node: Node, conn: ConnId, format: Format) -> Self {
+    pub(crate) fn new(
+        node: Node,
+        conn: ConnId,
+        format: Format,
+        emulation: Option<Arc<str>>,
+    ) -> Self {
         let config = node.client_config();
         let outbound = Outbound::new(config.max_queue_bytes);
         let timers = Timers::connecting(Instant::now(), config);
@@ -122,6 +130,7 @@ impl Session {
             caught_up_after_reply: Vec::new(),
             drains: 0,
             last_frame_len: 0,
+            emulation,
         }
     }
 
@@ -132,6 +141,19 @@ impl Session {
     /// How long the transport keeps a connection between two writes (`client.write_delay`).
     pub fn write_delay(&self) -> std::time::Duration {
         self.node.client_config().write_delay
+    }
+
+    /// The `disconnect` push that tells a client of a transport without close frames (HTTP
+    /// streaming, SSE) why its connection ends; it is the last thing the transport writes.
+    pub fn disconnect_push(&self, disconnect: &Disconnect) -> Bytes {
+        let reply = Reply {
+            push: Some(herald_protocol::proto::Push {
+                disconnect: Some(disconnect.to_proto()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        codec::encode_reply(self.format, &reply)
     }
 
     /// The queue the transport waits on (`ready`) before calling [`Session::drain`].
@@ -462,6 +484,9 @@ impl Drop for Session {
     fn drop(&mut self) {
         // Nothing may be queued for a connection that is gone.
         self.outbound.close(codes::disconnect::CONNECTION_CLOSED);
+        if let Some(id) = &self.emulation {
+            self.node.inner().emulated.close(id);
+        }
         if let State::Connected(c) = &self.state {
             for channel in c.channels.keys() {
                 self.node.remove_subscription(channel, self.conn);

@@ -58,6 +58,10 @@ impl BrokerEventHandler for Dropping {
         self.inner.handle_command(command);
     }
 
+    fn handle_node_message(&self, message: &[u8]) {
+        self.inner.handle_node_message(message);
+    }
+
     fn has_subscribers(&self, channel: &str) -> bool {
         self.inner.has_subscribers(channel)
     }
@@ -65,11 +69,14 @@ impl BrokerEventHandler for Dropping {
 
 #[async_trait::async_trait]
 impl Broker for LossyBroker {
-    fn start(&self, handler: Arc<dyn BrokerEventHandler>) {
-        self.inner.start(Arc::new(Dropping {
-            inner: handler,
-            lose: self.lose.clone(),
-        }));
+    fn start(&self, node_uid: &str, handler: Arc<dyn BrokerEventHandler>) {
+        self.inner.start(
+            node_uid,
+            Arc::new(Dropping {
+                inner: handler,
+                lose: self.lose.clone(),
+            }),
+        );
     }
 
     async fn publish(
@@ -133,6 +140,10 @@ impl Broker for LossyBroker {
 
     async fn publish_command(&self, command: &NodeCommand) -> Result<(), BrokerError> {
         self.inner.publish_command(command).await
+    }
+
+    async fn send_to_node(&self, node_uid: &str, message: Vec<u8>) -> Result<bool, BrokerError> {
+        self.inner.send_to_node(node_uid, message).await
     }
 
     async fn subscribe(&self, channel: &str) -> Result<(), BrokerError> {

@@ -36,6 +36,10 @@ pub(crate) struct RawServer {
     pub workers: Option<usize>,
     /// Pending connections the kernel queues before the node accepts them. Default 4096.
     pub backlog: u32,
+    /// Serve the HTTP-streaming fallback transport. Default true.
+    pub http_stream: bool,
+    /// Serve the SSE fallback transport. Default true.
+    pub sse: bool,
 }
 
 impl Default for RawServer {
@@ -48,6 +52,8 @@ impl Default for RawServer {
             heartbeat_interval: "3s".to_owned(),
             workers: None,
             backlog: 4096,
+            http_stream: true,
+            sse: true,
         }
     }
 }

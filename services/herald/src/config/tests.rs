@@ -431,6 +431,18 @@ fn bad_workers() {
 }
 
 #[test]
+fn fallback_transports_are_on_unless_switched_off() {
+    let cfg = load_toml("").expect("valid");
+    assert!(cfg.server.http_stream && cfg.server.sse);
+    let cfg = load_toml("[server]\nhttp_stream = false\n").expect("valid");
+    assert!(!cfg.server.http_stream && cfg.server.sse);
+    let cfg = load_str("toml", "", &[("HERALD_SERVER__SSE", "false")]).expect("valid");
+    assert!(cfg.server.http_stream && !cfg.server.sse);
+    let err = load_toml("[server]\nsse = \"maybe\"\n").expect_err("not a bool");
+    assert!(err.to_string().contains("sse"), "{err}");
+}
+
+#[test]
 fn history_options_of_namespaces_and_their_checks() {
     let cfg = load_toml(&format!(
         "{AUTH}[channels]\nhistory_size = 10\nhistory_ttl = \"5m\"\nforce_recovery = true\n\

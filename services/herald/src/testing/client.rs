@@ -81,21 +81,10 @@ impl WsClient {
 
     /// Sends commands in one frame (JSON: newline-joined; Protobuf: delimited).
     pub async fn send(&mut self, commands: &[Command]) {
+        let frame = super::encode_commands(self.format, commands);
         let message = match self.format {
-            Format::Json => Message::text(
-                commands
-                    .iter()
-                    .map(|c| serde_json::to_string(c).expect("encode command"))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            ),
-            Format::Protobuf => {
-                let mut buf = Vec::new();
-                for c in commands {
-                    c.encode_length_delimited(&mut buf).expect("encode command");
-                }
-                Message::binary(buf)
-            }
+            Format::Json => Message::text(String::from_utf8(frame).expect("json is utf-8")),
+            Format::Protobuf => Message::binary(frame),
         };
         self.ws.send(message).await.expect("send frame");
     }

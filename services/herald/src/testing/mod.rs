@@ -1,9 +1,11 @@
 //! Test fixtures shared by the integration tests (and handy for embedding): tokens signed with
-//! the test key, a raw HTTP client for the server API, and a WebSocket client that speaks the
-//! client protocol in JSON or Protobuf. Behind the `testing` feature.
+//! the test key, a raw HTTP client for the server API, a WebSocket client that speaks the
+//! client protocol in JSON or Protobuf, and a client of the HTTP-streaming and SSE fallbacks.
+//! Behind the `testing` feature.
 
 mod api;
 mod client;
+pub mod stream;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,6 +18,30 @@ pub use client::{Closed, WsClient, is_ping};
 pub const TEST_SECRET: &[u8] = b"test-secret-0123456789abcdef0123456789";
 /// The API key of [`crate::config::Config::for_test`].
 pub const TEST_API_KEY: &str = "test-api-key";
+
+/// Commands the way a client sends them in one frame: JSON newline-joined, Protobuf
+/// varint-delimited back to back.
+pub fn encode_commands(
+    format: herald_protocol::Format,
+    commands: &[herald_protocol::proto::Command],
+) -> Vec<u8> {
+    use prost::Message as _;
+    match format {
+        herald_protocol::Format::Json => commands
+            .iter()
+            .map(|c| serde_json::to_string(c).expect("encode command"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .into_bytes(),
+        herald_protocol::Format::Protobuf => {
+            let mut buf = Vec::new();
+            for c in commands {
+                c.encode_length_delimited(&mut buf).expect("encode command");
+            }
+            buf
+        }
+    }
+}
 
 pub fn unix_now() -> u64 {
     SystemTime::now()

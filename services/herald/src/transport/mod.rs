@@ -1,6 +1,24 @@
 //! Transports: move frames between client sockets and engine sessions. They know nothing of
 //! channels, tokens or commands — only bytes in, bytes out, and the close code the session asks
 //! for.
+//!
+//! - `websocket`: `/connection/websocket` (actix-ws), the main transport;
+//! - `emulated` + `stream`: the HTTP-streaming and SSE fallbacks, whose responses are the
+//!   connections; `emulation_endpoint`: `/emulation`, where their commands arrive;
+//! - `origin` and `cors`: which browser pages may use them.
 
+pub mod cors;
+pub mod emulated;
+pub mod emulation_endpoint;
 pub mod origin;
+pub mod stream;
 pub mod websocket;
+
+use origin::OriginPolicy;
+
+/// What the client transports need from the configuration.
+#[derive(Clone)]
+pub struct TransportConfig {
+    pub origins: OriginPolicy,
+    pub max_message_size: usize,
+}

@@ -15,7 +15,7 @@ use herald_engine::{Flow, Node, Session};
 use herald_protocol::Format;
 use herald_protocol::codes::{Disconnect, disconnect};
 
-use super::origin::OriginPolicy;
+use super::TransportConfig;
 
 const SUBPROTOCOL_JSON: &str = "centrifuge-json";
 const SUBPROTOCOL_PROTOBUF: &str = "centrifuge-protobuf";
@@ -23,18 +23,11 @@ const SUBPROTOCOL_PROTOBUF: &str = "centrifuge-protobuf";
 /// WebSocket close code for a message over the size limit (RFC 6455).
 const MESSAGE_TOO_BIG: u16 = 1009;
 
-/// What the WebSocket endpoint needs from the node.
-#[derive(Clone)]
-pub struct WebsocketConfig {
-    pub origins: OriginPolicy,
-    pub max_message_size: usize,
-}
-
 pub async fn handler(
     req: HttpRequest,
     body: web::Payload,
     node: web::Data<Node>,
-    config: web::Data<WebsocketConfig>,
+    config: web::Data<TransportConfig>,
 ) -> actix_web::Result<HttpResponse> {
     let origin = req
         .headers()

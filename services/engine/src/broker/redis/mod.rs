@@ -40,6 +40,8 @@ pub struct RedisBroker {
     pubsubs: OnceLock<Vec<Vec<PubSub>>>,
     channel_prefix: String,
     command_channel: String,
+    /// `<prefix>.node.`: followed by a node's uid, the channel of messages to that node alone.
+    node_channel_prefix: String,
 }
 
 /// One independent Redis deployment holding a share of the channels.
@@ -220,6 +222,7 @@ impl RedisBroker {
         Ok(RedisBroker {
             channel_prefix: format!("{}.client.", config.prefix),
             command_channel: format!("{}.control", config.prefix),
+            node_channel_prefix: format!("{}.node.", config.prefix),
             config,
             runtime: OwnedRuntime(Some(runtime)),
             shards,
@@ -287,10 +290,22 @@ impl RedisBroker {
         channel: String,
         payload: Vec<u8>,
     ) -> Result<(), BrokerError> {
+        self.publish_counted(shard, channel, payload)
+            .await
+            .map(|_| ())
+    }
+
+    /// Publishes and returns how many connections received it.
+    async fn publish_counted(
+        &self,
+        shard: usize,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> Result<i64, BrokerError> {
         let shard = self.shards[shard].clone();
         self.on_runtime(async move {
             let cmd = shard.publish_command(&channel, payload);
-            shard.query::<i64>(&cmd).await.map(|_| ())
+            shard.query::<i64>(&cmd).await
         })
         .await
     }
@@ -346,12 +361,14 @@ fn pool_error(label: &str, e: deadpool_redis::PoolError) -> BrokerError {
 
 #[async_trait::async_trait]
 impl Broker for RedisBroker {
-    fn start(&self, handler: Arc<dyn BrokerEventHandler>) {
+    fn start(&self, node_uid: &str, handler: Arc<dyn BrokerEventHandler>) {
         let prefix = self.channel_prefix.clone();
         let command_channel = self.command_channel.clone();
+        let node_channel = format!("{}{node_uid}", self.node_channel_prefix);
         let dispatch: pubsub::Dispatch = {
             let handler = handler.clone();
             let command_channel = command_channel.clone();
+            let node_channel = node_channel.clone();
             Arc::new(move |redis_channel: &str, payload: &[u8]| {
                 if let Some(channel) = channel_of(&prefix, redis_channel) {
                     for (marker, join) in [(JOIN, true), (LEAVE, false)] {
@@ -379,10 +396,12 @@ impl Broker for RedisBroker {
                         }
                         Err(e) => tracing::warn!(channel, error = %e, "undecodable publication"),
                     }
-                } else if redis_channel == command_channel
-                    && let Some(command) = NodeCommand::decode(payload)
-                {
-                    handler.handle_command(command);
+                } else if redis_channel == command_channel {
+                    if let Some(command) = NodeCommand::decode(payload) {
+                        handler.handle_command(command);
+                    }
+                } else if redis_channel == node_channel {
+                    handler.handle_node_message(payload);
                 }
             })
         };
@@ -414,9 +433,10 @@ impl Broker for RedisBroker {
             .map(|(shard_index, shard)| {
                 (0..self.config.pubsub_connections.max(1))
                     .map(|i| {
-                        // The command channel lives on the first connection of the first shard.
+                        // The command channel and this node's own channel live on the first
+                        // connection of the first shard.
                         let permanent = if shard_index == 0 && i == 0 {
-                            vec![command_channel.clone()]
+                            vec![command_channel.clone(), node_channel.clone()]
                         } else {
                             Vec::new()
                         };
@@ -563,6 +583,11 @@ impl Broker for RedisBroker {
     async fn publish_command(&self, command: &NodeCommand) -> Result<(), BrokerError> {
         self.publish_raw(0, self.command_channel.clone(), command.encode())
             .await
+    }
+
+    async fn send_to_node(&self, node_uid: &str, message: Vec<u8>) -> Result<bool, BrokerError> {
+        let channel = format!("{}{node_uid}", self.node_channel_prefix);
+        Ok(self.publish_counted(0, channel, message).await? > 0)
     }
 
     async fn subscribe(&self, channel: &str) -> Result<(), BrokerError> {

@@ -5,6 +5,7 @@
 // stderr (and a final {"event":"error"} line) on any error or timeout.
 import { format } from 'node:util';
 import WebSocket from 'ws';
+import { EventSource } from 'eventsource';
 
 // The SDK logs through console.debug/console.log, which print to stdout in Node: keep stdout
 // for the JSON lines.
@@ -76,14 +77,24 @@ export function deadline(seconds, what) {
   setTimeout(() => {}, seconds * 1000 + 1000);
 }
 
-/** Creates a client of the JSON or the Protobuf build of centrifuge-js. */
+/** Creates a client of the JSON or the Protobuf build of centrifuge-js. With `--transport
+ * http_stream|sse`, `--url` is that fallback's endpoint and commands go to /emulation on the
+ * same server; the SDK uses Node's own fetch and ReadableStream, and the `eventsource`
+ * package for SSE. */
 export async function newClient(args) {
   const mod = args.protobuf
     ? await import('centrifuge/build/protobuf')
     : await import('centrifuge');
-  const client = new mod.Centrifuge(args.url, {
+  const transport = args.transport ?? 'websocket';
+  const endpoint =
+    transport === 'websocket' ? args.url : [{ transport, endpoint: args.url }];
+  const client = new mod.Centrifuge(endpoint, {
     token: args.token,
     websocket: WebSocket,
+    fetch: globalThis.fetch,
+    readableStream: globalThis.ReadableStream,
+    eventsource: EventSource,
+    emulationEndpoint: new URL('/emulation', args.url.replace(/^ws/, 'http')).toString(),
     debug: Boolean(args.debug),
     // A test must see a broken connection, not ride over it with a reconnect, unless it is
     // about reconnecting (`--reconnect`): then the SDK's own backoff, from 0.5 s.

@@ -1,5 +1,5 @@
 // subscriber.mjs --url WS --token T --channel C --count N [--protobuf] [--recoverable]
-//                [--reconnect] [--join-leave] [--timeout S] [--debug]
+//                [--reconnect] [--join-leave] [--transport T] [--timeout S] [--debug]
 //
 // Connects with centrifuge-js, subscribes to C and prints {"event":"subscribed"} each time it
 // is subscribed (again after a reconnect, with the SDK's recovery flags), then
@@ -8,6 +8,7 @@
 // --reconnect lets the SDK reconnect after a lost connection instead of failing.
 // --join-leave asks for the channel's join and leave messages and prints
 // {"event":"join"|"leave","user":...,"client":...} for each.
+// --transport http_stream|sse connects through that fallback (--url is its endpoint).
 import { parseArgs, emit, fail, succeed, deadline, newClient, decodeData } from './common.mjs';
 
 const args = parseArgs({
@@ -19,6 +20,7 @@ const args = parseArgs({
   recoverable: false,
   reconnect: false,
   'join-leave': false,
+  transport: 'websocket',
   timeout: 20,
   debug: false,
 });

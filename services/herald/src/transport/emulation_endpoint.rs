@@ -1,0 +1,82 @@
+//! `POST /emulation`: a command of an emulated connection (HTTP streaming, SSE), posted to any
+//! node and handed to the session it names on the node it names. The body is an
+//! `EmulationRequest`: JSON `{"node", "session", "data"}` with the commands as a string, or
+//! Protobuf with `Content-Type: application/octet-stream`. Replies go down the connection's
+//! stream; this request only says whether the command was handed on:
+//!
+//! - 204: handed on (or the session has ended: its stream has told the client);
+//! - 400: not an emulation request; 413: commands over `client.max_message_size`;
+//! - 404: no live node has that id (the client reconnects);
+//! - 429: too many requests waiting for that connection;
+//! - 503: the broker that carries requests between nodes is unavailable.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use herald_engine::{EmulationError, EmulationRequest, Node};
+use serde::Deserialize;
+
+use super::TransportConfig;
+use super::cors;
+use super::emulated::is_protobuf;
+
+/// JSON's form of the request: the commands travel as a string.
+#[derive(Deserialize)]
+struct JsonRequest {
+    #[serde(default)]
+    node: String,
+    #[serde(default)]
+    session: String,
+    #[serde(default)]
+    data: String,
+}
+
+pub async fn handler(
+    req: HttpRequest,
+    body: web::Bytes,
+    node: web::Data<Node>,
+    config: web::Data<TransportConfig>,
+) -> HttpResponse {
+    let origin = match cors::check(&req, &config.origins) {
+        Ok(origin) => origin,
+        Err(refused) => return refused.response(),
+    };
+    let mut response = match decode(&req, &body, config.max_message_size) {
+        Ok(request) => match node.emulate(request).await {
+            Ok(()) => HttpResponse::NoContent(),
+            Err(EmulationError::NoSuchNode(_)) => HttpResponse::NotFound(),
+            Err(EmulationError::Busy) => HttpResponse::TooManyRequests(),
+            Err(e @ EmulationError::Broker(_)) => {
+                tracing::warn!(error = %e, "emulation request not routed");
+                HttpResponse::ServiceUnavailable()
+            }
+        },
+        Err(rejected) => rejected,
+    };
+    cors::allow(&mut response, origin);
+    response.finish()
+}
+
+fn decode(
+    req: &HttpRequest,
+    body: &[u8],
+    max_message_size: usize,
+) -> Result<EmulationRequest, actix_web::HttpResponseBuilder> {
+    let request = if is_protobuf(req) {
+        <EmulationRequest as prost::Message>::decode(body)
+            .map_err(|_| HttpResponse::BadRequest())?
+    } else {
+        let json: JsonRequest =
+            serde_json::from_slice(body).map_err(|_| HttpResponse::BadRequest())?;
+        EmulationRequest {
+            node: json.node,
+            session: json.session,
+            data: json.data.into_bytes().into(),
+        }
+    };
+    if request.node.is_empty() || request.session.is_empty() || request.data.is_empty() {
+        return Err(HttpResponse::BadRequest());
+    }
+    if request.data.len() > max_message_size {
+        return Err(HttpResponse::PayloadTooLarge());
+    }
+    Ok(request)
+}

@@ -1,0 +1,394 @@
+//! The HTTP-streaming and SSE fallbacks over real sockets against a node on a free port: the
+//! stream carries the replies, `/emulation` carries the commands, and every bad request is
+//! answered with its status.
+
+use std::time::{Duration, Instant};
+
+use herald::RunningNode;
+use herald::config::Config;
+use herald::testing::stream::{self, StreamClient, Transport};
+use herald::testing::{Api, TEST_API_KEY, token};
+use herald_protocol::Format;
+use herald_protocol::proto::{Command, ConnectRequest, Reply, SubscribeRequest};
+use serde_json::json;
+
+fn node() -> RunningNode {
+    RunningNode::start(Config::for_test()).expect("start node")
+}
+
+fn connect(token: &str) -> Command {
+    Command {
+        id: 1,
+        connect: Some(ConnectRequest {
+            token: token.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn subscribe(id: u32, channel: &str) -> Command {
+    Command {
+        id,
+        subscribe: Some(SubscribeRequest {
+            channel: channel.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The connect reply's session id and node uid.
+fn addressed(reply: &Reply) -> (String, String) {
+    let result = reply.connect.as_ref().expect("connect result");
+    assert!(!result.client.is_empty());
+    (result.session.clone(), result.node.clone())
+}
+
+async fn publish(node: &RunningNode, channel: &str, data: serde_json::Value) {
+    Api::new(node.addr, TEST_API_KEY)
+        .call("publish", json!({"channel": channel, "data": data}))
+        .await;
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Connect on the stream, subscribe through `/emulation`, receive a publication.
+async fn round_trip(node: &RunningNode, mut client: StreamClient, format: Format) {
+    assert_eq!(client.status, 200);
+    let connected = client.next().await.expect("connect reply");
+    let (session, node_uid) = addressed(&connected);
+    assert_eq!(session.len(), 32, "session id {session:?}");
+    assert_eq!(node_uid, node.node.uid());
+    assert_eq!(node.node.emulated_sessions(), 1);
+
+    let status = stream::emulate(
+        node.addr,
+        format,
+        &node_uid,
+        &session,
+        &[subscribe(2, "chat:room")],
+    )
+    .await;
+    assert_eq!(status, 204);
+    let reply = client.next_non_ping().await.expect("subscribe reply");
+    assert_eq!(reply.id, 2);
+    assert!(reply.subscribe.is_some(), "{reply:?}");
+
+    publish(node, "chat:room", json!({"n": 1})).await;
+    let push = client.next_non_ping().await.expect("publication");
+    let push = push.push.expect("push");
+    assert_eq!(push.channel, "chat:room");
+    assert_eq!(&push.r#pub.expect("pub").data[..], br#"{"n":1}"#);
+}
+
+#[tokio::test]
+async fn http_stream_json_connects_subscribes_and_receives() {
+    let node = node();
+    let client =
+        StreamClient::http_stream(node.addr, Format::Json, &[connect(&token("alice"))]).await;
+    assert_eq!(client.header("content-type"), Some("application/json"));
+    assert_eq!(client.header("x-accel-buffering"), Some("no"));
+    round_trip(&node, client, Format::Json).await;
+}
+
+#[tokio::test]
+async fn http_stream_protobuf_connects_subscribes_and_receives() {
+    let node = node();
+    let client =
+        StreamClient::http_stream(node.addr, Format::Protobuf, &[connect(&token("alice"))]).await;
+    assert_eq!(
+        client.header("content-type"),
+        Some("application/octet-stream")
+    );
+    round_trip(&node, client, Format::Protobuf).await;
+}
+
+#[tokio::test]
+async fn sse_connects_subscribes_and_receives() {
+    let node = node();
+    let client = StreamClient::sse(node.addr, &[connect(&token("alice"))]).await;
+    assert_eq!(
+        client.header("content-type"),
+        Some("text/event-stream; charset=utf-8")
+    );
+    round_trip(&node, client, Format::Json).await;
+}
+
+#[tokio::test]
+async fn sse_takes_the_connect_command_as_a_post_body_too() {
+    let node = node();
+    let body = herald::testing::encode_commands(Format::Json, &[connect(&token("alice"))]);
+    let client = StreamClient::open(
+        node.addr,
+        "POST",
+        "/connection/sse",
+        &[("Content-Type", "application/json")],
+        &body,
+        Transport::Sse,
+        Format::Json,
+    )
+    .await;
+    round_trip(&node, client, Format::Json).await;
+}
+
+#[tokio::test]
+async fn a_bad_token_gets_its_error_and_the_stream_ends_with_the_disconnect() {
+    let node = node();
+    let mut client =
+        StreamClient::http_stream(node.addr, Format::Json, &[connect("not-a-token")]).await;
+    assert_eq!(client.status, 200);
+    let mut disconnect = None;
+    while let Some(reply) = client.next().await {
+        if let Some(d) = reply.push.and_then(|p| p.disconnect) {
+            disconnect = Some(d);
+        }
+    }
+    let disconnect = disconnect.expect("a disconnect push before the end");
+    assert_eq!(disconnect.code, 3500, "{disconnect:?}");
+    assert_eq!(node.node.emulated_sessions(), 0);
+}
+
+#[tokio::test]
+async fn a_server_disconnect_ends_the_stream_and_later_commands_find_no_session() {
+    let node = node();
+    let mut client =
+        StreamClient::http_stream(node.addr, Format::Json, &[connect(&token("alice"))]).await;
+    let (session, node_uid) = addressed(&client.next().await.expect("connect reply"));
+    Api::new(node.addr, TEST_API_KEY)
+        .call("disconnect", json!({"user": "alice"}))
+        .await;
+    let mut codes = Vec::new();
+    while let Some(reply) = client.next().await {
+        if let Some(d) = reply.push.and_then(|p| p.disconnect) {
+            codes.push(d.code);
+        }
+    }
+    assert_eq!(codes, [3503]);
+    assert_eq!(node.node.emulated_sessions(), 0);
+    // The session is gone: the request is accepted and goes nowhere (the client learnt from
+    // its stream already).
+    let status = stream::emulate(
+        node.addr,
+        Format::Json,
+        &node_uid,
+        &session,
+        &[subscribe(2, "chat:room")],
+    )
+    .await;
+    assert_eq!(status, 204);
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_leaves_nothing_behind() {
+    let node = node();
+    let mut client =
+        StreamClient::http_stream(node.addr, Format::Json, &[connect(&token("alice"))]).await;
+    client.next().await.expect("connect reply");
+    assert_eq!(node.node.info().num_clients, 1);
+    drop(client);
+    eventually("the session ends with its connection", || {
+        node.node.emulated_sessions() == 0 && node.node.info().num_clients == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn emulation_requests_that_cannot_be_handed_on_get_their_status() {
+    let node = node();
+    let mut client =
+        StreamClient::http_stream(node.addr, Format::Json, &[connect(&token("alice"))]).await;
+    let (session, node_uid) = addressed(&client.next().await.expect("connect reply"));
+    let post = |body: String| async move {
+        stream::post(node.addr, "/emulation", "application/json", body.as_bytes())
+            .await
+            .0
+    };
+    // Not an emulation request.
+    assert_eq!(post("{not json".into()).await, 400);
+    assert_eq!(
+        post(json!({"node": node_uid, "data": "{}"}).to_string()).await,
+        400
+    );
+    assert_eq!(
+        stream::post(
+            node.addr,
+            "/emulation",
+            "application/octet-stream",
+            b"\xff\xff"
+        )
+        .await
+        .0,
+        400
+    );
+    // Commands over client.max_message_size (64 KiB in the test config).
+    let big = "x".repeat(70 * 1024);
+    assert_eq!(
+        post(json!({"node": node_uid, "session": session, "data": big}).to_string()).await,
+        413
+    );
+    // A node nobody runs: the memory broker has no other node.
+    assert_eq!(
+        post(json!({"node": "no-such-node", "session": session, "data": "{}"}).to_string()).await,
+        404
+    );
+    let api = Api::new(node.addr, TEST_API_KEY);
+    assert_eq!(api.request("GET", "/emulation", &[], "").await.0, 405);
+    // The connection itself is unharmed.
+    let status = stream::emulate(
+        node.addr,
+        Format::Json,
+        &node_uid,
+        &session,
+        &[subscribe(2, "chat:room")],
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(client.next_non_ping().await.expect("reply").id, 2);
+}
+
+#[tokio::test]
+async fn bad_stream_requests_get_their_status() {
+    let node = node();
+    let api = Api::new(node.addr, TEST_API_KEY);
+    assert_eq!(
+        api.request("GET", "/connection/http_stream", &[], "")
+            .await
+            .0,
+        405
+    );
+    let (status, _) = stream::post(
+        node.addr,
+        "/connection/http_stream",
+        "application/json",
+        b"",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(api.request("GET", "/connection/sse", &[], "").await.0, 400);
+    let big = vec![b'x'; 70 * 1024];
+    let (status, _) = stream::post(
+        node.addr,
+        "/connection/http_stream",
+        "application/json",
+        &big,
+    )
+    .await;
+    assert_eq!(status, 413);
+    // A first command that is not a connect: the stream says so and ends.
+    let mut client =
+        StreamClient::http_stream(node.addr, Format::Json, &[subscribe(1, "chat:room")]).await;
+    let mut codes = Vec::new();
+    while let Some(reply) = client.next().await {
+        if let Some(d) = reply.push.and_then(|p| p.disconnect) {
+            codes.push(d.code);
+        }
+    }
+    assert_eq!(codes, [3501]);
+}
+
+#[tokio::test]
+async fn browser_origins_follow_allowed_origins_with_cors() {
+    let mut config = Config::for_test();
+    config.server.allowed_origins = vec!["https://app.example".into()];
+    let node = RunningNode::start(config).expect("start node");
+    let api = Api::new(node.addr, TEST_API_KEY);
+
+    let (status, _) = api
+        .request(
+            "POST",
+            "/connection/http_stream",
+            &[("Origin", "https://evil.example")],
+            "{}",
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    let body = herald::testing::encode_commands(Format::Json, &[connect(&token("alice"))]);
+    let mut client = StreamClient::open(
+        node.addr,
+        "POST",
+        "/connection/http_stream",
+        &[
+            ("Content-Type", "application/json"),
+            ("Origin", "https://app.example"),
+        ],
+        &body,
+        Transport::HttpStream,
+        Format::Json,
+    )
+    .await;
+    assert_eq!(client.status, 200);
+    assert_eq!(
+        client.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        client.header("access-control-allow-credentials"),
+        Some("true")
+    );
+    client.next().await.expect("connect reply");
+
+    let mut preflight = StreamClient::open(
+        node.addr,
+        "OPTIONS",
+        "/emulation",
+        &[
+            ("Origin", "https://app.example"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "content-type"),
+        ],
+        &[],
+        Transport::HttpStream,
+        Format::Json,
+    )
+    .await;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        Some("POST, OPTIONS")
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-headers"),
+        Some("content-type")
+    );
+    preflight.text().await;
+}
+
+#[tokio::test]
+async fn fallbacks_switched_off_are_not_served() {
+    let mut config = Config::for_test();
+    config.server.http_stream = false;
+    config.server.sse = false;
+    let node = RunningNode::start(config).expect("start node");
+    let api = Api::new(node.addr, TEST_API_KEY);
+    for path in ["/connection/http_stream", "/connection/sse", "/emulation"] {
+        assert_eq!(api.request("POST", path, &[], "{}").await.0, 404, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_shutting_down_tells_stream_clients_to_reconnect() {
+    let node = node();
+    let mut client = StreamClient::sse(node.addr, &[connect(&token("alice"))]).await;
+    client.next().await.expect("connect reply");
+    let stopping = tokio::task::spawn_blocking(move || node.stop());
+    let mut codes = Vec::new();
+    while let Some(reply) = client.next().await {
+        if let Some(d) = reply.push.and_then(|p| p.disconnect) {
+            codes.push(d.code);
+        }
+    }
+    assert_eq!(codes, [3001]);
+    stopping.await.expect("join").expect("clean stop");
+}
