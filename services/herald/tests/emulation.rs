@@ -392,3 +392,32 @@ async fn a_node_shutting_down_tells_stream_clients_to_reconnect() {
     assert_eq!(codes, [3001]);
     stopping.await.expect("join").expect("clean stop");
 }
+
+/// The session's clocks run on a stream too: pings go down it, pongs come back through
+/// `/emulation`, and a client that stops answering is closed with 3012.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_go_down_the_stream_and_pongs_come_back_through_emulation() {
+    let mut config = Config::for_test();
+    config.client.ping_interval = Duration::from_secs(1);
+    config.client.pong_timeout = Duration::from_millis(800);
+    let node = RunningNode::start(config).expect("start node");
+    let mut client =
+        StreamClient::http_stream(node.addr, Format::Protobuf, &[connect(&token("alice"))]).await;
+    let (session, node_uid) = addressed(&client.next().await.expect("connect reply"));
+    for _ in 0..2 {
+        let ping = client.next().await.expect("a ping");
+        assert!(herald::testing::is_ping(&ping), "{ping:?}");
+        let pong = Command::default();
+        let status =
+            stream::emulate(node.addr, Format::Protobuf, &node_uid, &session, &[pong]).await;
+        assert_eq!(status, 204);
+    }
+    // No pong this time.
+    let mut codes = Vec::new();
+    while let Some(reply) = client.next().await {
+        if let Some(d) = reply.push.and_then(|p| p.disconnect) {
+            codes.push(d.code);
+        }
+    }
+    assert_eq!(codes, [3012]);
+}
