@@ -144,14 +144,8 @@ async fn a_bad_token_gets_its_error_and_the_stream_ends_with_the_disconnect() {
     let mut client =
         StreamClient::http_stream(node.addr, Format::Json, &[connect("not-a-token")]).await;
     assert_eq!(client.status, 200);
-    let mut disconnect = None;
-    while let Some(reply) = client.next().await {
-        if let Some(d) = reply.push.and_then(|p| p.disconnect) {
-            disconnect = Some(d);
-        }
-    }
-    let disconnect = disconnect.expect("a disconnect push before the end");
-    assert_eq!(disconnect.code, 3500, "{disconnect:?}");
+    let codes = client.disconnects().await;
+    assert_eq!(codes, [3500]);
     assert_eq!(node.node.emulated_sessions(), 0);
 }
 
@@ -164,12 +158,7 @@ async fn a_server_disconnect_ends_the_stream_and_later_commands_find_no_session(
     Api::new(node.addr, TEST_API_KEY)
         .call("disconnect", json!({"user": "alice"}))
         .await;
-    let mut codes = Vec::new();
-    while let Some(reply) = client.next().await {
-        if let Some(d) = reply.push.and_then(|p| p.disconnect) {
-            codes.push(d.code);
-        }
-    }
+    let codes = client.disconnects().await;
     assert_eq!(codes, [3503]);
     assert_eq!(node.node.emulated_sessions(), 0);
     // The session is gone: the request is accepted and goes nowhere (the client learnt from
@@ -284,12 +273,7 @@ async fn bad_stream_requests_get_their_status() {
     // A first command that is not a connect: the stream says so and ends.
     let mut client =
         StreamClient::http_stream(node.addr, Format::Json, &[subscribe(1, "chat:room")]).await;
-    let mut codes = Vec::new();
-    while let Some(reply) = client.next().await {
-        if let Some(d) = reply.push.and_then(|p| p.disconnect) {
-            codes.push(d.code);
-        }
-    }
+    let codes = client.disconnects().await;
     assert_eq!(codes, [3501]);
 }
 
@@ -383,12 +367,7 @@ async fn a_node_shutting_down_tells_stream_clients_to_reconnect() {
     let mut client = StreamClient::sse(node.addr, &[connect(&token("alice"))]).await;
     client.next().await.expect("connect reply");
     let stopping = tokio::task::spawn_blocking(move || node.stop());
-    let mut codes = Vec::new();
-    while let Some(reply) = client.next().await {
-        if let Some(d) = reply.push.and_then(|p| p.disconnect) {
-            codes.push(d.code);
-        }
-    }
+    let codes = client.disconnects().await;
     assert_eq!(codes, [3001]);
     stopping.await.expect("join").expect("clean stop");
 }
@@ -413,11 +392,6 @@ async fn pings_go_down_the_stream_and_pongs_come_back_through_emulation() {
         assert_eq!(status, 204);
     }
     // No pong this time.
-    let mut codes = Vec::new();
-    while let Some(reply) = client.next().await {
-        if let Some(d) = reply.push.and_then(|p| p.disconnect) {
-            codes.push(d.code);
-        }
-    }
+    let codes = client.disconnects().await;
     assert_eq!(codes, [3012]);
 }

@@ -163,6 +163,17 @@ impl StreamClient {
         }
     }
 
+    /// Reads the stream to its end; the codes of the `disconnect` pushes it carried.
+    pub async fn disconnects(&mut self) -> Vec<u32> {
+        let mut codes = Vec::new();
+        while let Some(reply) = self.next().await {
+            if let Some(d) = reply.push.and_then(|p| p.disconnect) {
+                codes.push(d.code);
+            }
+        }
+        codes
+    }
+
     /// The whole body as text, up to the end of the stream (for error responses).
     pub async fn text(&mut self) -> String {
         while !self.ended {
