@@ -13,6 +13,10 @@ fn secret() -> String {
 }
 
 async fn fanout(protobuf: bool) {
+    fanout_over(protobuf, "websocket").await;
+}
+
+async fn fanout_over(protobuf: bool, transport: &str) {
     let node = RunningNode::start(Config::for_test()).expect("start node");
     let url = node.http_url();
     let secret = secret();
@@ -38,6 +42,8 @@ async fn fanout(protobuf: bool) {
         "--settle-secs",
         "5",
         "--quiet",
+        "--transport",
+        transport,
     ];
     if protobuf {
         argv.push("--protobuf");
@@ -64,4 +70,33 @@ async fn tiny_fanout_json_counts_every_delivery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_fanout_protobuf_counts_every_delivery() {
     fanout(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_fanout_over_http_stream_counts_every_delivery() {
+    fanout_over(false, "http_stream").await;
+    fanout_over(true, "http_stream").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_fanout_over_sse_counts_every_delivery() {
+    fanout_over(false, "sse").await;
+}
+
+#[test]
+fn sse_with_protobuf_is_refused_with_a_reason() {
+    let cli = Cli::try_parse_from([
+        "herald-loadtest",
+        "idle",
+        "--transport",
+        "sse",
+        "--protobuf",
+    ])
+    .expect("parse");
+    let live = Arc::new(Live::default());
+    let err = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(run_scenario(&cli.scenario, &live))
+        .expect_err("sse is JSON only");
+    assert!(err.to_string().contains("JSON only"), "{err}");
 }

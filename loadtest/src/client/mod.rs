@@ -6,7 +6,12 @@
 //! baseline server in loadtest/socketio instead: open packet, `40` connect, one
 //! `42<id>["subscribe",channel]` per channel (waiting for each ack), then the same read loop
 //! over `42["pub",data]` messages, answering `2` pings with `3`.
+//!
+//! With [`Transport::HttpStream`] or [`Transport::Sse`] the connection is one of Herald's
+//! fallbacks instead ([`emulated`]): the connect command opens the stream, subscribes and pongs
+//! are posted to `/emulation`, and the read loop is the same.
 
+pub mod emulated;
 pub mod frame;
 pub mod ws;
 
@@ -51,6 +56,65 @@ pub enum ServerKind {
     SocketIo,
 }
 
+/// How a Herald subscriber connects.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    #[default]
+    Websocket,
+    /// `/connection/http_stream` (+ `/emulation`).
+    #[value(name = "http_stream")]
+    HttpStream,
+    /// `/connection/sse` (+ `/emulation`), JSON only.
+    Sse,
+}
+
+/// A subscriber's connection: a WebSocket, or a fallback's stream.
+pub enum Conn {
+    Ws(Ws),
+    Emulated(Box<emulated::Emulated>),
+}
+
+impl Conn {
+    pub async fn next(&mut self) -> Option<std::io::Result<Message>> {
+        match self {
+            Conn::Ws(ws) => ws.next().await,
+            Conn::Emulated(e) => e.next().await,
+        }
+    }
+
+    pub async fn send(&mut self, message: Message) -> std::io::Result<()> {
+        match self {
+            Conn::Ws(ws) => ws.send(message).await,
+            Conn::Emulated(e) => e.send(message).await,
+        }
+    }
+
+    pub fn arrival_ns(&self) -> Option<u64> {
+        match self {
+            Conn::Ws(ws) => ws.arrival_ns(),
+            Conn::Emulated(e) => e.arrival_ns(),
+        }
+    }
+
+    pub async fn close(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Ws(ws) => ws.close().await,
+            Conn::Emulated(e) => e.close().await,
+        }
+    }
+}
+
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -60,6 +124,7 @@ pub struct Endpoint {
     pub ws_url: String,
     pub format: Format,
     pub kind: ServerKind,
+    pub transport: Transport,
 }
 
 impl Endpoint {
@@ -69,6 +134,7 @@ impl Endpoint {
             ws_url: format!("ws://{addr}/connection/websocket"),
             format,
             kind: ServerKind::Herald,
+            transport: Transport::Websocket,
         }
     }
 
@@ -79,6 +145,7 @@ impl Endpoint {
             ws_url: format!("ws://{addr}/socket.io/?EIO=4&transport=websocket"),
             format: Format::Json,
             kind: ServerKind::SocketIo,
+            transport: Transport::Websocket,
         }
     }
 }
@@ -158,7 +225,7 @@ pub async fn open(
     source: Option<IpAddr>,
     token: &str,
     channels: &[String],
-) -> Result<Ws, String> {
+) -> Result<Conn, String> {
     let socket = if ep.addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
@@ -176,6 +243,9 @@ pub async fn open(
         .await
         .map_err(|e| format!("tcp: {}", short(&e)))?;
     let _ = stream.set_nodelay(true);
+    if ep.transport != Transport::Websocket {
+        return open_emulated(ep, stream, source, token, channels).await;
+    }
     let (host, path) = ep
         .ws_url
         .strip_prefix("ws://")
@@ -187,33 +257,106 @@ pub async fn open(
         .map_err(|e| format!("upgrade: {}", short(&e)))?;
     if ep.kind == ServerKind::SocketIo {
         socketio_handshake(&mut ws, channels).await?;
-        return Ok(ws);
+        return Ok(Conn::Ws(ws));
     }
+    let mut cmds = vec![connect_command(token)];
+    cmds.extend(subscribe_commands(channels));
+    ws.send(encode(ep.format, &cmds))
+        .await
+        .map_err(|e| format!("send: {}", short(&e)))?;
+    let mut conn = Conn::Ws(ws);
+    await_replies(&mut conn, ep, cmds.len()).await?;
+    Ok(conn)
+}
 
-    let mut cmds = vec![Command {
+fn connect_command(token: &str) -> Command {
+    Command {
         id: 1,
         connect: Some(ConnectRequest {
             token: token.to_owned(),
             ..Default::default()
         }),
         ..Default::default()
-    }];
-    for (i, ch) in channels.iter().enumerate() {
-        cmds.push(Command {
+    }
+}
+
+/// Ids 2, 3, … in channel order.
+fn subscribe_commands(channels: &[String]) -> Vec<Command> {
+    channels
+        .iter()
+        .enumerate()
+        .map(|(i, ch)| Command {
             id: 2 + i as u32,
             subscribe: Some(SubscribeRequest {
                 channel: ch.clone(),
                 ..Default::default()
             }),
             ..Default::default()
-        });
-    }
-    ws.send(encode(ep.format, &cmds))
+        })
+        .collect()
+}
+
+/// A fallback connection: the connect command opens the stream; once its reply names the
+/// session, the subscribes are posted to `/emulation` and their replies come down the stream.
+async fn open_emulated(
+    ep: &Endpoint,
+    stream: tokio::net::TcpStream,
+    source: Option<IpAddr>,
+    token: &str,
+    channels: &[String],
+) -> Result<Conn, String> {
+    let kind = match ep.transport {
+        Transport::Sse => emulated::Kind::Sse,
+        _ => emulated::Kind::HttpStream,
+    };
+    let connect = match encode(ep.format, &[connect_command(token)]) {
+        Message::Text(b) | Message::Binary(b) => b,
+        Message::Close(_) => unreachable!("encode makes data messages"),
+    };
+    let mut stream = emulated::Emulated::open(stream, ep.addr, source, kind, ep.format, &connect)
         .await
-        .map_err(|e| format!("send: {}", short(&e)))?;
-    let mut pending = cmds.len();
+        .map_err(|e| format!("stream: {}", short(&e)))?;
+    let (session, node) = loop {
+        let msg = match stream.next().await {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return Err(format!("stream: {}", short(&e))),
+            None => return Err("eof".to_owned()),
+        };
+        let data: &[u8] = match &msg {
+            Message::Text(t) | Message::Binary(t) => t,
+            Message::Close(_) => return Err(close_reason(&msg)),
+        };
+        let replies = decode_replies(ep.format, data)?;
+        if let Some(r) = replies.iter().find(|r| r.id == 1) {
+            if let Some(err) = &r.error {
+                return Err(format!("connect error {} {}", err.code, err.message));
+            }
+            let result = r.connect.clone().unwrap_or_default();
+            break (result.session, result.node);
+        }
+        if let Some(d) = replies
+            .iter()
+            .find_map(|r| r.push.as_ref()?.disconnect.as_ref())
+        {
+            return Err(format!("disconnect {} {}", d.code, d.reason));
+        }
+    };
+    stream.address(session, node);
+    let mut conn = Conn::Emulated(Box::new(stream));
+    let subscribes = subscribe_commands(channels);
+    if !subscribes.is_empty() {
+        conn.send(encode(ep.format, &subscribes))
+            .await
+            .map_err(|e| format!("emulation: {}", short(&e)))?;
+        await_replies(&mut conn, ep, subscribes.len()).await?;
+    }
+    Ok(conn)
+}
+
+/// Waits for `pending` replies (answering pings); fails on an error reply or a close.
+async fn await_replies(conn: &mut Conn, ep: &Endpoint, mut pending: usize) -> Result<(), String> {
     while pending > 0 {
-        let msg = match ws.next().await {
+        let msg = match conn.next().await {
             Some(Ok(m)) => m,
             Some(Err(e)) => return Err(format!("ws: {}", short(&e))),
             None => return Err("eof".to_owned()),
@@ -224,8 +367,11 @@ pub async fn open(
         };
         for r in decode_replies(ep.format, data)? {
             if r.id == 0 {
+                if let Some(d) = r.push.as_ref().and_then(|p| p.disconnect.as_ref()) {
+                    return Err(format!("disconnect {} {}", d.code, d.reason));
+                }
                 if r.push.is_none() {
-                    ws.send(pong(ep.kind, ep.format))
+                    conn.send(pong(ep.kind, ep.format))
                         .await
                         .map_err(|e| format!("send: {}", short(&e)))?;
                 }
@@ -238,7 +384,7 @@ pub async fn open(
             pending = pending.saturating_sub(1);
         }
     }
-    Ok(ws)
+    Ok(())
 }
 
 /// The next text message of a Socket.IO connection during the handshake (pings answered).
@@ -328,7 +474,7 @@ pub struct Reader<'a> {
 
 /// Reads until `stop` turns true or the connection ends; answers pings; records every
 /// publication into `r.shard` (one lock per frame).
-pub async fn read_loop(mut ws: Ws, r: Reader<'_>, mut stop: watch::Receiver<bool>) {
+pub async fn read_loop(mut ws: Conn, r: Reader<'_>, mut stop: watch::Receiver<bool>) {
     let streams = r.streams.max(1);
     let mut trackers = vec![Tracker::default(); r.channels.len() * streams];
     let chans: Vec<&[u8]> = r.channels.iter().map(|c| c.as_bytes()).collect();

@@ -277,7 +277,11 @@ impl Ws {
 
 /// One `recvmsg` into the spare capacity of `buf` (not zeroed first), noting the arrival time
 /// the kernel attached, if any.
-fn recv_stamped(fd: i32, buf: &mut BytesMut, arrival: &mut Option<u64>) -> io::Result<usize> {
+pub(super) fn recv_stamped(
+    fd: i32,
+    buf: &mut BytesMut,
+    arrival: &mut Option<u64>,
+) -> io::Result<usize> {
     let spare = buf.spare_capacity_mut();
     let mut iov = libc::iovec {
         iov_base: spare.as_mut_ptr().cast(),

@@ -9,7 +9,7 @@ use herald_protocol::Format;
 use serde::{Deserialize, Serialize};
 
 use super::Member;
-use crate::client::{Endpoint, ServerKind};
+use crate::client::{Endpoint, ServerKind, Transport};
 use crate::stats::{Counts, new_histogram};
 
 /// Everything a worker needs to run its share of the subscribers.
@@ -31,6 +31,8 @@ pub struct EndpointSpec {
     pub ws_url: String,
     pub protobuf: bool,
     pub kind: ServerKind,
+    #[serde(default)]
+    pub transport: Transport,
 }
 
 impl From<&Endpoint> for EndpointSpec {
@@ -40,6 +42,7 @@ impl From<&Endpoint> for EndpointSpec {
             ws_url: e.ws_url.clone(),
             protobuf: e.format == Format::Protobuf,
             kind: e.kind,
+            transport: e.transport,
         }
     }
 }
@@ -55,6 +58,7 @@ impl From<EndpointSpec> for Endpoint {
                 Format::Json
             },
             kind: e.kind,
+            transport: e.transport,
         }
     }
 }

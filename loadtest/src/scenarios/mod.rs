@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use herald_engine::auth::{HmacAlg, NewConnectToken, TokenSigner};
 use herald_protocol::Format;
 
-use crate::client::{Endpoint, ServerKind};
+use crate::client::{Endpoint, ServerKind, Transport};
 use crate::fleet::{Fleet, Member, Spread};
 use crate::net;
 use crate::procstat::Watch;
@@ -62,6 +62,10 @@ pub struct Common {
     /// Speak Protobuf (subprotocol centrifuge-protobuf) instead of JSON.
     #[arg(long)]
     pub protobuf: bool,
+    /// How Herald subscribers connect: `websocket`, or a fallback (`http_stream`, `sse`: the
+    /// stream plus `/emulation` requests for subscribes and pongs; sse is JSON only).
+    #[arg(long, value_enum, default_value_t = Transport::Websocket)]
+    pub transport: Transport,
     /// Size of each published payload, bytes.
     #[arg(long, default_value_t = 100)]
     pub payload_size: usize,
@@ -102,12 +106,21 @@ impl Common {
         if self.target == ServerKind::SocketIo && self.protobuf {
             bail!("--protobuf is a Herald protocol: Socket.IO speaks JSON text frames only");
         }
+        if self.target == ServerKind::SocketIo && self.transport != Transport::Websocket {
+            bail!("--transport is Herald's: the Socket.IO baseline is driven over WebSocket");
+        }
+        if self.transport == Transport::Sse && self.protobuf {
+            bail!("--transport sse carries JSON only (SSE events are text)");
+        }
         self.urls
             .iter()
             .map(|u| {
                 let addr = net::resolve(u)?;
                 Ok(match self.target {
-                    ServerKind::Herald => Endpoint::new(addr, self.format()),
+                    ServerKind::Herald => Endpoint {
+                        transport: self.transport,
+                        ..Endpoint::new(addr, self.format())
+                    },
                     ServerKind::SocketIo => Endpoint::socketio(addr),
                 })
             })
