@@ -65,10 +65,23 @@ for wd in 0s 20ms; do
   done
 done
 
-start_node 18000
-run idle idle --url http://127.0.0.1:18000 "${COMMON[@]}" --server-pid "$NODE_PID" \
-  --connections 15000 --settle-secs 10
-stop_nodes
+# The fallbacks: the same fan-out with HTTP-streaming and SSE subscribers (write_delay does
+# not apply to them), and their idle cost.
+for transport in http_stream sse; do
+  start_node 18000
+  run "fanout-$transport" fanout --url http://127.0.0.1:18000 "${COMMON[@]}" \
+    "${SPREAD_FANOUT[@]}" --server-pid "$NODE_PID" --subscribers 2000 --transport "$transport" \
+    --rates 100,500,1000 --step-secs 10
+  stop_nodes
+done
+
+for transport in websocket http_stream sse; do
+  name=idle; [[ $transport != websocket ]] && name=idle-$transport
+  start_node 18000
+  run "$name" idle --url http://127.0.0.1:18000 "${COMMON[@]}" --server-pid "$NODE_PID" \
+    --connections 15000 --settle-secs 10 --transport "$transport"
+  stop_nodes
+done
 
 start_node 18000
 run connect-storm connect-storm --url http://127.0.0.1:18000 "${COMMON[@]}" \
