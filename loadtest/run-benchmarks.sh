@@ -65,8 +65,7 @@ for wd in 0s 20ms; do
   done
 done
 
-# The fallbacks: the same fan-out with HTTP-streaming and SSE subscribers (write_delay does
-# not apply to them), and their idle cost.
+# The fallbacks: the same fan-out with HTTP-streaming and SSE subscribers, and their idle cost.
 for transport in http_stream sse; do
   start_node 18000
   run "fanout-$transport" fanout --url http://127.0.0.1:18000 "${COMMON[@]}" \

@@ -52,6 +52,8 @@ struct Conn {
     framing: Framing,
     /// Written before anything else (SSE's opening line), then `None`.
     preface: Option<Bytes>,
+    /// No write before this (`client.write_delay`): what arrives meanwhile joins the next.
+    next_write: tokio::time::Instant,
 }
 
 /// The body of an emulated connection whose connect command `session` has handled already
@@ -68,6 +70,7 @@ pub fn body(
         inbox,
         framing,
         preface,
+        next_write: tokio::time::Instant::now(),
     };
     futures_util::stream::unfold((conn, connected), |(mut conn, mut flow)| async move {
         let chunk = next_chunk(&mut conn, &mut flow).await?;
@@ -79,6 +82,7 @@ pub fn body(
 async fn next_chunk(conn: &mut Conn, pending: &mut Flow) -> Option<Bytes> {
     let session = conn.session.as_mut()?;
     let format = session.format();
+    let write_delay = session.write_delay();
     let mut out = BytesMut::new();
     if let Some(preface) = conn.preface.take() {
         out.put_slice(&preface);
@@ -96,10 +100,14 @@ async fn next_chunk(conn: &mut Conn, pending: &mut Flow) -> Option<Bytes> {
             tokio::select! {
                 biased;
                 _ = outbound.ready() => {
+                    if !write_delay.is_zero() && tokio::time::Instant::now() < conn.next_write {
+                        tokio::time::sleep_until(conn.next_write).await;
+                    }
                     let flow = Box::pin(session.drain(&mut frame)).await;
                     if !frame.is_empty() {
                         conn.framing.append(format, &frame, &mut out);
                         frame.clear();
+                        conn.next_write = tokio::time::Instant::now() + write_delay;
                     }
                     if let Flow::Close(d) = flow {
                         break Some(d);
