@@ -395,3 +395,33 @@ async fn pings_go_down_the_stream_and_pongs_come_back_through_emulation() {
     let codes = client.disconnects().await;
     assert_eq!(codes, [3012]);
 }
+
+/// `client.write_delay` batches a stream's writes as it does a WebSocket's: after a write,
+/// whatever arrives within the delay goes out together in the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_writes_at_most_once_per_write_delay() {
+    let mut config = Config::for_test();
+    config.client.write_delay = Duration::from_secs(1);
+    let node = RunningNode::start(config).expect("start node");
+    let mut client =
+        StreamClient::http_stream(node.addr, Format::Json, &[connect(&token("alice"))]).await;
+    let (session, node_uid) = addressed(&client.next().await.expect("connect reply"));
+    let status = stream::emulate(
+        node.addr,
+        Format::Json,
+        &node_uid,
+        &session,
+        &[subscribe(2, "chat:room")],
+    )
+    .await;
+    assert_eq!(status, 204);
+    let reply = client.next_non_ping().await.expect("subscribe reply");
+    assert_eq!(reply.id, 2);
+    // The subscribe reply was a write: these ten arrive within the delay after it.
+    for n in 0..10 {
+        publish(&node, "chat:room", json!({"n": n})).await;
+    }
+    let mut chunk = client.next_chunk().await;
+    chunk.retain(|r| !herald::testing::is_ping(r));
+    assert_eq!(chunk.len(), 10, "one write for all ten: {chunk:?}");
+}

@@ -163,6 +163,24 @@ impl StreamClient {
         }
     }
 
+    /// The replies of the next HTTP chunk, which is one write of the node (for a chunked
+    /// stream with nothing left over from earlier reads).
+    pub async fn next_chunk(&mut self) -> Vec<Reply> {
+        assert!(
+            self.body.is_empty(),
+            "replies of an earlier chunk are pending"
+        );
+        tokio::time::timeout(WAIT, self.read_more())
+            .await
+            .expect("next chunk in time");
+        let mut replies = Vec::new();
+        while let Some(reply) = self.take_reply() {
+            replies.push(reply);
+        }
+        assert!(self.body.is_empty(), "a chunk ended inside a reply");
+        replies
+    }
+
     /// Reads the stream to its end; the codes of the `disconnect` pushes it carried.
     pub async fn disconnects(&mut self) -> Vec<u32> {
         let mut codes = Vec::new();
