@@ -596,6 +596,7 @@ async fn channel_state_works_on_a_redis_cluster() {
     keeps_presence(broker.clone()).await;
     publishes_once_per_key(broker.clone(), recorder.clone()).await;
     carries_joins_and_leaves(broker, recorder).await;
+    messages_reach_one_node(config).await;
 }
 
 /// Redis restarted without persistence has lost every stream: the next publication starts a
@@ -959,7 +960,11 @@ async fn a_password_protected_redis_cluster_carries_channels_with_the_right_pass
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_messages_to_one_node_reach_it_alone() {
     let redis = RedisServer::start();
-    let config = redis_config(&[redis.url()]);
+    messages_reach_one_node(redis_config(&[redis.url()])).await;
+}
+
+/// Two brokers on `config`, as nodes "node-a" and "node-b".
+async fn messages_reach_one_node(config: RedisConfig) {
     let (a, on_a) = started_as("node-a", RedisBroker::new(config.clone()).unwrap());
     let (b, on_b) = started_as("node-b", RedisBroker::new(config).unwrap());
     ready(&a).await;
