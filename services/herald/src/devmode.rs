@@ -21,6 +21,21 @@ pub fn banner(config: &Config, dev: &DevMode) -> String {
         })
         .unwrap_or_else(|e| format!("<cannot sign: {e}>"));
     let addr = config.server.listen;
+    let mut fallbacks = Vec::new();
+    if config.server.http_stream {
+        fallbacks.push(format!("http://{addr}/connection/http_stream"));
+    }
+    if config.server.sse {
+        fallbacks.push(format!("http://{addr}/connection/sse"));
+    }
+    let fallbacks = if fallbacks.is_empty() {
+        "off".to_owned()
+    } else {
+        format!(
+            "{} (commands: http://{addr}/emulation)",
+            fallbacks.join(", ")
+        )
+    };
     let lines = [
         String::new(),
         "==================== DEV MODE: NOT FOR PRODUCTION ====================".into(),
@@ -32,6 +47,7 @@ pub fn banner(config: &Config, dev: &DevMode) -> String {
         format!("  HMAC secret : {}", dev.hmac_secret),
         format!("  API key     : {}", dev.api_key),
         format!("  WebSocket   : ws://{addr}/connection/websocket"),
+        format!("  Fallbacks   : {fallbacks}"),
         "  Client token (user \"dev-user\", valid 24h):".into(),
         format!("    {token}"),
         String::new(),

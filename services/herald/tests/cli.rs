@@ -163,4 +163,8 @@ fn dev_mode_process_serves_and_stops_on_sigterm() {
         log.contains("X-API-Key"),
         "the banner shows a publish command: {log}"
     );
+    assert!(
+        log.contains("/connection/http_stream") && log.contains("/emulation"),
+        "the banner shows the fallbacks: {log}"
+    );
 }
