@@ -11,10 +11,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use herald_protocol::Format;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::ws::{Message, recv_stamped};
+use super::ws::{Message, read_stamped};
 
 const READ_CHUNK: usize = 16 * 1024;
 const MAX_HEAD: usize = 16 * 1024;
@@ -152,20 +152,7 @@ impl Emulated {
     }
 
     async fn read_more(&mut self) -> io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        let fd = self.stream.as_raw_fd();
-        loop {
-            self.stream.readable().await?;
-            let buf = &mut self.raw;
-            let arrival = &mut self.arrival_ns;
-            match self
-                .stream
-                .try_io(Interest::READABLE, || recv_stamped(fd, buf, arrival))
-            {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                result => return result,
-            }
-        }
+        read_stamped(&self.stream, &mut self.raw, &mut self.arrival_ns).await
     }
 
     /// Moves whole or partial chunks from `raw` to `body`.

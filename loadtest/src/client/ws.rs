@@ -128,20 +128,7 @@ impl Ws {
     }
 
     async fn read_more(&mut self) -> io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        let fd = self.stream.as_raw_fd();
-        loop {
-            self.stream.readable().await?;
-            let buf = &mut self.buf;
-            let arrival = &mut self.arrival_ns;
-            match self
-                .stream
-                .try_io(Interest::READABLE, || recv_stamped(fd, buf, arrival))
-            {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                result => return result,
-            }
-        }
+        read_stamped(&self.stream, &mut self.buf, &mut self.arrival_ns).await
     }
 
     /// The next message (`None` once the connection ended without a close frame).
@@ -275,13 +262,27 @@ impl Ws {
     }
 }
 
-/// One `recvmsg` into the spare capacity of `buf` (not zeroed first), noting the arrival time
-/// the kernel attached, if any.
-pub(super) fn recv_stamped(
-    fd: i32,
+/// Waits for `stream` to be readable and reads once into the spare capacity of `buf`, noting
+/// the kernel's arrival time in `arrival`.
+pub(super) async fn read_stamped(
+    stream: &TcpStream,
     buf: &mut BytesMut,
     arrival: &mut Option<u64>,
 ) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    loop {
+        stream.readable().await?;
+        match stream.try_io(Interest::READABLE, || recv_stamped(fd, buf, arrival)) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            result => return result,
+        }
+    }
+}
+
+/// One `recvmsg` into the spare capacity of `buf` (not zeroed first), noting the arrival time
+/// the kernel attached, if any.
+fn recv_stamped(fd: i32, buf: &mut BytesMut, arrival: &mut Option<u64>) -> io::Result<usize> {
     let spare = buf.spare_capacity_mut();
     let mut iov = libc::iovec {
         iov_base: spare.as_mut_ptr().cast(),
