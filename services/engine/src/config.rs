@@ -88,6 +88,9 @@ pub struct ClientConfig {
     /// latency only under load, where it saves one write (a syscall and a frame) per message.
     /// Zero writes as soon as anything is queued.
     pub write_delay: Duration,
+    /// A client socket that takes no bytes for this long is closed (3008): a client that stopped
+    /// reading does not keep its connection and what is queued for it. Applied by transports.
+    pub write_timeout: Duration,
     /// How often a node refreshes its clients' presence entries.
     pub presence_update_interval: Duration,
     /// How long a presence entry lives without a refresh: the clients of a node that died
@@ -108,6 +111,7 @@ impl Default for ClientConfig {
             max_message_size: 64 * 1024,
             expired_close_delay: Duration::from_secs(25),
             write_delay: Duration::ZERO,
+            write_timeout: Duration::from_secs(1),
             presence_update_interval: Duration::from_secs(25),
             presence_ttl: Duration::from_secs(60),
             channel_position_check_delay: Duration::from_secs(40),

@@ -4,6 +4,10 @@
 //! connection's own task drains everything queued at once, so one wake-up becomes one write.
 //! The bound is in bytes: a client that cannot keep up is cut off with 3008 (slow) instead of
 //! growing the node's memory, and nobody else notices.
+//!
+//! The connection's readers of its channels' logs live here too, beside the queue, so that
+//! whoever cuts the connection off as slow drops them at once: a reader that stopped keeps the
+//! chunks of its channel's log alive, and its connection's task may be stuck in a write.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
@@ -13,7 +17,9 @@ use bytes::Bytes;
 use herald_protocol::codes::{self, Disconnect};
 use tokio::sync::Notify;
 
+use crate::channel_log::LogReader;
 use crate::control::Control;
+use crate::hub::ChannelId;
 
 /// What a connection's task takes out of its queue.
 #[derive(Debug)]
@@ -49,6 +55,24 @@ struct State {
     items: VecDeque<Outgoing>,
     bytes: usize,
     close: Option<Disconnect>,
+    /// Where the session is in each channel log it follows; out of here while a drain reads
+    /// through them.
+    readers: Vec<LogReader>,
+}
+
+impl State {
+    /// Marks the connection slow: its backlog and its log readers go (returned, to be dropped
+    /// outside the lock).
+    fn cut_off(&mut self) -> Vec<LogReader> {
+        self.items = VecDeque::new();
+        self.bytes = 0;
+        self.close = Some(codes::disconnect::SLOW);
+        std::mem::take(&mut self.readers)
+    }
+
+    fn is_slow(&self) -> bool {
+        self.close.as_ref() == Some(&codes::disconnect::SLOW)
+    }
 }
 
 impl Outbound {
@@ -95,10 +119,9 @@ impl Outbound {
         }
         if state.bytes + size > self.shared.limit {
             // Drop what is queued: a slow client is not flushed, it is cut off.
-            state.items = VecDeque::new();
-            state.bytes = 0;
-            state.close = Some(codes::disconnect::SLOW);
+            let readers = state.cut_off();
             drop(state);
+            drop(readers);
             self.shared.notify.notify_one();
             return false;
         }
@@ -113,12 +136,70 @@ impl Outbound {
     }
 
     /// Asks the connection to close after writing what is already queued. The first close wins.
+    /// A close as slow (3008) drops the backlog and the log readers instead.
     pub fn close(&self, disconnect: Disconnect) {
         let mut state = self.lock();
-        if state.close.is_none() {
+        if state.close.is_some() {
+            return;
+        }
+        let readers = if disconnect == codes::disconnect::SLOW {
+            state.cut_off()
+        } else {
             state.close = Some(disconnect);
+            Vec::new()
+        };
+        drop(state);
+        drop(readers);
+        self.shared.notify.notify_one();
+    }
+
+    /// Adds the reader of a new subscription; a connection cut off as slow takes none.
+    pub(crate) fn add_reader(&self, reader: LogReader) {
+        let mut state = self.lock();
+        if state.is_slow() {
+            return;
+        }
+        if state.readers.len() < 4 {
+            // Most connections follow a channel or two: no room for four readers each.
+            state.readers.reserve_exact(1);
+        }
+        state.readers.push(reader);
+    }
+
+    /// Drops the reader of a channel the session left.
+    pub(crate) fn remove_reader(&self, channel_id: ChannelId) {
+        let mut state = self.lock();
+        let Some(at) = state
+            .readers
+            .iter()
+            .position(|r| r.channel_id == channel_id)
+        else {
+            return;
+        };
+        let reader = state.readers.swap_remove(at);
+        drop(state);
+        drop(reader);
+    }
+
+    /// Takes the readers for a drain to read through; [`Outbound::return_readers`] puts them back.
+    pub(crate) fn take_readers(&self) -> Vec<LogReader> {
+        std::mem::take(&mut self.lock().readers)
+    }
+
+    /// Puts back what [`Outbound::take_readers`] took, unless the connection was cut off as slow
+    /// meanwhile.
+    pub(crate) fn return_readers(&self, readers: Vec<LogReader>) {
+        let mut state = self.lock();
+        if state.is_slow() {
             drop(state);
-            self.shared.notify.notify_one();
+            drop(readers);
+            return;
+        }
+        if state.readers.is_empty() {
+            state.readers = readers;
+        } else {
+            // A subscription made while the drain read (none today): keep both.
+            state.readers.extend(readers);
         }
     }
 

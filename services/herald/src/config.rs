@@ -34,6 +34,9 @@
 //! # /connection/http_stream and /connection/sse, their commands posted to /emulation.
 //! http_stream = true
 //! sse = true
+//! # What serves /connection/websocket: "lean" (Herald's own frame loop on actix-http's upgrade
+//! # hook: ~4 KiB per idle connection) or "actix-ws" (an actix-web route with actix-ws).
+//! websocket_engine = "lean"
 //!
 //! [auth]
 //! # Exactly one token key: a shared secret for HS256/384/512 (at least 32 bytes recommended),
@@ -112,6 +115,8 @@
 //!                              # killed without a goodbye); must exceed the interval
 //! write_delay = "0s"            # a connection writes at most once per this interval (batching
 //!                               # under load; a message after a quiet period goes out at once)
+//! write_timeout = "1s"          # a client socket that takes no bytes for this long is closed
+//!                               # (3008): a client that stopped reading; (0, 60s]
 //! channel_position_check_delay = "40s"  # how often a positioned subscription is compared with
 //!                               # its stream, to catch a lost last publication ("0s": never)
 //! ```
@@ -252,6 +257,46 @@ pub struct ServerConfig {
     pub http_stream: bool,
     /// Serve the SSE fallback (`/connection/sse`).
     pub sse: bool,
+    /// What serves `/connection/websocket`.
+    pub websocket_engine: WebSocketEngine,
+}
+
+/// `server.websocket_engine`: what runs the WebSocket transport. Both run the same connection
+/// driver and speak the same protocol; they differ in what a connection costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WebSocketEngine {
+    /// Herald's own frame loop on actix-http's upgrade hook: after the handshake a connection
+    /// is one task and its socket, with no HTTP/1 buffers or channel kept.
+    #[default]
+    Lean,
+    /// An actix-web route with actix-ws: the socket stays with actix-http's HTTP/1 dispatcher.
+    ActixWs,
+}
+
+impl WebSocketEngine {
+    pub const NAMES: [&str; 2] = ["lean", "actix-ws"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WebSocketEngine::Lean => "lean",
+            WebSocketEngine::ActixWs => "actix-ws",
+        }
+    }
+}
+
+impl std::str::FromStr for WebSocketEngine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "lean" => Ok(WebSocketEngine::Lean),
+            "actix-ws" | "actix_ws" => Ok(WebSocketEngine::ActixWs),
+            _ => Err(format!(
+                "server.websocket_engine: {s:?} is not an engine (expected one of: {})",
+                WebSocketEngine::NAMES.join(", ")
+            )),
+        }
+    }
 }
 
 /// `[api]`, validated.
@@ -438,6 +483,14 @@ impl Config {
         if raw.server.backlog == 0 {
             problems.push("server.backlog: must be at least 1 (default 4096)".to_owned());
         }
+        let websocket_engine = raw
+            .server
+            .websocket_engine
+            .parse::<WebSocketEngine>()
+            .unwrap_or_else(|why| {
+                problems.push(why);
+                WebSocketEngine::default()
+            });
         if heartbeat_interval.is_some_and(|d| d < Duration::from_millis(100)) {
             problems.push(format!(
                 "server.heartbeat_interval: {:?} is too short (at least 100ms)",
@@ -592,6 +645,15 @@ impl Config {
                 cl.write_delay
             ));
         }
+        let write_timeout =
+            parse_duration("client.write_timeout", &cl.write_timeout, &mut problems);
+        if write_timeout.is_some_and(|d| d.is_zero() || d > Duration::from_secs(60)) {
+            problems.push(format!(
+                "client.write_timeout: {:?} is out of range (more than 0, at most 60s): a client \
+                 that stopped reading holds its connection and queue for this long",
+                cl.write_timeout
+            ));
+        }
         let presence_update_interval = parse_duration(
             "client.presence_update_interval",
             &cl.presence_update_interval,
@@ -651,6 +713,7 @@ impl Config {
             ),
             expired_close_delay: expired_close_delay.unwrap_or(defaults.expired_close_delay),
             write_delay: write_delay.unwrap_or(defaults.write_delay),
+            write_timeout: write_timeout.unwrap_or(defaults.write_timeout),
             presence_update_interval: presence_update_interval
                 .unwrap_or(defaults.presence_update_interval),
             presence_ttl: presence_ttl.unwrap_or(defaults.presence_ttl),
@@ -672,6 +735,7 @@ impl Config {
                 backlog: raw.server.backlog,
                 http_stream: raw.server.http_stream,
                 sse: raw.server.sse,
+                websocket_engine,
             },
             token,
             api,
@@ -764,6 +828,11 @@ impl Config {
         let _ = writeln!(s, "  backlog:          {}", self.server.backlog);
         let _ = writeln!(s, "  http_stream:      {}", self.server.http_stream);
         let _ = writeln!(s, "  sse:              {}", self.server.sse);
+        let _ = writeln!(
+            s,
+            "  websocket_engine: {}",
+            self.server.websocket_engine.name()
+        );
         let _ = writeln!(s, "[auth]");
         let generated = if self.dev.is_some() {
             ", generated"
@@ -843,6 +912,7 @@ impl Config {
         let _ = writeln!(s, "  max_message_size: {} bytes", c.max_message_size);
         let _ = writeln!(s, "  expired_close_delay: {}", d(c.expired_close_delay));
         let _ = writeln!(s, "  write_delay:      {}", d(c.write_delay));
+        let _ = writeln!(s, "  write_timeout:    {}", d(c.write_timeout));
         let _ = writeln!(
             s,
             "  channel_position_check_delay: {}",
@@ -858,6 +928,24 @@ impl Config {
             let _ = writeln!(s, "warning: {w}");
         }
         s
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl WebSocketEngine {
+    /// The variable that picks the engine the tests run against: CI runs the node tests once
+    /// per engine (`.ci/run`).
+    pub const UNDER_TEST_ENV: &str = "HERALD_TEST_WEBSOCKET_ENGINE";
+
+    /// The engine of [`Config::for_test`] and of the tests' configuration files: the one
+    /// [`Self::UNDER_TEST_ENV`] names, lean without it.
+    pub fn under_test() -> WebSocketEngine {
+        match std::env::var(Self::UNDER_TEST_ENV) {
+            Ok(name) => name
+                .parse()
+                .unwrap_or_else(|why| panic!("{}: {why}", Self::UNDER_TEST_ENV)),
+            Err(_) => WebSocketEngine::default(),
+        }
     }
 }
 
@@ -878,6 +966,7 @@ impl Config {
                 backlog: 4096,
                 http_stream: true,
                 sse: true,
+                websocket_engine: WebSocketEngine::under_test(),
             },
             token: TokenConfig {
                 key: TokenKey::Hmac(b"test-secret-0123456789abcdef0123456789".to_vec()),

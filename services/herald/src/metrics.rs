@@ -1,12 +1,18 @@
 //! Metrics export: the engine's counters and the node's live counts, as OpenTelemetry
 //! instruments read at scrape time, served in Prometheus text format on `GET /metrics`.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use actix_web::{HttpResponse, web};
 use herald_engine::Node;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, MeterProvider as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder as _, TextEncoder};
+
+use crate::config::WebSocketEngine;
+use crate::transport::socket::SocketConfig;
 
 pub struct Telemetry {
     registry: prometheus::Registry,
@@ -16,7 +22,13 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    pub fn new(node: &Node) -> anyhow::Result<Telemetry> {
+    /// `sockets`: the client sockets' shared state (write timeouts); `engine`: what serves
+    /// `/connection/websocket`.
+    pub fn new(
+        node: &Node,
+        sockets: Arc<SocketConfig>,
+        engine: WebSocketEngine,
+    ) -> anyhow::Result<Telemetry> {
         let registry = prometheus::Registry::new();
         let exporter = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
@@ -116,6 +128,18 @@ impl Telemetry {
                     o.observe(count, &[KeyValue::new("code", i64::from(code))]);
                 }
             })
+            .build();
+        meter
+            .u64_observable_counter("herald_client_write_timeouts")
+            .with_description(
+                "Client sockets closed because they took no bytes for client.write_timeout",
+            )
+            .with_callback(move |o| o.observe(sockets.write_timeouts.load(Ordering::Relaxed), &[]))
+            .build();
+        meter
+            .u64_observable_gauge("herald_websocket_engine")
+            .with_description("What serves /connection/websocket (server.websocket_engine): 1 for the engine in use")
+            .with_callback(move |o| o.observe(1, &[KeyValue::new("engine", engine.name())]))
             .build();
         let api_requests = meter
             .u64_counter("herald_api_requests")

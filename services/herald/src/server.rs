@@ -4,17 +4,26 @@ use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use actix_http::error::DispatchError;
+use actix_http::{HttpService, Protocol};
+use actix_rt::net::TcpStream;
+use actix_service::{IntoServiceFactory as _, ServiceFactoryExt as _, fn_service, map_config};
+use actix_web::dev::AppConfig;
 use actix_web::http::Method;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpRequest, HttpResponse, web};
 use anyhow::Context as _;
 use herald_engine::broker::RedisBroker;
 use herald_engine::{Broker, MemoryBroker, Node, NodeConfig};
 
 use crate::api::{self, ApiState};
-use crate::config::{BrokerConfig, Config, ServerConfig};
+use crate::config::{BrokerConfig, Config, ServerConfig, WebSocketEngine};
 use crate::metrics::{self, Telemetry};
 use crate::transport::origin::OriginPolicy;
-use crate::transport::{TransportConfig, cors, emulated, emulation_endpoint, websocket};
+use crate::transport::socket::{Socket, SocketConfig};
+use crate::transport::websocket::{self, lean::LeanEngine};
+use crate::transport::{TransportConfig, cors, emulated, emulation_endpoint};
 
 /// The version clients see in the connect reply.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -57,57 +66,104 @@ pub fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListe
 
 /// Serves `node` on `listener` until `shutdown` resolves; then asks every client to reconnect
 /// elsewhere (3001) and stops within `server.shutdown_timeout`. Must run inside an actix system.
+///
+/// The server is actix-server with actix-http's HTTP/1 service and the actix-web application
+/// for every route; with the lean WebSocket engine, requests to upgrade to a WebSocket go to
+/// its upgrade service instead (`transport::websocket::lean`). Every accepted socket carries
+/// the write timeout (`transport::socket`).
 pub async fn serve(
     config: Config,
     node: Node,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let ws_config = TransportConfig {
+    let transport = TransportConfig {
         origins: OriginPolicy::new(&config.server.allowed_origins),
         max_message_size: config.client.max_message_size,
     };
-    let telemetry = web::Data::new(Telemetry::new(&node)?);
+    let engine = config.server.websocket_engine;
+    let sockets = SocketConfig::new(config.client.write_timeout);
+    let telemetry = web::Data::new(Telemetry::new(&node, sockets.clone(), engine)?);
     let api_state = web::Data::new(ApiState {
         node: node.clone(),
         key: config.api.key.clone(),
         telemetry: telemetry.clone(),
     });
+    let lean = Arc::new(LeanEngine {
+        node: node.clone(),
+        config: transport.clone(),
+        connections: Arc::default(),
+    });
+    let connections = lean.connections.clone();
     let node_data = web::Data::new(node.clone());
-    let ws_data = web::Data::new(ws_config);
+    let transport_data = web::Data::new(transport);
     let max_body = config.client.max_message_size.max(1024 * 1024);
     let server_config = config.server.clone();
-    let mut server = HttpServer::new(move || {
-        App::new()
-            .app_data(node_data.clone())
-            .app_data(ws_data.clone())
-            .app_data(api_state.clone())
-            .app_data(telemetry.clone())
-            .app_data(web::PayloadConfig::new(max_body))
-            .route("/connection/websocket", web::get().to(websocket::handler))
-            .configure(|app| fallbacks(app, &server_config))
-            .route("/health", web::get().to(health))
-            .route("/ready", web::get().to(ready))
-            .route("/metrics", web::get().to(metrics::handler))
-            .configure(api::configure)
-    })
-    .backlog(config.server.backlog)
-    .listen(listener)?
-    // A push server writes small frames back to back: with Nagle's algorithm on, a frame
-    // written while the previous one is unacknowledged waits for the client's delayed ACK
-    // (up to 40 ms).
-    .tcp_nodelay(true)
-    // A streaming response (HTTP streaming, SSE) is the connection: when its client goes away
-    // the node must drop it at once, not at the next write that fails. Push clients do not
-    // half-close a request they await a response to.
-    .h1_allow_half_closed(false)
-    .shutdown_timeout(config.server.shutdown_timeout.as_secs())
-    .disable_signals();
+    let addr = listener.local_addr()?;
+
+    let mut builder = actix_server::Server::build();
+    let graceful_shutdown = builder.graceful_shutdown_signal();
+    builder = builder
+        .backlog(config.server.backlog)
+        .shutdown_timeout(config.server.shutdown_timeout.as_secs())
+        .disable_signals();
     if let Some(workers) = config.server.workers {
-        server = server.workers(workers);
+        builder = builder.workers(workers);
     }
-    let server = server.run();
+    let server = builder
+        .listen("herald", listener, move || {
+            let app = App::new()
+                .app_data(node_data.clone())
+                .app_data(transport_data.clone())
+                .app_data(api_state.clone())
+                .app_data(telemetry.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .configure(|app| websocket_route(app, engine))
+                .configure(|app| fallbacks(app, &server_config))
+                .route("/health", web::get().to(health))
+                .route("/ready", web::get().to(ready))
+                .route("/metrics", web::get().to(metrics::handler))
+                .configure(api::configure);
+            let app = app
+                .into_factory()
+                .map_err(|err: actix_web::Error| err.error_response());
+            let signal = graceful_shutdown.clone();
+            let http = HttpService::build()
+                // Idle keep-alive connections close when the server stops instead of holding
+                // its graceful stop until they time out (as actix-web's HttpServer does).
+                .graceful_shutdown_signal(move || {
+                    let signal = signal.clone();
+                    async move { signal.notified().await }
+                })
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                // A streaming response (HTTP streaming, SSE) is the connection: when its client
+                // goes away the node must drop it at once, not at the next write that fails.
+                // Push clients do not half-close a request they await a response to.
+                .h1_allow_half_closed(false)
+                .local_addr(addr)
+                .finish(map_config(app, |_| AppConfig::default()))
+                .upgrade((engine == WebSocketEngine::Lean).then(|| {
+                    let lean = lean.clone();
+                    fn_service(move |(req, framed)| {
+                        websocket::lean::upgrade(lean.clone(), req, framed)
+                    })
+                }));
+            let sockets = sockets.clone();
+            fn_service(move |stream: TcpStream| {
+                // A push server writes small frames back to back: with Nagle's algorithm on, a
+                // frame written while the previous one is unacknowledged waits for the client's
+                // delayed ACK (up to 40 ms).
+                let _ = stream.set_nodelay(true);
+                let peer = stream.peer_addr().ok();
+                let socket = Socket::new(stream, sockets.clone());
+                std::future::ready(Ok::<_, DispatchError>((socket, Protocol::Http1, peer)))
+            })
+            .and_then(http)
+        })?
+        .run();
     let handle = server.handle();
+    tracing::info!(engine = engine.name(), %addr, "serving");
     let heartbeats = node.clone();
     actix_web::rt::spawn(async move { heartbeats.run_heartbeats().await });
     let presence = node.clone();
@@ -121,9 +177,35 @@ pub async fn serve(
     }
     tracing::info!("shutting down: closing client connections");
     node.shutdown();
+    // Lean WebSocket connections run in tasks of their own, which actix-server's graceful stop
+    // does not wait for: they get the time to say goodbye first.
+    let all_closed = connections.all_closed();
+    if tokio::time::timeout(config.server.shutdown_timeout, all_closed)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.open(),
+            "websocket connections still open at the shutdown timeout"
+        );
+    }
     // The server future runs the stop command, so it must be polled while the stop is awaited.
     let (_, result) = tokio::join!(handle.stop(true), server);
     result.context("http server")
+}
+
+/// `/connection/websocket` in the application: the actix-ws engine's handshake, or, with the
+/// lean engine (whose upgrade service takes every upgrade request), the answer to a request
+/// that did not ask for an upgrade.
+fn websocket_route(app: &mut web::ServiceConfig, engine: WebSocketEngine) {
+    match engine {
+        WebSocketEngine::ActixWs => {
+            app.route(websocket::PATH, web::get().to(websocket::actix_ws::handler));
+        }
+        WebSocketEngine::Lean => {
+            app.route(websocket::PATH, web::to(websocket::lean::not_an_upgrade));
+        }
+    }
 }
 
 /// The HTTP-streaming and SSE fallbacks (`server.http_stream`, `server.sse`) and the

@@ -438,7 +438,11 @@ async fn origin_check_blocks_foreign_browsers_only() {
 #[tokio::test]
 async fn slow_consumer_is_cut_off_with_3008_while_a_fast_one_keeps_receiving() {
     // Default 1 MiB queue: one API batch (100 × 4 KB) fits, the slow client's backlog does not.
-    let node = node();
+    // The write timeout is long here: this is the queue bound's cut-off, whose close frame
+    // reaches a client that reads again (a client that never does is the write timeout's).
+    let mut config = Config::for_test();
+    config.client.write_timeout = Duration::from_secs(60);
+    let node = start(config);
     let mut fast = connected(&node, "fast").await;
     let mut slow = connected(&node, "slow").await;
     fast.subscribe(2, "chat:firehose").await;
@@ -472,14 +476,16 @@ async fn slow_consumer_is_cut_off_with_3008_while_a_fast_one_keeps_receiving() {
     assert!(fast.reply(9).await.ping.is_some());
 }
 
-/// A client that stops reading long enough for actix-ws's own channel to fill (the kernel's
-/// socket buffers first) then reads on: with a queue bound large enough not to cut it, it gets
-/// every publication exactly once and in order. This is the path where a write has to wait
-/// for room, and is retried after a first attempt that found none.
+/// A client that stops reading long enough for the socket's buffers to fill (and actix-ws's own
+/// channel, with that engine) then reads on: with a queue bound and a write timeout large
+/// enough not to cut it, it gets every publication exactly once and in order. This is the path
+/// where a write has to wait for room (partly written frames, with the lean engine), and is
+/// retried after a first attempt that found none.
 #[tokio::test]
 async fn a_reader_that_pauses_past_full_buffers_gets_everything_once_in_order() {
     let mut config = Config::for_test();
     config.client.max_queue_bytes = 256 * 1024 * 1024;
+    config.client.write_timeout = Duration::from_secs(60);
     let node = start(config);
     let mut paused = connected(&node, "paused").await;
     paused.subscribe(2, "chat:firehose").await;

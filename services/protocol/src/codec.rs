@@ -188,6 +188,19 @@ pub fn append_to_frame(format: Format, part: &[u8], out: &mut BytesMut) {
     out.extend_from_slice(part);
 }
 
+/// The `disconnect` push that tells a client of a transport without close frames (HTTP
+/// streaming, SSE) why its connection ends: the last thing such a transport writes.
+pub fn disconnect_push(format: Format, disconnect: &codes::Disconnect) -> Bytes {
+    let reply = proto::Reply {
+        push: Some(proto::Push {
+            disconnect: Some(disconnect.to_proto()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    encode_reply(format, &reply)
+}
+
 /// The server ping: `{}` for JSON, a single 0x00 byte (empty delimited
 /// message) for Protobuf.
 pub fn ping(format: Format) -> Bytes {

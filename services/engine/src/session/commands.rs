@@ -159,16 +159,13 @@ impl Session {
         }
     }
 
-    fn connected_mut(&mut self) -> &mut Connected {
-        match &mut self.state {
-            State::Connected(c) => c,
-            _ => unreachable!("dispatch runs only on connected sessions"),
-        }
-    }
-
     pub(super) async fn handle_connect(&mut self, req: ConnectRequest) -> CommandResult {
         let now = now_unix();
         let inner = self.node.inner();
+        if self.node.is_shutting_down() {
+            // Reconnect elsewhere, as every client of this node was told.
+            return Err(codes::disconnect::SHUTDOWN.into());
+        }
         let claims = if req.token.is_empty() {
             if !inner.rules.insecure() {
                 tracing::debug!("connect without credentials");
@@ -202,12 +199,15 @@ impl Session {
                 outbound: self.outbound.clone(),
             },
         );
+        if self.node.is_shutting_down() {
+            // The shutdown went through the registry before this connection was in it.
+            self.outbound.close(codes::disconnect::SHUTDOWN);
+        }
         self.state = State::Connected(Box::new(Connected {
             client_id: client_id.clone(),
             user,
             info: claims.info.clone(),
             channels: Default::default(),
-            readers: Vec::new(),
             positions: Vec::new(),
         }));
         let started = Instant::now();
@@ -347,8 +347,7 @@ impl Session {
             });
             self.caught_up_after_reply.push(channel_id);
         }
-        self.connected_mut()
-            .subscribed(channel.to_string(), info, reader);
+        self.subscribed(channel.to_string(), info, reader);
         Ok(Some(result))
     }
 
@@ -381,7 +380,7 @@ impl Session {
 
     pub(super) fn server_unsubscribe(&mut self, channel: &str) {
         self.untrack(channel);
-        if self.connected_mut().forget(channel).is_none() {
+        if self.forget(channel).is_none() {
             return;
         }
         self.node.remove_subscription(channel, self.conn);
@@ -498,7 +497,7 @@ impl Session {
             });
             self.caught_up_after_reply.push(channel_id);
         }
-        self.connected_mut().subscribed(channel, info, reader);
+        self.subscribed(channel, info, reader);
         reply(|r| r.subscribe = Some(result))
     }
 
@@ -610,7 +609,7 @@ impl Session {
 
     fn handle_unsubscribe(&mut self, req: UnsubscribeRequest) -> CommandResult {
         self.untrack(&req.channel);
-        if self.connected_mut().forget(&req.channel).is_some() {
+        if self.forget(&req.channel).is_some() {
             self.node.remove_subscription(&req.channel, self.conn);
         }
         reply(|r| r.unsubscribe = Some(UnsubscribeResult {}))

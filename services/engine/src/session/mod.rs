@@ -76,37 +76,15 @@ struct Connected {
     /// Connection info from the token, raw JSON (shown to others in client publications).
     info: Option<Bytes>,
     channels: Subscriptions<ChannelSub>,
-    /// Where each subscription is in its channel's log (out of here only while a drain reads
-    /// through them), found by the hub's channel id.
-    readers: Vec<LogReader>,
     /// Positioned subscriptions (few per connection), found by the hub's channel id.
     positions: Vec<position::Position>,
-}
-
-impl Connected {
-    /// Ends the session's side of a subscription: its entry and its log reader.
-    fn forget(&mut self, channel: &str) -> Option<ChannelSub> {
-        let sub = self.channels.remove(channel)?;
-        self.readers.retain(|r| r.channel_id != sub.channel_id);
-        Some(sub)
-    }
-
-    fn subscribed(&mut self, channel: String, info: Option<Bytes>, reader: LogReader) {
-        let channel_id = reader.channel_id;
-        if self.readers.len() < 4 {
-            // Most connections follow a channel or two: no room for four readers each.
-            self.readers.reserve_exact(1);
-        }
-        self.readers.push(reader);
-        self.channels
-            .insert(channel, ChannelSub { info, channel_id });
-    }
 }
 
 struct ChannelSub {
     /// Channel info from the subscription token or the server API, raw JSON.
     info: Option<Bytes>,
-    /// The hub's id of the channel (its reader in `Connected::readers` carries the same).
+    /// The hub's id of the channel (its log reader, kept by the outbound queue, carries the
+    /// same).
     channel_id: crate::hub::ChannelId,
 }
 
@@ -141,19 +119,6 @@ impl Session {
     /// How long the transport keeps a connection between two writes (`client.write_delay`).
     pub fn write_delay(&self) -> std::time::Duration {
         self.node.client_config().write_delay
-    }
-
-    /// The `disconnect` push that tells a client of a transport without close frames (HTTP
-    /// streaming, SSE) why its connection ends; it is the last thing the transport writes.
-    pub fn disconnect_push(&self, disconnect: &Disconnect) -> Bytes {
-        let reply = Reply {
-            push: Some(herald_protocol::proto::Push {
-                disconnect: Some(disconnect.to_proto()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        codec::encode_reply(self.format, &reply)
     }
 
     /// The queue the transport waits on (`ready`) before calling [`Session::drain`].
@@ -324,10 +289,7 @@ impl Session {
     fn read_logs(&mut self, frame: &mut BytesMut) -> Option<Flow> {
         self.outbound.take_log_wake();
         let drains = self.drains;
-        let mut readers = match &mut self.state {
-            State::Connected(c) => std::mem::take(&mut c.readers),
-            _ => return None,
-        };
+        let mut readers = self.outbound.take_readers();
         let mut more = false;
         let mut flow = None;
         loop {
@@ -371,9 +333,7 @@ impl Session {
                 }
             }
         }
-        if let State::Connected(c) = &mut self.state {
-            c.readers = readers;
-        }
+        self.outbound.return_readers(readers);
         if more {
             self.outbound.wake_for_log();
         }
@@ -412,6 +372,25 @@ impl Session {
             true
         });
         outcome
+    }
+
+    /// Records a new subscription and its reader of the channel's log.
+    fn subscribed(&mut self, channel: String, info: Option<Bytes>, reader: LogReader) {
+        let channel_id = reader.channel_id;
+        self.outbound.add_reader(reader);
+        if let State::Connected(c) = &mut self.state {
+            c.channels.insert(channel, ChannelSub { info, channel_id });
+        }
+    }
+
+    /// Ends the session's side of a subscription: its entry and its log reader.
+    fn forget(&mut self, channel: &str) -> Option<ChannelSub> {
+        let State::Connected(c) = &mut self.state else {
+            return None;
+        };
+        let sub = c.channels.remove(channel)?;
+        self.outbound.remove_reader(sub.channel_id);
+        Some(sub)
     }
 
     async fn apply_control(&mut self, control: Control) {
@@ -482,8 +461,10 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // Nothing may be queued for a connection that is gone.
+        // Nothing may be queued for a connection that is gone, and nothing of the channel
+        // logs kept for it.
         self.outbound.close(codes::disconnect::CONNECTION_CLOSED);
+        drop(self.outbound.take_readers());
         if let Some(id) = &self.emulation {
             self.node.inner().emulated.close(id);
         }

@@ -209,9 +209,7 @@ impl Session {
             return Some(Flow::Close(codes::disconnect::INSUFFICIENT_STATE));
         }
         self.untrack(&channel);
-        if let State::Connected(c) = &mut self.state {
-            c.forget(&channel);
-        }
+        self.forget(&channel);
         self.node.remove_subscription(&channel, self.conn);
         let push = Reply {
             push: Some(Push {

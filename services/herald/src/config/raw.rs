@@ -40,6 +40,9 @@ pub(crate) struct RawServer {
     pub http_stream: bool,
     /// Serve the SSE fallback transport. Default true.
     pub sse: bool,
+    /// What runs `/connection/websocket`: `lean` (Herald's own frame loop on actix-http's
+    /// upgrade hook) or `actix-ws`. Default `lean`.
+    pub websocket_engine: String,
 }
 
 impl Default for RawServer {
@@ -54,6 +57,7 @@ impl Default for RawServer {
             backlog: 4096,
             http_stream: true,
             sse: true,
+            websocket_engine: "lean".to_owned(),
         }
     }
 }
@@ -295,6 +299,7 @@ pub(crate) struct RawClient {
     pub max_message_size: i64,
     pub expired_close_delay: String,
     pub write_delay: String,
+    pub write_timeout: String,
     pub presence_update_interval: String,
     pub presence_ttl: String,
     pub channel_position_check_delay: String,
@@ -310,6 +315,7 @@ impl Default for RawClient {
             max_message_size: 64 * 1024,
             expired_close_delay: "25s".to_owned(),
             write_delay: "0s".to_owned(),
+            write_timeout: "1s".to_owned(),
             presence_update_interval: "25s".to_owned(),
             presence_ttl: "60s".to_owned(),
             channel_position_check_delay: "40s".to_owned(),

@@ -1,20 +1,28 @@
 //! The connection of an emulated transport (HTTP streaming, SSE) as a response body: polling
-//! the body drives the session, so the connection costs no task of its own and ends, with its
-//! session, when actix drops the body (the client went away) or the session closes.
+//! the body polls the connection's [`driver`](super::driver), so the connection costs no task
+//! of its own and ends, with its session, when actix drops the body (the client went away) or
+//! the session closes.
 //!
-//! Commands come from the session's [`Inbox`] (posted to `/emulation` on any node), replies
-//! and pushes go down the body in the transport's [`Framing`]. There are no close frames: the
-//! last thing written is a `disconnect` push saying why the stream ends.
+//! Commands come from the session's [`Inbox`] (posted to `/emulation` on any node), frames go
+//! down the body in the transport's [`Framing`]. There are no close frames: the last thing
+//! written is a `disconnect` push saying why the stream ends.
 
-use std::time::Instant;
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::Stream;
 use herald_engine::{Flow, Inbox, Session};
 use herald_protocol::Format;
-use herald_protocol::codes::disconnect;
+use herald_protocol::codec;
+use herald_protocol::codes::Disconnect;
 
-/// How replies are laid out in the response body.
+use super::driver::{self, FrameIo, Inbound};
+
+/// How frames are laid out in the response body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
     /// `/connection/http_stream`: JSON replies each followed by `\n`, or Protobuf replies
@@ -25,35 +33,85 @@ pub enum Framing {
 }
 
 impl Framing {
-    /// Appends a drained frame (JSON replies joined by `\n`, or delimited Protobuf replies).
-    fn append(self, format: Format, frame: &[u8], out: &mut BytesMut) {
+    /// One drained frame (JSON replies joined by `\n`, or delimited Protobuf replies) as a
+    /// chunk of the body; HTTP streaming sends the frame's own buffer.
+    fn chunk(self, format: Format, mut frame: BytesMut) -> Bytes {
         match (self, format) {
             (Framing::HttpStream, Format::Json) => {
-                out.put_slice(frame);
-                out.put_u8(b'\n');
+                frame.put_u8(b'\n');
+                frame.freeze()
             }
-            (Framing::HttpStream, Format::Protobuf) => out.put_slice(frame),
+            (Framing::HttpStream, Format::Protobuf) => frame.freeze(),
             // A JSON reply never holds a raw newline (the codec replaces them in embedded
             // JSON), so each line is one reply and one event.
             (Framing::Sse, _) => {
-                for line in frame.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let mut out = BytesMut::with_capacity(frame.len() + 64);
+                for line in frame[..].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                     out.put_slice(b"data: ");
                     out.put_slice(line);
                     out.put_slice(b"\n\n");
                 }
+                out.freeze()
             }
         }
     }
 }
 
-struct Conn {
-    session: Option<Session>,
+/// The chunk the driver wrote and the body has not yet handed to actix.
+type Slot = Rc<Cell<Option<Bytes>>>;
+
+/// The transport side the driver writes to: a chunk at a time, taken by the body.
+struct StreamIo {
     inbox: Inbox,
     framing: Framing,
-    /// Written before anything else (SSE's opening line), then `None`.
-    preface: Option<Bytes>,
-    /// No write before this (`client.write_delay`): what arrives meanwhile joins the next.
-    next_write: tokio::time::Instant,
+    format: Format,
+    out: Slot,
+}
+
+impl StreamIo {
+    /// Hands `chunk` to the body and waits until the body has passed it on. The body polls
+    /// the driver again as soon as actix wants the next chunk, so the wait needs no waker.
+    async fn hand(&self, chunk: Bytes) {
+        self.out.set(Some(chunk));
+        std::future::poll_fn(|_| {
+            let pending = self.out.take();
+            if pending.is_some() {
+                self.out.set(pending);
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await
+    }
+}
+
+impl FrameIo for StreamIo {
+    async fn recv(&mut self) -> Inbound {
+        match self.inbox.recv().await {
+            Some(commands) => Inbound::Message(commands),
+            None => Inbound::Closed,
+        }
+    }
+
+    async fn send(&mut self, frame: BytesMut) -> Result<(), Disconnect> {
+        let chunk = self.framing.chunk(self.format, frame);
+        self.hand(chunk).await;
+        Ok(())
+    }
+
+    /// Streams have no transport-level pings (the protocol's own go down the stream).
+    async fn pong(&mut self, _payload: Bytes) -> Result<(), Disconnect> {
+        Ok(())
+    }
+
+    async fn close(self, disconnect: Option<Disconnect>) {
+        if let Some(d) = disconnect {
+            let push = codec::disconnect_push(self.format, &d);
+            let chunk = self.framing.chunk(self.format, BytesMut::from(&push[..]));
+            self.hand(chunk).await;
+        }
+    }
 }
 
 /// The body of an emulated connection whose connect command `session` has handled already
@@ -64,86 +122,46 @@ pub fn body(
     framing: Framing,
     connected: Flow,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + 'static {
-    let preface = (framing == Framing::Sse).then(|| Bytes::from_static(b"\r\n"));
-    let conn = Conn {
-        session: Some(session),
+    let out = Slot::default();
+    let io = StreamIo {
         inbox,
         framing,
-        preface,
-        next_write: tokio::time::Instant::now(),
+        format: session.format(),
+        out: out.clone(),
     };
-    futures_util::stream::unfold((conn, connected), |(mut conn, mut flow)| async move {
-        let chunk = next_chunk(&mut conn, &mut flow).await?;
-        Some((Ok(chunk), (conn, Flow::Continue)))
-    })
+    DriverBody {
+        // SSE's opening line, so a client sees the stream open before its first event.
+        preface: (framing == Framing::Sse).then(|| Bytes::from_static(b"\r\n")),
+        driver: Some(Box::pin(driver::run(session, io, connected))),
+        out,
+    }
 }
 
-/// What to write next; `None` once the session has ended and said so.
-async fn next_chunk(conn: &mut Conn, pending: &mut Flow) -> Option<Bytes> {
-    let session = conn.session.as_mut()?;
-    let format = session.format();
-    let write_delay = session.write_delay();
-    let mut out = BytesMut::new();
-    if let Some(preface) = conn.preface.take() {
-        out.put_slice(&preface);
-    }
-    let mut frame = BytesMut::new();
-    let close = match std::mem::replace(pending, Flow::Continue) {
-        Flow::Close(d) => Some(d),
-        Flow::Continue => loop {
-            if !out.is_empty() {
-                // Something to write already (the preface): write it before waiting.
-                return Some(out.freeze());
-            }
-            let outbound = session.outbound().clone();
-            let deadline = session.deadline();
-            tokio::select! {
-                biased;
-                _ = outbound.ready() => {
-                    if !write_delay.is_zero() && tokio::time::Instant::now() < conn.next_write {
-                        tokio::time::sleep_until(conn.next_write).await;
-                    }
-                    let flow = Box::pin(session.drain(&mut frame)).await;
-                    if !frame.is_empty() {
-                        conn.framing.append(format, &frame, &mut out);
-                        frame.clear();
-                        conn.next_write = tokio::time::Instant::now() + write_delay;
-                    }
-                    if let Flow::Close(d) = flow {
-                        break Some(d);
-                    }
-                }
-                request = conn.inbox.recv() => {
-                    let Some(data) = request else { break None };
-                    if let Flow::Close(d) = Box::pin(session.handle_frame(&data)).await {
-                        break Some(d);
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    if let Flow::Close(d) = session.on_timer(Instant::now()) {
-                        break Some(d);
-                    }
-                }
-            }
-        },
-    };
-    // The session ends: what it queued before the close still goes out (a slow client's
-    // backlog does not), then the reason.
-    if close.as_ref().is_some_and(|d| *d != disconnect::SLOW) {
-        let _ = Box::pin(session.drain(&mut frame)).await;
-        if !frame.is_empty() {
-            conn.framing.append(format, &frame, &mut out);
+struct DriverBody<F> {
+    preface: Option<Bytes>,
+    /// `None` once the session has ended.
+    driver: Option<Pin<Box<F>>>,
+    out: Slot,
+}
+
+impl<F: Future<Output = ()>> Stream for DriverBody<F> {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(preface) = self.preface.take() {
+            return Poll::Ready(Some(Ok(preface)));
         }
-    }
-    let session = conn.session.take()?;
-    if let Some(d) = &close {
-        conn.framing
-            .append(format, &session.disconnect_push(d), &mut out);
-    }
-    session.close(close.as_ref());
-    if out.is_empty() {
-        None
-    } else {
-        Some(out.freeze())
+        if let Some(driver) = self.driver.as_mut()
+            && driver.as_mut().poll(cx).is_ready()
+        {
+            self.driver = None;
+        }
+        if let Some(chunk) = self.out.take() {
+            return Poll::Ready(Some(Ok(chunk)));
+        }
+        if self.driver.is_none() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
     }
 }

@@ -1,0 +1,226 @@
+//! One connection of the lean WebSocket engine, as the driver's [`FrameIo`]: frames are read
+//! and written on the socket itself, with nothing kept while the connection is idle.
+//!
+//! - Reads wait for readiness without a buffer, then read into a scratch array on the stack;
+//!   only a frame that is not complete yet is kept on the heap (sized for that frame), and the
+//!   buffer is released as soon as it is empty again.
+//! - A write is the frame header, written from the stack, and the session's drained frame
+//!   itself, in one vectored write: no copy of the payload.
+//! - Control frames: pings are answered, pongs ignored, a close is answered with a close.
+//!   Fragmented messages are joined up to `client.max_message_size` (1009 past it).
+
+use std::io::{self, IoSlice};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use herald_protocol::Format;
+use herald_protocol::codes::{Disconnect, disconnect};
+use tokio::io::AsyncWriteExt as _;
+
+use super::frame::{self, Frame, FrameError, OpCode};
+use super::lean::Guard;
+use crate::transport::driver::{FrameIo, Inbound};
+use crate::transport::socket::Socket;
+
+/// Bytes one read takes when no frame is pending: commands are small, and a larger frame
+/// gets a heap buffer of its own size after its header.
+const SCRATCH: usize = 4096;
+/// How long a closing connection waits for the client to close its side after the close
+/// frame, so that the close frame is read before the connection goes (closing a socket with
+/// unread input resets it, and a reset can discard the close frame on the client's side).
+const LINGER: Duration = Duration::from_secs(1);
+
+pub(super) struct LeanConnection {
+    socket: Socket,
+    /// Bytes of a frame not complete yet; unallocated while none is pending.
+    read_buf: BytesMut,
+    /// The frames so far of a fragmented message.
+    fragments: Option<BytesMut>,
+    max_message_size: usize,
+    /// Text frames for JSON, binary frames for Protobuf.
+    opcode: OpCode,
+    _open: Guard,
+}
+
+impl LeanConnection {
+    /// `read_buf`: what the HTTP/1 layer had read past the handshake request.
+    pub(super) fn new(
+        socket: Socket,
+        read_buf: BytesMut,
+        format: Format,
+        max_message_size: usize,
+        open: Guard,
+    ) -> LeanConnection {
+        let read_buf = if read_buf.is_empty() {
+            BytesMut::new()
+        } else {
+            read_buf
+        };
+        LeanConnection {
+            socket,
+            read_buf,
+            fragments: None,
+            max_message_size,
+            opcode: match format {
+                Format::Json => OpCode::Text,
+                Format::Protobuf => OpCode::Binary,
+            },
+            _open: open,
+        }
+    }
+
+    /// The next inbound event from the frames already read, if they hold one.
+    fn buffered(&mut self) -> Option<Inbound> {
+        loop {
+            let frame = match frame::parse(&mut self.read_buf, self.max_message_size) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(FrameError::TooBig(_)) => {
+                    return Some(Inbound::Refused(super::message_too_big()));
+                }
+                Err(FrameError::Protocol(what)) => {
+                    tracing::debug!(what, "websocket protocol error");
+                    return Some(Inbound::Refused(disconnect::BAD_REQUEST));
+                }
+            };
+            if let Some(inbound) = self.message(frame) {
+                return Some(inbound);
+            }
+        }
+        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
+            // Nothing pending: an idle connection holds no read buffer.
+            self.read_buf = BytesMut::new();
+        }
+        None
+    }
+
+    /// What one frame means, joining fragments; `None`: nothing for the driver yet.
+    fn message(&mut self, frame: Frame) -> Option<Inbound> {
+        let refused = |what: &'static str| {
+            tracing::debug!(what, "websocket protocol error");
+            Some(Inbound::Refused(disconnect::BAD_REQUEST))
+        };
+        match (frame.opcode, self.fragments.as_mut()) {
+            (OpCode::Ping, _) => Some(Inbound::Ping(frame.payload)),
+            (OpCode::Pong, _) => None,
+            (OpCode::Close, _) => Some(Inbound::Closed),
+            (OpCode::Text | OpCode::Binary, None) if frame.fin => {
+                Some(Inbound::Message(frame.payload))
+            }
+            (OpCode::Text | OpCode::Binary, None) => {
+                self.fragments = Some(BytesMut::from(frame.payload));
+                None
+            }
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                refused("new message inside a fragmented one")
+            }
+            (OpCode::Continuation, None) => refused("continuation without a message"),
+            (OpCode::Continuation, Some(joined)) => {
+                if joined.len() + frame.payload.len() > self.max_message_size {
+                    return Some(Inbound::Refused(super::message_too_big()));
+                }
+                joined.extend_from_slice(&frame.payload);
+                if !frame.fin {
+                    return None;
+                }
+                self.fragments.take().map(|m| Inbound::Message(m.freeze()))
+            }
+        }
+    }
+
+    /// Waits for bytes and adds them to the read buffer; an error or the end of the stream
+    /// ends the connection.
+    async fn fill(&mut self) -> io::Result<()> {
+        loop {
+            self.socket.readable().await?;
+            let read = if self.read_buf.capacity() > self.read_buf.len() {
+                // A frame is pending and its buffer has room for it.
+                self.socket.try_read_buf(&mut self.read_buf)
+            } else {
+                let mut scratch = [0u8; SCRATCH];
+                self.socket.try_read(&mut scratch).inspect(|&n| {
+                    self.read_buf.extend_from_slice(&scratch[..n]);
+                })
+            };
+            match read {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes `head` then `body` with as few writes as the socket allows.
+    async fn write_all(&mut self, mut head: &[u8], mut body: &[u8]) -> Result<(), Disconnect> {
+        while !head.is_empty() || !body.is_empty() {
+            let parts = [IoSlice::new(head), IoSlice::new(body)];
+            let written = match self.socket.write_vectored(&parts).await {
+                Ok(0) => return Err(disconnect::WRITE_ERROR),
+                Ok(n) => n,
+                Err(_) if self.socket.timed_out() => return Err(disconnect::SLOW),
+                Err(_) => return Err(disconnect::WRITE_ERROR),
+            };
+            let from_head = written.min(head.len());
+            head = &head[from_head..];
+            body = &body[written - from_head..];
+        }
+        Ok(())
+    }
+
+    /// Reads and drops what the client still sends until it closes its side, for at most
+    /// [`LINGER`].
+    async fn linger(&mut self) {
+        let drained = async {
+            loop {
+                if self.socket.readable().await.is_err() {
+                    return;
+                }
+                let mut scratch = [0u8; 512];
+                match self.socket.try_read(&mut scratch) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drained).await;
+    }
+}
+
+impl FrameIo for LeanConnection {
+    async fn recv(&mut self) -> Inbound {
+        loop {
+            if let Some(inbound) = self.buffered() {
+                return inbound;
+            }
+            if self.fill().await.is_err() {
+                return Inbound::Closed;
+            }
+        }
+    }
+
+    async fn send(&mut self, frame: BytesMut) -> Result<(), Disconnect> {
+        let (head, used) = frame::header(self.opcode, frame.len());
+        self.write_all(&head[..used], &frame).await
+    }
+
+    async fn pong(&mut self, payload: Bytes) -> Result<(), Disconnect> {
+        let pong = frame::control_frame(OpCode::Pong, &payload);
+        self.write_all(&pong, &[]).await
+    }
+
+    async fn close(mut self, disconnect: Option<Disconnect>) {
+        if self.socket.timed_out() {
+            return;
+        }
+        let close = frame::close_frame(disconnect.as_ref().map(|d| (d.code, &*d.reason)));
+        if self.write_all(&close, &[]).await.is_err() {
+            return;
+        }
+        if self.socket.shutdown().await.is_ok() {
+            self.linger().await;
+        }
+    }
+}
