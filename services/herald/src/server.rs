@@ -145,8 +145,10 @@ pub async fn serve(
                 .finish(map_config(app, |_| AppConfig::default()))
                 .upgrade((engine == WebSocketEngine::Lean).then(|| {
                     let lean = lean.clone();
+                    // Boxed: the dispatcher's state holds this future beside its HTTP/1 state,
+                    // so inline it would widen every connection's dispatcher (1,288 bytes).
                     fn_service(move |(req, framed)| {
-                        websocket::lean::upgrade(lean.clone(), req, framed)
+                        Box::pin(websocket::lean::upgrade(lean.clone(), req, framed))
                     })
                 }));
             let sockets = sockets.clone();

@@ -3,7 +3,7 @@
 
 use herald::RunningNode;
 use herald::config::Config;
-use herald::testing::{Api, TEST_API_KEY, WsClient, token};
+use herald::testing::{Api, TEST_API_KEY, WsClient, metric, token};
 use serde_json::{Value, json};
 
 fn node() -> RunningNode {
@@ -469,17 +469,6 @@ async fn shutdown_asks_clients_to_reconnect() {
     let mut c = connected(&node, "alice").await;
     node.node.shutdown();
     assert_eq!(c.closed().await.code, 3001);
-}
-
-/// The value of a metric line `name{labels} value` (labels matched as a substring).
-fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| {
-            l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(labels)
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use herald::RunningNode;
 use herald::config::{BrokerConfig, Config};
-use herald::testing::{Api, TEST_API_KEY, WsClient, token};
+use herald::testing::{Api, TEST_API_KEY, WsClient, eventually, token};
 use herald_engine::config::{RedisConfig, RedisShardConfig};
 use herald_engine::testing::redis::{RedisOptions, RedisServer};
 use herald_protocol::Format;
@@ -68,14 +68,6 @@ fn redis_env(redis_urls: &str) -> std::collections::HashMap<String, String> {
 
 fn api(node: &RunningNode) -> Api {
     Api::new(node.addr, TEST_API_KEY)
-}
-
-async fn eventually<F: Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 async fn subscribed(node: &RunningNode, user: &str, format: Format, channel: &str) -> WsClient {

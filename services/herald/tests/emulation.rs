@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use herald::RunningNode;
 use herald::config::Config;
 use herald::testing::stream::{self, StreamClient, Transport};
-use herald::testing::{Api, TEST_API_KEY, token};
+use herald::testing::{Api, TEST_API_KEY, eventually, token};
 use herald_protocol::Format;
 use herald_protocol::proto::{Command, ConnectRequest, Reply, SubscribeRequest};
 use serde_json::json;
@@ -49,14 +49,6 @@ async fn publish(node: &RunningNode, channel: &str, data: serde_json::Value) {
     Api::new(node.addr, TEST_API_KEY)
         .call("publish", json!({"channel": channel, "data": data}))
         .await;
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Connect on the stream, subscribe through `/emulation`, receive a publication.
@@ -183,7 +175,7 @@ async fn a_client_that_goes_away_leaves_nothing_behind() {
     assert_eq!(node.node.info().num_clients, 1);
     drop(client);
     eventually("the session ends with its connection", || {
-        node.node.emulated_sessions() == 0 && node.node.info().num_clients == 0
+        std::future::ready(node.node.emulated_sessions() == 0 && node.node.info().num_clients == 0)
     })
     .await;
 }

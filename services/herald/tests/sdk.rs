@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herald::RunningNode;
-use herald::config::{Config, Overrides};
+use herald::config::{Config, Overrides, WebSocketEngine};
+use herald::testing::Api;
 use herald_engine::auth::{HmacAlg, NewConnectToken, TokenSigner};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
@@ -106,12 +107,14 @@ fn write_config(extra_toml: &str) -> PathBuf {
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
+    let engine = WebSocketEngine::under_test().name();
     let toml = format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
 name = "herald-sdk-test"
 shutdown_timeout = "2s"
+websocket_engine = "{engine}"
 
 [auth]
 hmac_secret = "{HMAC_SECRET}"
@@ -128,6 +131,17 @@ allow_publish_for_subscriber = true
     );
     std::fs::write(&path, toml).expect("write config file");
     path
+}
+
+/// These tests run against the engine CI asks for (`HERALD_TEST_WEBSOCKET_ENGINE`, see
+/// `.ci/run`): the whole SDK suite runs on each engine.
+#[tokio::test]
+async fn nodes_run_the_websocket_engine_under_test() {
+    let node = start_node();
+    let engine = WebSocketEngine::under_test().name();
+    let api = Api::new(node.addr, API_KEY);
+    let label = format!("engine=\"{engine}\"");
+    assert_eq!(api.metric("herald_websocket_engine", &label).await, 1.0);
 }
 
 fn connect_token(user: &str) -> String {

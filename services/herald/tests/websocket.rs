@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use herald::RunningNode;
-use herald::config::Config;
-use herald::testing::{Api, TEST_API_KEY, WsClient, sign_connect, sub_token, token, unix_now};
+use herald::config::{Config, WebSocketEngine};
+use herald::testing::{
+    Api, TEST_API_KEY, WsClient, eventually, sign_connect, sub_token, token, unix_now,
+};
 use herald_engine::auth::{HmacAlg, NewConnectToken, TokenSigner};
 use herald_protocol::Format;
 use herald_protocol::proto::{Command, PublishRequest, SubscribeRequest};
@@ -24,6 +26,17 @@ async fn connected(node: &RunningNode, user: &str) -> WsClient {
     let mut c = WsClient::connect(&node.ws_url()).await;
     c.handshake(&token(user)).await;
     c
+}
+
+/// These tests run against the engine CI asks for (`HERALD_TEST_WEBSOCKET_ENGINE`, see
+/// `.ci/run`): each engine passes all of them.
+#[tokio::test]
+async fn the_node_runs_the_websocket_engine_under_test() {
+    let node = node();
+    let engine = WebSocketEngine::under_test().name();
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let label = format!("engine=\"{engine}\"");
+    assert_eq!(api.metric("herald_websocket_engine", &label).await, 1.0);
 }
 
 #[tokio::test]
@@ -543,5 +556,231 @@ async fn write_delay_joins_what_arrives_meanwhile_into_one_frame() {
         let (_, publication) = c.publication().await;
         let data: serde_json::Value = serde_json::from_slice(&publication.data).unwrap();
         assert_eq!(data["n"], n);
+    }
+}
+
+/// The WebSocket layer itself, on raw bytes: what each engine answers to handshakes, control
+/// frames, fragments and frames a client library would not send.
+mod frames {
+    use herald::testing::raw_ws::{self, RawWs};
+
+    use super::*;
+
+    fn connect_frame(user: &str) -> Vec<u8> {
+        json!({"id":1,"connect":{"token":token(user)}})
+            .to_string()
+            .into_bytes()
+    }
+
+    /// Reads frames up to the reply with `id`.
+    async fn reply(ws: &mut RawWs, id: u64) -> serde_json::Value {
+        loop {
+            let frame = ws.read_frame().await.expect("connection ended");
+            assert_eq!(frame.opcode, raw_ws::OP_TEXT, "{frame:?}");
+            for line in frame.payload.split(|&b| b == b'\n') {
+                let message: serde_json::Value = serde_json::from_slice(line).unwrap();
+                if message["id"] == id {
+                    return message;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_websocket_path_upgrades_and_a_plain_request_there_is_refused() {
+        let node = node();
+        let elsewhere = raw_ws::handshake_request(node.addr, "/nowhere", "");
+        let (_, answer) = RawWs::open(node.addr, elsewhere.as_bytes()).await;
+        assert_eq!(answer.status, 404);
+        let api = Api::new(node.addr, TEST_API_KEY);
+        let (status, _) = api.request("GET", "/connection/websocket", &[], "").await;
+        assert_eq!(status, 400, "a GET without Upgrade");
+    }
+
+    #[tokio::test]
+    async fn handshake_errors_get_their_status() {
+        let node = node();
+        let no_key = format!(
+            "GET /connection/websocket HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            node.addr
+        );
+        let (_, answer) = RawWs::open(node.addr, no_key.as_bytes()).await;
+        assert_eq!(answer.status, 400, "no Sec-WebSocket-Key");
+        let old_version = format!(
+            "GET /connection/websocket HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 8\r\n\r\n",
+            node.addr
+        );
+        let (_, answer) = RawWs::open(node.addr, old_version.as_bytes()).await;
+        assert_eq!(answer.status, 426, "version 8");
+        assert_eq!(answer.header("sec-websocket-version"), Some("13"));
+    }
+
+    #[tokio::test]
+    async fn the_handshake_agrees_to_the_subprotocol_offered_first() {
+        let node = node();
+        let request = raw_ws::handshake_request(
+            node.addr,
+            "/connection/websocket",
+            "Sec-WebSocket-Protocol: mqtt, centrifuge-protobuf, centrifuge-json\r\n",
+        );
+        let (_, answer) = RawWs::open(node.addr, request.as_bytes()).await;
+        assert_eq!(answer.status, 101);
+        assert_eq!(
+            answer.header("sec-websocket-protocol"),
+            Some("centrifuge-protobuf")
+        );
+        let (_, answer) = RawWs::open(
+            node.addr,
+            raw_ws::handshake_request(node.addr, "/connection/websocket", "").as_bytes(),
+        )
+        .await;
+        assert_eq!(answer.header("sec-websocket-protocol"), None);
+    }
+
+    #[tokio::test]
+    async fn a_node_shutting_down_refuses_new_websockets_with_503() {
+        let node = node();
+        node.node.shutdown();
+        let request = raw_ws::handshake_request(node.addr, "/connection/websocket", "");
+        let (_, answer) = RawWs::open(node.addr, request.as_bytes()).await;
+        assert_eq!(answer.status, 503);
+    }
+
+    /// A client may send its first frame right behind the handshake request, in one write.
+    #[tokio::test]
+    async fn a_frame_sent_with_the_handshake_request_is_read() {
+        let node = node();
+        let mut bytes =
+            raw_ws::handshake_request(node.addr, "/connection/websocket", "").into_bytes();
+        bytes.extend(raw_ws::client_frame(
+            true,
+            raw_ws::OP_TEXT,
+            &connect_frame("alice"),
+        ));
+        let (mut ws, answer) = RawWs::open(node.addr, &bytes).await;
+        assert_eq!(answer.status, 101);
+        assert!(reply(&mut ws, 1).await["connect"]["client"].is_string());
+    }
+
+    #[tokio::test]
+    async fn fragmented_messages_are_joined_up_to_the_size_limit() {
+        let mut config = Config::for_test();
+        config.client.max_message_size = 1024;
+        let node = start(config);
+        let mut ws = RawWs::connect(node.addr).await;
+        let connect = connect_frame("alice");
+        let (a, rest) = connect.split_at(10);
+        let (b, c) = rest.split_at(10);
+        ws.send_frame(false, raw_ws::OP_TEXT, a).await;
+        // A ping between fragments is answered and does not disturb the message.
+        ws.send_frame(true, raw_ws::OP_PING, b"between").await;
+        ws.send_frame(false, raw_ws::OP_CONTINUATION, b).await;
+        ws.send_frame(true, raw_ws::OP_CONTINUATION, c).await;
+        let pong = ws.read_frame().await.expect("pong");
+        assert_eq!(
+            (pong.opcode, &pong.payload[..]),
+            (raw_ws::OP_PONG, &b"between"[..])
+        );
+        assert!(reply(&mut ws, 1).await["connect"]["client"].is_string());
+
+        // Fragments of 600 bytes each: the second takes the message past 1024.
+        ws.send_frame(false, raw_ws::OP_TEXT, &[b' '; 600]).await;
+        ws.send_frame(true, raw_ws::OP_CONTINUATION, &[b' '; 600])
+            .await;
+        let close = ws.until_close().await.expect("close frame");
+        assert_eq!(close.close_code(), Some(1009));
+    }
+
+    #[tokio::test]
+    async fn a_continuation_without_a_message_is_a_bad_request() {
+        let node = node();
+        let mut ws = RawWs::connect(node.addr).await;
+        ws.send_frame(true, raw_ws::OP_CONTINUATION, b"{}").await;
+        let close = ws.until_close().await.expect("close frame");
+        assert_eq!(close.close_code(), Some(3501));
+    }
+
+    #[tokio::test]
+    async fn pings_get_their_payload_back_and_a_close_is_answered_with_a_close() {
+        let node = node();
+        let mut ws = RawWs::connect(node.addr).await;
+        ws.send_frame(true, raw_ws::OP_PING, b"are you there").await;
+        let pong = ws.read_frame().await.expect("pong");
+        assert_eq!(pong.opcode, raw_ws::OP_PONG);
+        assert_eq!(pong.payload, b"are you there");
+        // An unsolicited pong is ignored.
+        ws.send_frame(true, raw_ws::OP_PONG, b"").await;
+        ws.send_frame(true, raw_ws::OP_CLOSE, &1000u16.to_be_bytes())
+            .await;
+        let close = ws.read_frame().await.expect("close answered");
+        assert_eq!(close.opcode, raw_ws::OP_CLOSE);
+        assert!(ws.closed().await);
+    }
+
+    /// The lean engine's upgrade service takes every upgrade request: on another path, even one
+    /// of the application's, it answers a plain 404.
+    #[tokio::test]
+    async fn lean_answers_an_upgrade_on_any_other_path_with_404() {
+        let mut config = Config::for_test();
+        config.server.websocket_engine = WebSocketEngine::Lean;
+        let node = start(config);
+        for path in ["/api/publish", "/connection/websocket/x", "/connection/sse"] {
+            let request = raw_ws::handshake_request(node.addr, path, "");
+            let (_, answer) = RawWs::open(node.addr, request.as_bytes()).await;
+            assert_eq!(answer.status, 404, "{path}");
+        }
+    }
+
+    /// The lean engine refuses a frame over the limit from its header, before any of its payload
+    /// arrives (actix-ws reads the whole frame first, so this one is the lean engine's).
+    #[tokio::test]
+    async fn lean_refuses_a_frame_over_the_limit_from_its_header_alone() {
+        let mut config = Config::for_test();
+        config.server.websocket_engine = WebSocketEngine::Lean;
+        let node = start(config);
+        let mut ws = RawWs::connect(node.addr).await;
+        ws.send_raw(&raw_ws::client_frame_header(
+            true,
+            raw_ws::OP_TEXT,
+            10_000_000,
+        ))
+        .await;
+        let close = ws.until_close().await.expect("close frame");
+        assert_eq!(close.close_code(), Some(1009));
+    }
+
+    /// A client whose socket takes nothing more (it stopped reading) is closed once a write has
+    /// waited `client.write_timeout`, even while its queue bound would still take far more.
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_gone_within_the_write_timeout() {
+        let mut config = Config::for_test();
+        config.client.write_timeout = Duration::from_millis(300);
+        config.client.max_queue_bytes = 512 * 1024 * 1024;
+        let node = start(config);
+        let api = Api::new(node.addr, TEST_API_KEY);
+        let mut stalled = connected(&node, "stalled").await;
+        stalled.subscribe(2, "chat:firehose").await;
+        // More than loopback's socket buffers hold, on both sides.
+        let payload = "y".repeat(4000);
+        for batch in 0..60 {
+            let commands: Vec<_> = (0..100)
+                .map(|i| {
+                    json!({"publish":{"channel":"chat:firehose","data":{"n":batch*100+i,"pad":payload}}})
+                })
+                .collect();
+            api.call("batch", json!({ "commands": commands })).await;
+        }
+        eventually("the stalled client is gone", || {
+            std::future::ready(node.node.info().num_clients == 0)
+        })
+        .await;
+        assert_eq!(
+            api.metric("herald_client_write_timeouts_total", "").await,
+            1.0
+        );
+        drop(stalled);
     }
 }

@@ -34,6 +34,14 @@ impl Api {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("api {method}: {e}: {body}"))
     }
 
+    /// The value of a metric from `/metrics` (see [`super::metric`]); 0 when absent (a counter
+    /// nothing has counted yet).
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        let (status, text) = self.request("GET", "/metrics", &[], "").await;
+        assert_eq!(status, 200, "/metrics: {text}");
+        super::metric(&text, name, labels).unwrap_or(0.0)
+    }
+
     /// Any request; `Connection: close`, so the body is whatever comes until EOF.
     pub async fn request(
         &self,

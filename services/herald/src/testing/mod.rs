@@ -5,6 +5,7 @@
 
 mod api;
 mod client;
+pub mod raw_ws;
 pub mod stream;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -40,6 +41,33 @@ pub fn encode_commands(
             }
             buf
         }
+    }
+}
+
+/// The value of a Prometheus metric line `name{labels} value` in `text` (labels matched as a
+/// substring).
+pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(labels)
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Waits until `check` holds, polling; fails the test after 15 s with `what`.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

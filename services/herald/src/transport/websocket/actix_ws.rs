@@ -69,6 +69,12 @@ impl FrameIo for ActixWsIo {
                 Some(Ok(AggregatedMessage::Pong(_))) => continue,
                 Some(Ok(AggregatedMessage::Close(_))) | None => Inbound::Closed,
                 Some(Err(ProtocolError::Overflow)) => Inbound::Refused(super::message_too_big()),
+                // actix-ws says a joined message grew too big only in this error's text.
+                Some(Err(ProtocolError::Io(e)))
+                    if e.to_string() == "Exceeded maximum continuation size" =>
+                {
+                    Inbound::Refused(super::message_too_big())
+                }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "websocket protocol error");
                     Inbound::Refused(disconnect::BAD_REQUEST)

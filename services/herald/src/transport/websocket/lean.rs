@@ -138,6 +138,8 @@ async fn refuse(
             framed.feed(h1::Message::Chunk(Some(chunk))).await?;
         }
         framed.feed(h1::Message::Chunk(None)).await?;
+        // actix-codec's close only flushes the socket, not what the codec buffered.
+        framed.flush().await?;
         framed.close().await
     };
     if let Err(e) = sent.await {
