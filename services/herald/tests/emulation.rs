@@ -2,7 +2,7 @@
 //! stream carries the replies, `/emulation` carries the commands, and every bad request is
 //! answered with its status.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use herald::RunningNode;
 use herald::config::Config;
