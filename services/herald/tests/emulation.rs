@@ -417,3 +417,54 @@ async fn a_stream_writes_at_most_once_per_write_delay() {
     chunk.retain(|r| !herald::testing::is_ping(r));
     assert_eq!(chunk.len(), 10, "one write for all ten: {chunk:?}");
 }
+
+/// A stream whose client stopped reading is dropped once the node's write has waited
+/// `client.write_timeout`, with its session, though its queue bound would take far more: the
+/// write timeout is the client socket's, under every transport.
+#[tokio::test]
+async fn a_stream_whose_client_stopped_reading_is_dropped_after_the_write_timeout() {
+    let mut config = Config::for_test();
+    config.client.write_timeout = Duration::from_millis(300);
+    config.client.max_queue_bytes = 512 * 1024 * 1024;
+    let node = RunningNode::start(config).expect("start node");
+    let mut client =
+        StreamClient::http_stream(node.addr, Format::Json, &[connect(&token("alice"))]).await;
+    let (session, node_uid) = addressed(&client.next().await.expect("connect reply"));
+    let status = stream::emulate(
+        node.addr,
+        Format::Json,
+        &node_uid,
+        &session,
+        &[subscribe(2, "chat:firehose")],
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert!(
+        client
+            .next_non_ping()
+            .await
+            .expect("subscribe reply")
+            .subscribe
+            .is_some()
+    );
+    // The client reads no more. More than loopback's socket buffers hold, on both sides.
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let payload = "y".repeat(4000);
+    for batch in 0..60 {
+        let commands: Vec<_> = (0..100)
+            .map(|i| {
+                json!({"publish":{"channel":"chat:firehose","data":{"n":batch*100+i,"pad":payload}}})
+            })
+            .collect();
+        api.call("batch", json!({ "commands": commands })).await;
+    }
+    eventually("the stalled stream and its session are gone", || {
+        std::future::ready(node.node.emulated_sessions() == 0 && node.node.info().num_clients == 0)
+    })
+    .await;
+    assert_eq!(
+        api.metric("herald_client_write_timeouts_total", "").await,
+        1.0
+    );
+    drop(client);
+}

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use herald::RunningNode;
 use herald::config::{Config, Overrides, WebSocketEngine};
 use herald::testing::Api;
+use herald::testing::process::HeraldProcess;
 use herald_engine::auth::{HmacAlg, NewConnectToken, TokenSigner};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
@@ -898,40 +899,11 @@ impl Drop for FrontDoor {
 }
 
 /// A herald process (killable with SIGKILL) on the test configuration plus `extra_toml`.
-async fn herald_process(extra_toml: &str) -> (std::process::Child, std::net::SocketAddr) {
+async fn herald_process(extra_toml: &str) -> HeraldProcess {
     let config = write_config(extra_toml);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .env("HERALD_LOG", "warn")
-        .arg("--config")
-        .arg(&config)
-        .args(["--listen", &addr.to_string()])
-        .spawn()
-        .expect("spawn herald");
-    let ready = format!("http://{addr}/ready");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let url = ready.clone();
-        let up = tokio::task::spawn_blocking(move || {
-            ureq::get(&url).call().is_ok_and(|r| r.status() == 200)
-        })
-        .await
-        .unwrap_or(false);
-        if up {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "herald process never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let process = HeraldProcess::start(env!("CARGO_BIN_EXE_herald"), &config).await;
     let _ = std::fs::remove_file(&config);
-    (child, addr)
+    process
 }
 
 /// The deploy case: a client behind a front door on node A; node A is killed with SIGKILL
@@ -948,7 +920,8 @@ async fn js_recovers_through_a_front_door_after_its_node_is_killed() {
                 "[broker]\nkind = \"redis\"\nredis_urls = [\"{}\"]\nprefix = \"sdk-door\"\n{FEED}",
                 redis.url()
             );
-            let (mut node_a, addr_a) = herald_process(&extra).await;
+            let mut node_a = herald_process(&extra).await;
+            let addr_a = node_a.addr;
             let node_b = start_node_with(&extra);
             let door = FrontDoor::open(addr_a).await;
             let total: u64 = 60;
@@ -1001,8 +974,7 @@ async fn js_recovers_through_a_front_door_after_its_node_is_killed() {
                     Some("publication") => {
                         got.push(e["data"]["n"].as_u64().expect("n"));
                         if got.len() == 15 {
-                            node_a.kill().expect("SIGKILL node A");
-                            node_a.wait().expect("reap node A");
+                            node_a.kill();
                             door.point_to(node_b.addr);
                         }
                     }
