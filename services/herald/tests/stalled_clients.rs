@@ -47,8 +47,9 @@ max_queue_size = 4194304
 }
 
 /// What 100,000 publications of ~600 bytes to a channel with one stalled and one reading
-/// subscriber did: the node's RSS growth after the stalled one was cut off, in KiB.
-async fn flood(node: &HeraldProcess) -> i64 {
+/// subscriber did: the node's RSS growth after the stalled one was cut off, in KiB. The two
+/// clients are returned still open (the stalled one never read a thing).
+async fn flood(node: &HeraldProcess) -> (i64, WsClient, WsClient) {
     let ws_url = format!("ws://{}/connection/websocket", node.addr);
     let mut stalled = WsClient::connect(&ws_url).await;
     stalled.handshake(&token("stalled")).await;
@@ -65,6 +66,7 @@ async fn flood(node: &HeraldProcess) -> i64 {
             assert_eq!(data["n"], n, "the reading subscriber lost a publication");
             progress.store(n + 1, Ordering::Relaxed);
         }
+        reader
     });
     let api = Api::new(node.addr, TEST_API_KEY);
     let pad = "p".repeat(560);
@@ -87,10 +89,9 @@ async fn flood(node: &HeraldProcess) -> i64 {
             warm_kib = node.rss_kib();
         }
     }
-    reading.await.expect("reading subscriber");
+    let reader = reading.await.expect("reading subscriber");
     let end_kib = node.rss_kib();
-    drop(stalled);
-    end_kib as i64 - warm_kib as i64
+    (end_kib as i64 - warm_kib as i64, stalled, reader)
 }
 
 async fn clients(node: &HeraldProcess) -> u64 {
@@ -109,12 +110,12 @@ async fn a_client_that_stops_reading_is_gone_and_the_node_stays_flat() {
     let config = config_file("");
     let node = HeraldProcess::start(env!("CARGO_BIN_EXE_herald"), &config).await;
     let _ = std::fs::remove_file(&config);
-    let growth = flood(&node).await;
+    let (growth, _stalled, _reader) = flood(&node).await;
     assert!(
         growth < 16 * 1024,
         "RSS grew by {growth} KiB while a stalled client's channel carried 70,000 publications"
     );
-    // Only the reading subscriber is left (it has not disconnected yet).
+    // Only the reading subscriber is left, though neither client has gone.
     eventually("the stalled client is gone", || async {
         clients(&node).await == 1
     })
@@ -129,7 +130,7 @@ async fn a_client_cut_off_as_slow_pins_no_channel_memory_while_its_write_waits()
     let config = config_file("write_timeout = \"60s\"");
     let node = HeraldProcess::start(env!("CARGO_BIN_EXE_herald"), &config).await;
     let _ = std::fs::remove_file(&config);
-    let growth = flood(&node).await;
+    let (growth, _stalled, _reader) = flood(&node).await;
     assert!(
         growth < 16 * 1024,
         "RSS grew by {growth} KiB while a stalled client's channel carried 70,000 publications"
