@@ -71,10 +71,19 @@ impl LeanConnection {
 
     /// The next inbound event from the frames already read, if they hold one.
     fn buffered(&mut self) -> Option<Inbound> {
+        let inbound = self.next_buffered();
+        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
+            // Nothing pending: an idle connection holds no read buffer.
+            self.read_buf = BytesMut::new();
+        }
+        inbound
+    }
+
+    fn next_buffered(&mut self) -> Option<Inbound> {
         loop {
             let frame = match frame::parse(&mut self.read_buf, self.max_message_size) {
                 Ok(Some(frame)) => frame,
-                Ok(None) => break,
+                Ok(None) => return None,
                 Err(FrameError::TooBig(_)) => {
                     return Some(Inbound::Refused(super::message_too_big()));
                 }
@@ -87,11 +96,6 @@ impl LeanConnection {
                 return Some(inbound);
             }
         }
-        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
-            // Nothing pending: an idle connection holds no read buffer.
-            self.read_buf = BytesMut::new();
-        }
-        None
     }
 
     /// What one frame means, joining fragments; `None`: nothing for the driver yet.
@@ -222,5 +226,89 @@ impl FrameIo for LeanConnection {
         if self.socket.shutdown().await.is_ok() {
             self.linger().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::AsyncWriteExt as _;
+
+    use super::*;
+    use crate::testing::raw_ws::client_frame;
+    use crate::transport::socket::SocketConfig;
+    use crate::transport::websocket::lean::Connections;
+
+    async fn connection() -> (LeanConnection, tokio::net::TcpStream, Arc<Connections>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (client, accepted) = tokio::join!(
+            tokio::net::TcpStream::connect(listener.local_addr().unwrap()),
+            listener.accept()
+        );
+        let socket = Socket::new(
+            accepted.unwrap().0,
+            SocketConfig::new(Duration::from_secs(1)),
+        );
+        let open = Arc::<Connections>::default();
+        let connection =
+            LeanConnection::new(socket, BytesMut::new(), Format::Json, 1 << 20, open.enter());
+        (connection, client.unwrap(), open)
+    }
+
+    #[tokio::test]
+    async fn the_read_buffer_exists_only_while_a_frame_is_incomplete() {
+        let (mut connection, mut client, open) = connection().await;
+        assert_eq!(open.open(), 1);
+        assert_eq!(connection.read_buf.capacity(), 0, "idle: no buffer");
+
+        let payload = vec![b'x'; 40_000];
+        let frame = client_frame(true, 0x1, &payload);
+        client.write_all(&frame[..1000]).await.unwrap();
+        // Half a frame: nothing for the driver yet (and waiting for more is cancel-safe).
+        let waited = tokio::time::timeout(Duration::from_millis(200), connection.recv()).await;
+        assert!(waited.is_err(), "a message out of half a frame");
+        assert!(
+            connection.read_buf.capacity() >= frame.len(),
+            "room for the whole frame once its header is read"
+        );
+        client.write_all(&frame[1000..]).await.unwrap();
+        match connection.recv().await {
+            Inbound::Message(message) => assert_eq!(message.len(), payload.len()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            connection.read_buf.capacity(),
+            0,
+            "released after the frame"
+        );
+
+        // Small frames in one read come out one by one, and nothing is kept after them.
+        let mut two = client_frame(true, 0x1, b"one");
+        two.extend(client_frame(true, 0x1, b"two"));
+        client.write_all(&two).await.unwrap();
+        for expected in [&b"one"[..], b"two"] {
+            match connection.recv().await {
+                Inbound::Message(message) => assert_eq!(&message[..], expected),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(connection.read_buf.capacity(), 0);
+        drop(connection);
+        assert_eq!(open.open(), 0, "the connection counted out when dropped");
+    }
+
+    #[tokio::test]
+    async fn a_frame_is_written_as_its_header_and_the_drained_frame() {
+        let (mut connection, mut client, _open) = connection().await;
+        connection
+            .send(BytesMut::from(&b"{\"id\":1}"[..]))
+            .await
+            .unwrap();
+        let mut read = [0u8; 16];
+        let n = tokio::io::AsyncReadExt::read(&mut client, &mut read)
+            .await
+            .unwrap();
+        assert_eq!(&read[..n], b"\x81\x08{\"id\":1}");
     }
 }

@@ -159,7 +159,7 @@ pub struct Connections {
 pub struct Guard(Arc<Connections>);
 
 impl Connections {
-    fn enter(self: &Arc<Self>) -> Guard {
+    pub(super) fn enter(self: &Arc<Self>) -> Guard {
         self.open.fetch_add(1, Ordering::Relaxed);
         Guard(self.clone())
     }
