@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Herald benchmark of docs/benchmarks.md on this machine, one after the other, and
-# writes each scenario's JSON and charts into one folder.
+# writes each scenario's JSON and charts into one folder. The WebSocket scenarios run once per
+# WebSocket engine (server.websocket_engine: lean, actix-ws), named <scenario>-<engine>.
 #
 #   bash loadtest/run-benchmarks.sh [OUT_DIR]        (default: target/bench/<date>)
 #
@@ -54,14 +55,18 @@ run() { # run NAME ARGS...: one scenario, its table on stdout and in NAME.txt
   "$LT" "$@" --json "$OUT/$name.json" --charts "$OUT/$name-charts" 2>/dev/null | tee -a "$OUT/$name.txt"
 }
 
-for wd in 0s 20ms; do
-  for format in json protobuf; do
-    flag=(); [[ $format == protobuf ]] && flag=(--protobuf)
-    start_node 18000 HERALD_CLIENT__WRITE_DELAY=$wd
-    run "fanout-$format-wd$wd" fanout --url http://127.0.0.1:18000 "${COMMON[@]}" "${flag[@]}" \
-      "${SPREAD_FANOUT[@]}" --server-pid "$NODE_PID" --subscribers 2000 \
-      --rates 100,500,1000,2000 --step-secs 10
-    stop_nodes
+ENGINES=(${ENGINES:-lean actix-ws})
+
+for engine in "${ENGINES[@]}"; do
+  for wd in 0s 20ms; do
+    for format in json protobuf; do
+      flag=(); [[ $format == protobuf ]] && flag=(--protobuf)
+      start_node 18000 HERALD_CLIENT__WRITE_DELAY=$wd HERALD_SERVER__WEBSOCKET_ENGINE=$engine
+      run "fanout-$format-wd$wd-$engine" fanout --url http://127.0.0.1:18000 "${COMMON[@]}" "${flag[@]}" \
+        "${SPREAD_FANOUT[@]}" --server-pid "$NODE_PID" --subscribers 2000 \
+        --rates 100,500,1000,2000 --step-secs 10
+      stop_nodes
+    done
   done
 done
 
@@ -74,28 +79,35 @@ for transport in http_stream sse; do
   stop_nodes
 done
 
-for transport in websocket http_stream sse; do
-  name=idle; [[ $transport != websocket ]] && name=idle-$transport
+for engine in "${ENGINES[@]}"; do
+  start_node 18000 HERALD_SERVER__WEBSOCKET_ENGINE=$engine
+  run "idle-$engine" idle --url http://127.0.0.1:18000 "${COMMON[@]}" --server-pid "$NODE_PID" \
+    --connections 15000 --settle-secs 10
+  stop_nodes
+done
+for transport in http_stream sse; do
   start_node 18000
-  run "$name" idle --url http://127.0.0.1:18000 "${COMMON[@]}" --server-pid "$NODE_PID" \
+  run "idle-$transport" idle --url http://127.0.0.1:18000 "${COMMON[@]}" --server-pid "$NODE_PID" \
     --connections 15000 --settle-secs 10 --transport "$transport"
   stop_nodes
 done
 
-start_node 18000
-run connect-storm connect-storm --url http://127.0.0.1:18000 "${COMMON[@]}" \
-  "${SPREAD_STORM[@]}" --server-pid "$NODE_PID" --connections 15000
-stop_nodes
+for engine in "${ENGINES[@]}"; do
+  start_node 18000 HERALD_SERVER__WEBSOCKET_ENGINE=$engine
+  run "connect-storm-$engine" connect-storm --url http://127.0.0.1:18000 "${COMMON[@]}" \
+    "${SPREAD_STORM[@]}" --server-pid "$NODE_PID" --connections 15000
+  stop_nodes
 
-start_node 18000
-run publish publish --url http://127.0.0.1:18000 "${COMMON[@]}" --server-pid "$NODE_PID" \
-  --batch 1,10,100 --connections 32 --subscribers 10 --step-secs 10
-stop_nodes
+  start_node 18000 HERALD_SERVER__WEBSOCKET_ENGINE=$engine
+  run "publish-$engine" publish --url http://127.0.0.1:18000 "${COMMON[@]}" --server-pid "$NODE_PID" \
+    --batch 1,10,100 --connections 32 --subscribers 10 --step-secs 10
+  stop_nodes
 
-start_node 18000
-run channels channels --url http://127.0.0.1:18000 "${COMMON[@]}" --server-pid "$NODE_PID" \
-  --clients 5000 --rates 1000,5000,10000,20000 --step-secs 10
-stop_nodes
+  start_node 18000 HERALD_SERVER__WEBSOCKET_ENGINE=$engine
+  run "channels-$engine" channels --url http://127.0.0.1:18000 "${COMMON[@]}" --server-pid "$NODE_PID" \
+    --clients 5000 --rates 1000,5000,10000,20000 --step-secs 10
+  stop_nodes
+done
 
 # Two nodes sharing a Redis of our own.
 REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -107,16 +119,18 @@ sleep 0.5
 # generator do not preempt each other's threads.
 REDIS_ENV=(HERALD_BROKER__KIND=redis HERALD_BROKER__REDIS_URLS=redis://127.0.0.1:$REDIS_PORT HERALD_SERVER__WORKERS=1)
 # 100k deliveries/s in two shapes: 200 subscribers x 500 pub/s, and 1,000 x 100 pub/s.
-for subs in 200 1000; do
-  start_node 18001 "${REDIS_ENV[@]}"
-  A=$NODE_PID
-  start_node 18002 "${REDIS_ENV[@]}"
-  B=$NODE_PID
-  rates=100,250,500; [[ $subs == 1000 ]] && rates=10,50,100
-  run "crossnode-$subs" crossnode --url http://127.0.0.1:18001 --url http://127.0.0.1:18002 "${COMMON[@]}" \
-    --server-pid "$A" --server-pid "$B" --server-pid "$REDIS_PID" \
-    --subscribers "$subs" --rates "$rates" --step-secs 10
-  stop_nodes
+for engine in "${ENGINES[@]}"; do
+  for subs in 200 1000; do
+    start_node 18001 "${REDIS_ENV[@]}" HERALD_SERVER__WEBSOCKET_ENGINE=$engine
+    A=$NODE_PID
+    start_node 18002 "${REDIS_ENV[@]}" HERALD_SERVER__WEBSOCKET_ENGINE=$engine
+    B=$NODE_PID
+    rates=100,250,500; [[ $subs == 1000 ]] && rates=10,50,100
+    run "crossnode-$subs-$engine" crossnode --url http://127.0.0.1:18001 --url http://127.0.0.1:18002 "${COMMON[@]}" \
+      --server-pid "$A" --server-pid "$B" --server-pid "$REDIS_PID" \
+      --subscribers "$subs" --rates "$rates" --step-secs 10
+    stop_nodes
+  done
 done
 
 echo "results in $OUT"

@@ -46,9 +46,7 @@ pub trait FrameIo {
     fn close(self, disconnect: Option<Disconnect>) -> impl Future<Output = ()>;
 }
 
-/// Runs `session` over `io` until either ends. `first` is what the session's first frame
-/// returned when the transport handled it before starting the driver (the fallbacks' connect
-/// command), `Flow::Continue` otherwise.
+/// Runs `session` over `io` until either ends.
 ///
 /// This future lives as long as the connection, so everything it holds is paid by every idle
 /// connection: command handling and draining run in boxed futures that exist only while they
@@ -59,12 +57,9 @@ pub trait FrameIo {
     clippy::manual_async_fn,
     reason = "an async fn would keep its arguments twice"
 )]
-pub fn run<Io: FrameIo>(mut session: Session, mut io: Io, first: Flow) -> impl Future<Output = ()> {
+pub fn run<Io: FrameIo>(mut session: Session, mut io: Io) -> impl Future<Output = ()> {
     async move {
-        let close = match first {
-            Flow::Close(d) => Some(d),
-            Flow::Continue => serve(&mut session, &mut io).await,
-        };
+        let close = serve(&mut session, &mut io).await;
         // Replies queued before a close still go out (a slow client's backlog does not, and
         // nothing goes to a socket that failed).
         if close
@@ -77,9 +72,11 @@ pub fn run<Io: FrameIo>(mut session: Session, mut io: Io, first: Flow) -> impl F
                 let _ = io.send(frame).await;
             }
         }
-        // Leave the hub before the network goodbye, as centrifuge does.
+        // Leave the hub before the network goodbye, as centrifuge does. Boxed: the goodbye may
+        // linger (the lean engine waits for the client's side of the close), and inline its
+        // state would widen every connection's for the one moment it runs.
         session.close(close.as_ref());
-        io.close(close).await;
+        Box::pin(io.close(close)).await;
     }
 }
 
@@ -94,9 +91,8 @@ async fn serve<Io: FrameIo>(session: &mut Session, io: &mut Io) -> Option<Discon
     let timer = tokio::time::sleep_until(deadline.into());
     tokio::pin!(timer);
     loop {
-        let next = session.deadline();
-        if next != deadline {
-            deadline = next;
+        if session.deadline() != deadline {
+            deadline = session.deadline();
             timer.as_mut().reset(deadline.into());
         }
         tokio::select! {

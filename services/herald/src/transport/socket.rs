@@ -64,6 +64,11 @@ impl Socket {
         self.stream.readable().await
     }
 
+    /// Whether a read may find data; registers `cx` for when one may otherwise.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream.poll_read_ready(cx)
+    }
+
     /// Reads what is available into `buf` without waiting (`WouldBlock` if nothing is).
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.stream.try_read(buf)

@@ -62,6 +62,9 @@ type Slot = Rc<Cell<Option<Bytes>>>;
 
 /// The transport side the driver writes to: a chunk at a time, taken by the body.
 struct StreamIo {
+    /// How the connect command, handled before the stream started, ended the session, if it
+    /// did: the first thing the driver hears, after the replies queued before it.
+    refused: Option<Disconnect>,
     inbox: Inbox,
     framing: Framing,
     format: Format,
@@ -88,6 +91,9 @@ impl StreamIo {
 
 impl FrameIo for StreamIo {
     async fn recv(&mut self) -> Inbound {
+        if let Some(d) = self.refused.take() {
+            return Inbound::Refused(d);
+        }
         match self.inbox.recv().await {
             Some(commands) => Inbound::Message(commands),
             None => Inbound::Closed,
@@ -124,6 +130,10 @@ pub fn body(
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + 'static {
     let out = Slot::default();
     let io = StreamIo {
+        refused: match connected {
+            Flow::Close(d) => Some(d),
+            Flow::Continue => None,
+        },
         inbox,
         framing,
         format: session.format(),
@@ -132,7 +142,7 @@ pub fn body(
     DriverBody {
         // SSE's opening line, so a client sees the stream open before its first event.
         preface: (framing == Framing::Sse).then(|| Bytes::from_static(b"\r\n")),
-        driver: Some(Box::pin(driver::run(session, io, connected))),
+        driver: Some(Box::pin(driver::run(session, io))),
         out,
     }
 }

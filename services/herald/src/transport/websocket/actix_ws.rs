@@ -9,7 +9,7 @@ use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::FutureExt as _;
-use herald_engine::{Flow, Node};
+use herald_engine::Node;
 use herald_protocol::Format;
 use herald_protocol::codes::{Disconnect, disconnect};
 
@@ -49,7 +49,7 @@ pub async fn handler(
         .max_continuation_size(config.max_message_size);
     let session = node.session(format);
     let io = ActixWsIo { ws, stream, format };
-    actix_web::rt::spawn(driver::run(session, io, Flow::Continue));
+    actix_web::rt::spawn(driver::run(session, io));
     Ok(response)
 }
 

@@ -9,7 +9,9 @@
 //! - Control frames: pings are answered, pongs ignored, a close is answered with a close.
 //!   Fragmented messages are joined up to `client.max_message_size` (1009 past it).
 
+use std::future::Future;
 use std::io::{self, IoSlice};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -132,11 +134,13 @@ impl LeanConnection {
         }
     }
 
-    /// Waits for bytes and adds them to the read buffer; an error or the end of the stream
-    /// ends the connection.
-    async fn fill(&mut self) -> io::Result<()> {
+    /// Reads what the socket has into the read buffer: `Ready(Ok(()))` once some bytes were
+    /// added, `Ready(Err)` at the end of the stream or on an error. Waits for readiness
+    /// without a future of its own, so a waiting connection keeps only its readiness
+    /// registration.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            self.socket.readable().await?;
+            ready!(self.socket.poll_read_ready(cx))?;
             let read = if self.read_buf.capacity() > self.read_buf.len() {
                 // A frame is pending and its buffer has room for it.
                 self.socket.try_read_buf(&mut self.read_buf)
@@ -147,10 +151,11 @@ impl LeanConnection {
                 })
             };
             match read {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(_) => return Ok(()),
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+                Ok(_) => return Poll::Ready(Ok(())),
+                // The readiness was cleared: the next turn registers for the next bytes.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
@@ -194,15 +199,17 @@ impl LeanConnection {
 }
 
 impl FrameIo for LeanConnection {
-    async fn recv(&mut self) -> Inbound {
-        loop {
-            if let Some(inbound) = self.buffered() {
-                return inbound;
+    fn recv(&mut self) -> impl Future<Output = Inbound> {
+        std::future::poll_fn(|cx| {
+            loop {
+                if let Some(inbound) = self.buffered() {
+                    return Poll::Ready(inbound);
+                }
+                if ready!(self.poll_fill(cx)).is_err() {
+                    return Poll::Ready(Inbound::Closed);
+                }
             }
-            if self.fill().await.is_err() {
-                return Inbound::Closed;
-            }
-        }
+        })
     }
 
     async fn send(&mut self, frame: BytesMut) -> Result<(), Disconnect> {

@@ -18,7 +18,7 @@ use actix_http::header::{self, HeaderValue};
 use actix_http::{ConnectionType, Request, Response, StatusCode, h1, ws};
 use bytes::Bytes;
 use futures_util::SinkExt as _;
-use herald_engine::{Flow, Node};
+use herald_engine::Node;
 use tokio::sync::Notify;
 
 use super::connection::LeanConnection;
@@ -97,7 +97,7 @@ pub async fn upgrade(
         engine.connections.enter(),
     );
     let session = engine.node.session(format);
-    actix_rt::spawn(driver::run(session, connection, Flow::Continue));
+    actix_rt::spawn(driver::run(session, connection));
     Ok(())
 }
 
