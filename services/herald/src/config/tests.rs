@@ -431,6 +431,57 @@ fn bad_workers() {
 }
 
 #[test]
+fn the_websocket_engine_is_lean_unless_asked_otherwise() {
+    assert_eq!(
+        load_toml("").expect("valid").server.websocket_engine,
+        WebSocketEngine::Lean
+    );
+    let cfg = load_toml("[server]\nwebsocket_engine = \"actix-ws\"\n").expect("valid");
+    assert_eq!(cfg.server.websocket_engine, WebSocketEngine::ActixWs);
+    let cfg = load_str(
+        "toml",
+        "[server]\nwebsocket_engine = \"actix-ws\"\n",
+        &[("HERALD_SERVER__WEBSOCKET_ENGINE", "lean")],
+    )
+    .expect("valid");
+    assert_eq!(cfg.server.websocket_engine, WebSocketEngine::Lean);
+    assert_one_problem(
+        load_toml("[server]\nwebsocket_engine = \"tungstenite\"\n"),
+        "server.websocket_engine",
+        "expected one of: lean, actix-ws",
+    );
+    assert!(
+        load_toml("")
+            .expect("valid")
+            .summary()
+            .contains("websocket_engine: lean")
+    );
+}
+
+#[test]
+fn write_timeout_defaults_to_a_second_and_must_be_within_a_minute() {
+    let cfg = load_toml("").expect("valid");
+    assert_eq!(cfg.client.write_timeout, Duration::from_secs(1));
+    let cfg = load_str("toml", "", &[("HERALD_CLIENT__WRITE_TIMEOUT", "250ms")]).expect("valid");
+    assert_eq!(cfg.client.write_timeout, Duration::from_millis(250));
+    assert_one_problem(
+        load_toml("[client]\nwrite_timeout = \"0s\"\n"),
+        "client.write_timeout",
+        "out of range",
+    );
+    assert_one_problem(
+        load_toml("[client]\nwrite_timeout = \"2m\"\n"),
+        "client.write_timeout",
+        "at most 60s",
+    );
+    assert_one_problem(
+        load_toml("[client]\nwrite_timeout = \"soon\"\n"),
+        "client.write_timeout",
+        "",
+    );
+}
+
+#[test]
 fn fallback_transports_are_on_unless_switched_off() {
     let cfg = load_toml("").expect("valid");
     assert!(cfg.server.http_stream && cfg.server.sse);

@@ -74,8 +74,9 @@ impl LeanConnection {
     /// The next inbound event from the frames already read, if they hold one.
     fn buffered(&mut self) -> Option<Inbound> {
         let inbound = self.next_buffered();
-        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
-            // Nothing pending: an idle connection holds no read buffer.
+        if self.read_buf.is_empty() {
+            // Nothing pending: an idle connection holds no read buffer. Also when its capacity
+            // is 0: an emptied buffer still shares the allocation of the messages split off it.
             self.read_buf = BytesMut::new();
         }
         inbound
@@ -294,15 +295,37 @@ mod tests {
         let mut two = client_frame(true, 0x1, b"one");
         two.extend(client_frame(true, 0x1, b"two"));
         client.write_all(&two).await.unwrap();
+        let mut messages = Vec::new();
         for expected in [&b"one"[..], b"two"] {
-            match connection.recv().await {
-                Inbound::Message(message) => assert_eq!(&message[..], expected),
-                other => panic!("{other:?}"),
-            }
+            let Inbound::Message(message) = connection.recv().await else {
+                panic!("not a message");
+            };
+            assert_eq!(&message[..], expected);
+            messages.push(message);
         }
+        drop(messages.remove(0));
+        assert!(
+            messages[0].is_unique(),
+            "once read, the buffer's share is gone"
+        );
         assert_eq!(connection.read_buf.capacity(), 0);
         drop(connection);
         assert_eq!(open.open(), 0, "the connection counted out when dropped");
+    }
+
+    /// A buffer emptied by its last frame has no capacity left but still shares that frame's
+    /// allocation: it must go too, or every idle connection keeps its last read.
+    #[tokio::test]
+    async fn a_message_read_to_the_end_of_the_buffer_keeps_nothing_of_it_alive() {
+        let (mut connection, _client, _open) = connection().await;
+        connection.read_buf = BytesMut::from(&client_frame(true, 0x1, b"{}")[..]);
+        let Some(Inbound::Message(message)) = connection.buffered() else {
+            panic!("a whole frame was buffered");
+        };
+        assert!(
+            message.is_unique(),
+            "the read buffer still shares the message"
+        );
     }
 
     #[tokio::test]
