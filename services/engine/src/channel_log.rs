@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use herald_protocol::Format;
 
-use crate::hub::ChannelId;
+/// Identifies a channel's entry inside the hub while it has subscribers. 32 bits keep queued
+/// publications small; ids wrap after 2^32 channel entries, and only entries that exist at the
+/// same time need different ids.
+pub type ChannelId = u32;
 
 /// Slots of a channel's first chunk; each next chunk doubles up to [`MAX_SLOTS`], so a quiet
 /// channel keeps a small chunk and a busy one few chunk changes.

@@ -18,7 +18,9 @@ pub enum Control {
     Unsubscribe { channel: String },
     /// Queued by the session itself right behind a positioned subscribe reply: from here on
     /// the channel's live publications (held back until now) follow the reply.
-    CaughtUp { channel_id: crate::hub::ChannelId },
+    CaughtUp {
+        channel_id: crate::channel_log::ChannelId,
+    },
     /// Publications of the channel may have been lost on their way to this node (its broker
     /// connection was re-established): compare the client's position with the stream's.
     CheckPosition { channel: String },

@@ -29,10 +29,7 @@ const SLOW_CHECK_BYTES: u64 = 16 * 1024;
 /// Identifies a connection inside this node (cheaper to hash than the client id string).
 pub type ConnId = u64;
 
-/// Identifies a channel's entry inside this hub while it has subscribers. 32 bits keep queued
-/// publications small; ids wrap after 2^32 channel entries, and only entries that exist at the
-/// same time need different ids.
-pub type ChannelId = u32;
+pub use crate::channel_log::ChannelId;
 
 #[derive(Clone, Debug)]
 pub struct Subscriber {

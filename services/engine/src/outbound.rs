@@ -17,9 +17,9 @@ use bytes::Bytes;
 use herald_protocol::codes::{self, Disconnect};
 use tokio::sync::Notify;
 
+use crate::channel_log::ChannelId;
 use crate::channel_log::LogReader;
 use crate::control::Control;
-use crate::hub::ChannelId;
 
 /// What a connection's task takes out of its queue.
 #[derive(Debug)]

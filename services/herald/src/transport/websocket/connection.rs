@@ -20,7 +20,7 @@ use herald_protocol::codes::{Disconnect, disconnect};
 use tokio::io::AsyncWriteExt as _;
 
 use super::frame::{self, Frame, FrameError, OpCode};
-use super::lean::Guard;
+use super::open_connections::Guard;
 use crate::transport::driver::{FrameIo, Inbound};
 use crate::transport::socket::Socket;
 
@@ -246,9 +246,9 @@ mod tests {
     use super::*;
     use crate::testing::raw_ws::client_frame;
     use crate::transport::socket::SocketConfig;
-    use crate::transport::websocket::lean::Connections;
+    use crate::transport::websocket::open_connections::OpenConnections;
 
-    async fn connection() -> (LeanConnection, tokio::net::TcpStream, Arc<Connections>) {
+    async fn connection() -> (LeanConnection, tokio::net::TcpStream, Arc<OpenConnections>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (client, accepted) = tokio::join!(
             tokio::net::TcpStream::connect(listener.local_addr().unwrap()),
@@ -258,7 +258,7 @@ mod tests {
             accepted.unwrap().0,
             SocketConfig::new(Duration::from_secs(1)),
         );
-        let open = Arc::<Connections>::default();
+        let open = Arc::<OpenConnections>::default();
         let connection =
             LeanConnection::new(socket, BytesMut::new(), Format::Json, 1 << 20, open.enter());
         (connection, client.unwrap(), open)

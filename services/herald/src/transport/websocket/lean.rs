@@ -7,10 +7,9 @@
 //! buffers and its task are gone by then.
 //!
 //! Because these tasks are not actix-server's connections, the node counts them
-//! ([`Connections`]) and waits for them when it shuts down.
+//! ([`OpenConnections`]) and waits for them when it shuts down.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix_codec::Framed;
 use actix_http::body::BodySize;
@@ -19,9 +18,9 @@ use actix_http::{ConnectionType, Request, Response, StatusCode, h1, ws};
 use bytes::Bytes;
 use futures_util::SinkExt as _;
 use herald_engine::Node;
-use tokio::sync::Notify;
 
 use super::connection::LeanConnection;
+use super::open_connections::OpenConnections;
 use super::{PATH, choose_subprotocol, format_for};
 use crate::transport::TransportConfig;
 use crate::transport::driver;
@@ -31,7 +30,7 @@ use crate::transport::socket::Socket;
 pub struct LeanEngine {
     pub node: Node,
     pub config: TransportConfig,
-    pub connections: Arc<Connections>,
+    pub connections: Arc<OpenConnections>,
 }
 
 /// Takes over one upgrade request and its connection. Errors are answered on the connection
@@ -146,46 +145,4 @@ async fn refuse(
         tracing::debug!(error = %e, "refusal of a websocket upgrade not written");
     }
     Ok(())
-}
-
-/// The lean connections alive on this node.
-#[derive(Debug, Default)]
-pub struct Connections {
-    open: AtomicUsize,
-    none_open: Notify,
-}
-
-/// One connection's place in [`Connections`], given back when dropped.
-pub struct Guard(Arc<Connections>);
-
-impl Connections {
-    pub(super) fn enter(self: &Arc<Self>) -> Guard {
-        self.open.fetch_add(1, Ordering::Relaxed);
-        Guard(self.clone())
-    }
-
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Acquire)
-    }
-
-    /// Resolves once no lean connection is open.
-    pub async fn all_closed(&self) {
-        loop {
-            let notified = self.none_open.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.open() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.none_open.notify_waiters();
-        }
-    }
 }

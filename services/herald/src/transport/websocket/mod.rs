@@ -3,7 +3,8 @@
 //!
 //! - `lean` (the default): the upgrade hook of actix-http hands the socket over after the
 //!   HTTP/1 handshake, and the connection is one task reading and writing frames itself
-//!   (`lean`, `connection`, `frame`): no HTTP/1 buffers kept, no channel, no second task;
+//!   (`lean`, `connection`, `frame`, `open_connections`): no HTTP/1 buffers kept, no channel,
+//!   no second task;
 //! - `actix-ws`: an actix-web route with actix-ws (`actix_ws`).
 //!
 //! JSON goes in text frames, Protobuf in binary frames.
@@ -12,6 +13,7 @@ pub mod actix_ws;
 mod connection;
 pub mod frame;
 pub mod lean;
+mod open_connections;
 
 use herald_protocol::Format;
 use herald_protocol::codes::Disconnect;
