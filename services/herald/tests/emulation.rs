@@ -51,6 +51,20 @@ async fn publish(node: &RunningNode, channel: &str, data: serde_json::Value) {
         .await;
 }
 
+/// An HTTP-streaming client (JSON) connected to `node` and subscribed to `channel` through
+/// `/emulation`, its subscribe reply read.
+async fn streaming_subscriber(node: &RunningNode, channel: &str) -> StreamClient {
+    let mut client =
+        StreamClient::http_stream(node.addr, Format::Json, &[connect(&token("alice"))]).await;
+    let (session, node_uid) = addressed(&client.next().await.expect("connect reply"));
+    let commands = [subscribe(2, channel)];
+    let status = stream::emulate(node.addr, Format::Json, &node_uid, &session, &commands).await;
+    assert_eq!(status, 204);
+    let reply = client.next_non_ping().await.expect("subscribe reply");
+    assert!(reply.id == 2 && reply.subscribe.is_some(), "{reply:?}");
+    client
+}
+
 /// Connect on the stream, subscribe through `/emulation`, receive a publication.
 async fn round_trip(node: &RunningNode, mut client: StreamClient, format: Format) {
     assert_eq!(client.status, 200);
@@ -395,20 +409,7 @@ async fn a_stream_writes_at_most_once_per_write_delay() {
     let mut config = Config::for_test();
     config.client.write_delay = Duration::from_secs(1);
     let node = RunningNode::start(config).expect("start node");
-    let mut client =
-        StreamClient::http_stream(node.addr, Format::Json, &[connect(&token("alice"))]).await;
-    let (session, node_uid) = addressed(&client.next().await.expect("connect reply"));
-    let status = stream::emulate(
-        node.addr,
-        Format::Json,
-        &node_uid,
-        &session,
-        &[subscribe(2, "chat:room")],
-    )
-    .await;
-    assert_eq!(status, 204);
-    let reply = client.next_non_ping().await.expect("subscribe reply");
-    assert_eq!(reply.id, 2);
+    let mut client = streaming_subscriber(&node, "chat:room").await;
     // The subscribe reply was a write: these ten arrive within the delay after it.
     for n in 0..10 {
         publish(&node, "chat:room", json!({"n": n})).await;
@@ -427,37 +428,10 @@ async fn a_stream_whose_client_stopped_reading_is_dropped_after_the_write_timeou
     config.client.write_timeout = Duration::from_millis(300);
     config.client.max_queue_bytes = 512 * 1024 * 1024;
     let node = RunningNode::start(config).expect("start node");
-    let mut client =
-        StreamClient::http_stream(node.addr, Format::Json, &[connect(&token("alice"))]).await;
-    let (session, node_uid) = addressed(&client.next().await.expect("connect reply"));
-    let status = stream::emulate(
-        node.addr,
-        Format::Json,
-        &node_uid,
-        &session,
-        &[subscribe(2, "chat:firehose")],
-    )
-    .await;
-    assert_eq!(status, 204);
-    assert!(
-        client
-            .next_non_ping()
-            .await
-            .expect("subscribe reply")
-            .subscribe
-            .is_some()
-    );
+    let client = streaming_subscriber(&node, "chat:firehose").await;
     // The client reads no more. More than loopback's socket buffers hold, on both sides.
     let api = Api::new(node.addr, TEST_API_KEY);
-    let payload = "y".repeat(4000);
-    for batch in 0..60 {
-        let commands: Vec<_> = (0..100)
-            .map(|i| {
-                json!({"publish":{"channel":"chat:firehose","data":{"n":batch*100+i,"pad":payload}}})
-            })
-            .collect();
-        api.call("batch", json!({ "commands": commands })).await;
-    }
+    api.flood("chat:firehose", 6000, 4000).await;
     eventually("the stalled stream and its session are gone", || {
         std::future::ready(node.node.emulated_sessions() == 0 && node.node.info().num_clients == 0)
     })

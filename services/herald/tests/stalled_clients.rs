@@ -17,7 +17,14 @@ const PER_BATCH: u64 = 500;
 /// absorb and past its queue bound, so it has been cut off by then.
 const WARM: u64 = 30_000;
 
-/// The node's configuration: the engine under test, and `client` settings.
+/// A node in a process of its own: the engine under test, and `client` settings.
+async fn start_node(client: &str) -> HeraldProcess {
+    let config = config_file(client);
+    let node = HeraldProcess::start(env!("CARGO_BIN_EXE_herald"), &config).await;
+    let _ = std::fs::remove_file(&config);
+    node
+}
+
 fn config_file(client: &str) -> std::path::PathBuf {
     let engine = WebSocketEngine::under_test().name();
     let secret = std::str::from_utf8(TEST_SECRET).expect("utf-8 secret");
@@ -107,9 +114,7 @@ async fn clients(node: &HeraldProcess) -> u64 {
 /// where it was while the channel carries 70,000 more publications (about 40 MB).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_gone_and_the_node_stays_flat() {
-    let config = config_file("");
-    let node = HeraldProcess::start(env!("CARGO_BIN_EXE_herald"), &config).await;
-    let _ = std::fs::remove_file(&config);
+    let node = start_node("").await;
     let (growth, _stalled, _reader) = flood(&node).await;
     assert!(
         growth < 16 * 1024,
@@ -127,9 +132,7 @@ async fn a_client_that_stops_reading_is_gone_and_the_node_stays_flat() {
 /// once: the log does not keep what it has not read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_cut_off_as_slow_pins_no_channel_memory_while_its_write_waits() {
-    let config = config_file("write_timeout = \"60s\"");
-    let node = HeraldProcess::start(env!("CARGO_BIN_EXE_herald"), &config).await;
-    let _ = std::fs::remove_file(&config);
+    let node = start_node("write_timeout = \"60s\"").await;
     let (growth, _stalled, _reader) = flood(&node).await;
     assert!(
         growth < 16 * 1024,

@@ -463,26 +463,17 @@ async fn slow_consumer_is_cut_off_with_3008_while_a_fast_one_keeps_receiving() {
 
     // The slow client stops reading; the fast one reads everything concurrently. Enough data
     // to fill the kernel's socket buffers and then the queue.
-    const BATCHES: usize = 60;
-    const PER_BATCH: usize = 100;
-    let payload = "y".repeat(4000);
+    const PUBLICATIONS: usize = 6000;
     let api = Api::new(node.addr, TEST_API_KEY);
     let reader = tokio::spawn(async move {
-        for n in 0..BATCHES * PER_BATCH {
+        for n in 0..PUBLICATIONS {
             let (_, publication) = fast.publication().await;
             let data: serde_json::Value = serde_json::from_slice(&publication.data).unwrap();
             assert_eq!(data["n"], n, "fast client lost or reordered a publication");
         }
         fast
     });
-    for batch in 0..BATCHES {
-        let commands: Vec<_> = (0..PER_BATCH)
-            .map(|i| {
-                json!({"publish":{"channel":"chat:firehose","data":{"n":batch*PER_BATCH+i,"pad":payload}}})
-            })
-            .collect();
-        api.call("batch", json!({ "commands": commands })).await;
-    }
+    api.flood("chat:firehose", PUBLICATIONS, 4000).await;
     let mut fast = reader.await.expect("fast reader");
     assert_eq!(slow.closed_within(Duration::from_secs(30)).await.code, 3008);
     fast.send_json(&[json!({"id":9,"ping":{}})]).await;
@@ -502,19 +493,11 @@ async fn a_reader_that_pauses_past_full_buffers_gets_everything_once_in_order() 
     let node = start(config);
     let mut paused = connected(&node, "paused").await;
     paused.subscribe(2, "chat:firehose").await;
-    const BATCHES: usize = 60;
-    const PER_BATCH: usize = 100;
-    let payload = "y".repeat(4000);
-    let api = Api::new(node.addr, TEST_API_KEY);
-    for batch in 0..BATCHES {
-        let commands: Vec<_> = (0..PER_BATCH)
-            .map(|i| {
-                json!({"publish":{"channel":"chat:firehose","data":{"n":batch*PER_BATCH+i,"pad":payload}}})
-            })
-            .collect();
-        api.call("batch", json!({ "commands": commands })).await;
-    }
-    for n in 0..BATCHES * PER_BATCH {
+    const PUBLICATIONS: usize = 6000;
+    Api::new(node.addr, TEST_API_KEY)
+        .flood("chat:firehose", PUBLICATIONS, 4000)
+        .await;
+    for n in 0..PUBLICATIONS {
         let (_, publication) = paused.publication().await;
         let data: serde_json::Value = serde_json::from_slice(&publication.data).unwrap();
         assert_eq!(
@@ -764,15 +747,7 @@ mod frames {
         let mut stalled = connected(&node, "stalled").await;
         stalled.subscribe(2, "chat:firehose").await;
         // More than loopback's socket buffers hold, on both sides.
-        let payload = "y".repeat(4000);
-        for batch in 0..60 {
-            let commands: Vec<_> = (0..100)
-                .map(|i| {
-                    json!({"publish":{"channel":"chat:firehose","data":{"n":batch*100+i,"pad":payload}}})
-                })
-                .collect();
-            api.call("batch", json!({ "commands": commands })).await;
-        }
+        api.flood("chat:firehose", 6000, 4000).await;
         eventually("the stalled client is gone", || {
             std::future::ready(node.node.info().num_clients == 0)
         })

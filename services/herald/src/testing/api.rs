@@ -34,6 +34,21 @@ impl Api {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("api {method}: {e}: {body}"))
     }
 
+    /// Publishes `{"n": 0..count, "pad": <pad bytes>}` to `channel` in API batches of 100, in
+    /// order: a flood that fills a client's socket buffers and queue.
+    pub async fn flood(&self, channel: &str, count: usize, pad: usize) {
+        let pad = "y".repeat(pad);
+        for first in (0..count).step_by(100) {
+            let commands: Vec<_> = (first..count.min(first + 100))
+                .map(
+                    |n| serde_json::json!({"publish":{"channel":channel,"data":{"n":n,"pad":pad}}}),
+                )
+                .collect();
+            self.call("batch", serde_json::json!({ "commands": commands }))
+                .await;
+        }
+    }
+
     /// The value of a metric from `/metrics` (see [`super::metric`]); 0 when absent (a counter
     /// nothing has counted yet).
     pub async fn metric(&self, name: &str, labels: &str) -> f64 {
