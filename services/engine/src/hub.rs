@@ -225,8 +225,8 @@ impl Hub {
             }
             if check_slow && lags_beyond(appended, listener.cursor.consumed(), sub.outbound.limit())
             {
-                // A slow client is not flushed, it is cut off, and its cursor no longer keeps
-                // the log's chunks alive once its session ends.
+                // A slow client is not flushed, it is cut off, and the cut drops its log
+                // readers: what it has not read stops keeping the log's chunks alive at once.
                 sub.outbound.close(herald_protocol::codes::disconnect::SLOW);
                 continue;
             }

@@ -386,6 +386,36 @@ mod tests {
         assert_eq!(q.queued_bytes(), 0);
     }
 
+    #[test]
+    fn a_cut_as_slow_drops_the_log_readers_at_once_other_closes_keep_them() {
+        let log = crate::channel_log::ChannelLog::new();
+        let cut = Outbound::new(1024);
+        cut.add_reader(log.reader(1));
+        let taken = cut.take_readers();
+        assert_eq!(taken.len(), 1);
+        // Cut off while a drain holds its readers: they are not put back.
+        cut.close(codes::disconnect::SLOW);
+        cut.return_readers(taken);
+        assert!(cut.take_readers().is_empty());
+        // Nor does a cut-off connection take new ones.
+        cut.add_reader(log.reader(1));
+        assert!(cut.take_readers().is_empty());
+
+        let overflowed = Outbound::new(10);
+        overflowed.add_reader(log.reader(2));
+        assert!(!overflowed.push(Bytes::from_static(b"more than ten bytes")));
+        assert!(
+            overflowed.take_readers().is_empty(),
+            "a full queue cuts too"
+        );
+
+        // Other closes keep them: what was published before the close still goes out.
+        let closing = Outbound::new(1024);
+        closing.add_reader(log.reader(3));
+        closing.close(codes::disconnect::FORCE_DISCONNECT);
+        assert_eq!(closing.take_readers().len(), 1);
+    }
+
     #[tokio::test]
     async fn ready_wakes_on_a_push_from_another_task() {
         let q = Outbound::new(100);
