@@ -13,8 +13,9 @@
 //! [server]
 //! # Address to listen on (host:port). Use 0.0.0.0:8000 in a container.
 //! listen = "127.0.0.1:8000"
-//! # Browser Origin values allowed to connect ("*" = any). Requests without an Origin header
-//! # (servers, mobile apps, CLI tools) always pass. Empty: no browser origin is admitted.
+//! # Browser Origin values allowed to connect ("*" = any; "https://*.example.com" = its
+//! # subdomains; a `*` anywhere else is an error). Requests without an Origin header (servers,
+//! # mobile apps, CLI tools) always pass. Empty: no browser origin is admitted.
 //! allowed_origins = []
 //! # Node name in logs and stats. Default: the host name, or "herald".
 //! # name = "node-1"
@@ -1533,6 +1534,19 @@ fn check_origin(origin: &str) -> Result<String, &'static str> {
     }
     if rest.contains(['/', '?', '#']) {
         return Err("must not have a path");
+    }
+    // A wildcard stands for subdomains only: the whole leading label of the host, `*.`.
+    // Anywhere else (`*example.com`, `a.example.com*`, `a.*.example.com`) it would admit sites
+    // that merely end or start with the same letters.
+    let wildcard_host = rest.strip_prefix("*.");
+    let host = wildcard_host.unwrap_or(rest);
+    if host.contains('*') {
+        return Err(
+            "has a `*` that is not the whole leading label of the host (`https://*.example.com`)",
+        );
+    }
+    if wildcard_host.is_some_and(|h| h.is_empty() || h.starts_with([':', '.'])) {
+        return Err("has a `*.` without a domain after it");
     }
     Ok(format!("{scheme}://{rest}").to_ascii_lowercase())
 }

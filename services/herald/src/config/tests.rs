@@ -1229,6 +1229,37 @@ fn only_one_of_api_key_and_token_key() {
 }
 
 #[test]
+fn a_wildcard_origin_stands_for_a_whole_leading_label_only() {
+    for good in [
+        "*",
+        "https://*.example.com",
+        "https://*.example.com:8443",
+        "http://*.localhost",
+    ] {
+        let toml = format!("[server]\nallowed_origins = [\"{good}\"]\n");
+        assert!(load_toml(&toml).is_ok(), "{good}");
+    }
+    for bad in [
+        "https://*example.com",
+        "https://a.example.com*",
+        "https://a.*.example.com",
+        "https://*.*.example.com",
+        "https://*",
+        "https://*.",
+        "https://*.:443",
+        "*.example.com",
+        "**",
+    ] {
+        let toml = format!("[server]\nallowed_origins = [\"{bad}\"]\n");
+        let problems = problems(load_toml(&toml));
+        assert!(
+            problems.len() == 1 && problems[0].starts_with("server.allowed_origins[0]:"),
+            "{bad}: {problems:?}"
+        );
+    }
+}
+
+#[test]
 fn several_errors_reported_together() {
     let res = load_toml(
         r#"
