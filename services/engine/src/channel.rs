@@ -21,6 +21,10 @@ pub enum ChannelError {
     TooLong { max: usize },
     #[error("unknown namespace {0:?}")]
     UnknownNamespace(String),
+    /// `{` and `}` mark a Redis Cluster hash tag in the channel's keys: a name holding them
+    /// would choose the slot of its history and presence keys itself.
+    #[error("channel name holds `{{` or `}}`")]
+    Braces,
 }
 
 /// Options granted to every channel in dev mode, where anyone may do anything.
@@ -97,6 +101,9 @@ impl ChannelRules {
                 max: self.max_length,
             });
         }
+        if channel.contains(['{', '}']) {
+            return Err(ChannelError::Braces);
+        }
         match namespace_of(channel) {
             None => Ok(&self.without_namespace),
             Some(ns) => match self.namespaces.get(ns) {
@@ -166,6 +173,9 @@ mod tests {
             r.resolve(&"a".repeat(256)),
             Err(ChannelError::TooLong { max: 255 })
         );
+        for braced in ["chat:{room}", "{x}", "news}", "chat:a{"] {
+            assert_eq!(r.resolve(braced), Err(ChannelError::Braces), "{braced}");
+        }
     }
 
     #[test]

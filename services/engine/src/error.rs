@@ -28,9 +28,9 @@ impl NodeError {
     pub fn code(&self) -> ErrorCode {
         match self {
             NodeError::Channel(ChannelError::UnknownNamespace(_)) => codes::UNKNOWN_CHANNEL,
-            NodeError::Channel(ChannelError::Empty | ChannelError::TooLong { .. }) => {
-                codes::BAD_REQUEST
-            }
+            NodeError::Channel(
+                ChannelError::Empty | ChannelError::TooLong { .. } | ChannelError::Braces,
+            ) => codes::BAD_REQUEST,
             NodeError::Broker(BrokerError::Unsupported(_)) => codes::NOT_AVAILABLE,
             NodeError::Broker(_) => codes::INTERNAL,
             NodeError::BadRequest(_) => codes::BAD_REQUEST,

@@ -58,6 +58,14 @@ async fn malformed_and_invalid_requests() {
     let (_, body) = api.post("publish", r#"{"channel":"","data":1}"#).await;
     assert_eq!(parse(&body)["error"]["code"], 107);
     let (_, body) = api
+        .post("publish", r#"{"channel":"chat:{1}","data":1}"#)
+        .await;
+    assert_eq!(
+        parse(&body)["error"]["code"],
+        107,
+        "braces in a channel name"
+    );
+    let (_, body) = api
         .post("publish", r#"{"channel":"nope:1","data":1}"#)
         .await;
     assert_eq!(

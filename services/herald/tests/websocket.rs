@@ -189,6 +189,11 @@ async fn subscribe_errors_follow_the_protocol_codes() {
     );
     assert_eq!(code(c.subscribe(8, "").await), Some(107), "empty");
     assert_eq!(
+        code(c.subscribe(11, "chat:{room}").await),
+        Some(107),
+        "braces would pick the Redis Cluster slot of the channel's keys"
+    );
+    assert_eq!(
         code(c.subscribe(9, "chat:news#42").await),
         None,
         "listed user"
@@ -347,6 +352,12 @@ async fn bad_tokens_are_refused() {
     let mut c = WsClient::connect(&node.ws_url()).await;
     c.send_json(&[json!({"id":1,"connect":{}})]).await;
     assert_eq!(c.closed().await.code, 3501);
+
+    // A valid subscription token is no connection token.
+    let mut c = WsClient::connect(&node.ws_url()).await;
+    c.send_json(&[json!({"id":1,"connect":{"token":sub_token("alice","chat:1")}})])
+        .await;
+    assert_eq!(c.closed().await.code, 3500);
 }
 
 #[tokio::test]

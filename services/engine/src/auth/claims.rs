@@ -99,6 +99,13 @@ impl TryFrom<WireClaims> for ConnectClaims {
     type Error = AuthError;
 
     fn try_from(wire: WireClaims) -> Result<Self, AuthError> {
+        if wire.channel.is_some() {
+            // Signed by the same key, a subscription token would otherwise open a connection
+            // for its user: whoever may join one channel is not thereby a client.
+            return Err(AuthError::invalid(
+                "a subscription token (it has a channel claim) is not a connection token",
+            ));
+        }
         Ok(Self {
             info: info_bytes(wire.info, wire.b64info)?,
             sub: wire.sub.unwrap_or_default(),

@@ -156,6 +156,27 @@ fn claim_builders_round_trip() {
 }
 
 #[test]
+fn a_subscription_token_is_not_a_connection_token() {
+    let token = hs256()
+        .sign(&NewSubscribeToken {
+            sub: "u1".into(),
+            channel: "news".into(),
+            exp: Some(NOW + 60),
+            info: None,
+        })
+        .unwrap();
+    assert!(hmac_verifier().verify_subscribe(&token, NOW).is_ok());
+    let why = assert_invalid(
+        hmac_verifier().verify_connect(&token, NOW),
+        "a subscription token used to connect",
+    );
+    assert!(why.contains("channel claim"), "{why}");
+    // Even an empty channel claim marks it.
+    let token = sign_raw(&hs256(), r#"{"sub":"u1","channel":""}"#);
+    assert_invalid(hmac_verifier().verify_connect(&token, NOW), "empty channel");
+}
+
+#[test]
 fn anonymous_token_without_sub_or_exp_never_expires() {
     let token = sign_raw(&hs256(), r#"{"unknown":{"deep":[1]},"meta":"x"}"#);
     let claims = hmac_verifier().verify_connect(&token, u64::MAX).unwrap();
@@ -271,7 +292,8 @@ fn header_alg_cannot_be_swapped_within_the_ec_family() {
 
 #[test]
 fn expiry_is_checked_against_now() {
-    let token = |exp: u64| {
+    let token = |exp: u64| hs256().sign(&json!({"sub": "1", "exp": exp})).unwrap();
+    let sub_token = |exp: u64| {
         hs256()
             .sign(&json!({"sub": "1", "exp": exp, "channel": "c"}))
             .unwrap()
@@ -284,7 +306,7 @@ fn expiry_is_checked_against_now() {
     );
     assert_eq!(v.verify_connect(&token(0), NOW), Err(AuthError::Expired));
     assert_eq!(
-        v.verify_subscribe(&token(NOW), NOW),
+        v.verify_subscribe(&sub_token(NOW), NOW),
         Err(AuthError::Expired)
     );
     assert_eq!(
@@ -292,7 +314,7 @@ fn expiry_is_checked_against_now() {
         Some(NOW + 1)
     );
     assert_eq!(
-        v.verify_subscribe(&token(NOW + 1), NOW).unwrap().exp,
+        v.verify_subscribe(&sub_token(NOW + 1), NOW).unwrap().exp,
         Some(NOW + 1)
     );
     // No leeway anywhere: the same token is expired one second later.
