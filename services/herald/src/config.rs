@@ -71,7 +71,8 @@
 //! pool_size = 32                # publishing connections per shard, 1..=1024
 //! # PEM file of the CA(s) that sign the Redis servers' certificates, for rediss:// entries
 //! # (default: the built-in webpki roots). Read at start; unreadable or not PEM = error; a
-//! # warning if no entry uses rediss://. Server certificates and host names are always verified.
+//! # warning if no entry uses rediss://. Server certificates and host names are always verified
+//! # (a `#insecure` fragment, which would turn that off, is refused).
 //! # Environment: HERALD_BROKER__TLS_CA_FILE=/etc/herald/redis-ca.pem
 //! # tls_ca_file = "/etc/herald/redis-ca.pem"
 //!
@@ -1370,6 +1371,16 @@ fn parse_redis_url(entry: &str) -> Result<(RedisShardConfig, Vec<String>), Strin
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, suffix) = rest.split_at(authority_end);
+    if suffix.contains('#') {
+        // The Redis client reads `#insecure` as "TLS without checking the server's certificate":
+        // a man in the middle would read every publication and presence.
+        return Err(
+            "has a `#` fragment, which is refused (`#insecure` would turn off the check of \
+             the server's certificate; give its CA with broker.tls_ca_file instead, and \
+             percent-encode a `#` in a password as %23)"
+                .to_owned(),
+        );
+    }
     let path_end = suffix.find(['?', '#']).unwrap_or(suffix.len());
     let path = &suffix[..path_end];
     let db = path.strip_prefix('/').unwrap_or(path);

@@ -211,6 +211,22 @@ async fn subscribe_errors_follow_the_protocol_codes() {
     );
 }
 
+/// Where user-limited channels are off, a name in their form (`news#42`) is refused to
+/// everyone, the listed user included, unless a subscription token grants it.
+#[tokio::test]
+async fn user_limited_names_are_refused_where_user_limited_channels_are_off() {
+    let node = node();
+    let mut c = connected(&node, "42").await;
+    let reply = c.subscribe(2, "chat:news#42").await;
+    assert_eq!(reply.error.map(|e| e.code), Some(103));
+    c.send_json(&[json!({"id":3,"subscribe":{"channel":"chat:news#42","token":sub_token("42","chat:news#42")}})])
+        .await;
+    assert!(
+        c.reply(3).await.error.is_none(),
+        "a subscription token grants it"
+    );
+}
+
 #[tokio::test]
 async fn subscription_token_grants_a_channel_the_namespace_does_not() {
     let node = node();
@@ -242,6 +258,52 @@ async fn subscription_token_grants_a_channel_the_namespace_does_not() {
         .unwrap();
     d.send(&[with("$private", forged)]).await;
     assert_eq!(d.reply(2).await.error.unwrap().code, 103);
+}
+
+/// An anonymous connection (a token without `sub`) may not subscribe by itself, and
+/// `allow_publish_for_client` does not let it publish where it could not read either.
+#[tokio::test]
+async fn an_anonymous_client_publishes_only_where_it_is_subscribed() {
+    let mut config = Config::for_test();
+    config.channels.namespaces[0]
+        .options
+        .allow_publish_for_client = true;
+    let node = start(config);
+    let mut anonymous = WsClient::connect(&node.ws_url()).await;
+    anonymous.handshake(&token("")).await;
+    let publish = |id: u32, channel: &str, token: Option<String>| {
+        let mut commands = Vec::new();
+        if let Some(token) = token {
+            commands.push(json!({"id":id,"subscribe":{"channel":channel,"token":token}}));
+        }
+        commands.push(json!({"id":id+1,"publish":{"channel":channel,"data":{"n":1}}}));
+        commands
+    };
+    assert_eq!(
+        anonymous
+            .subscribe(2, "chat:open")
+            .await
+            .error
+            .map(|e| e.code),
+        Some(103),
+        "anonymous users do not subscribe by themselves"
+    );
+    anonymous.send_json(&publish(3, "chat:open", None)).await;
+    assert_eq!(anonymous.reply(4).await.error.map(|e| e.code), Some(103));
+    // Subscribed through a token, it publishes there.
+    anonymous
+        .send_json(&publish(
+            5,
+            "chat:granted",
+            Some(sub_token("", "chat:granted")),
+        ))
+        .await;
+    assert!(anonymous.reply(5).await.error.is_none());
+    assert!(anonymous.reply(6).await.error.is_none());
+    // A user publishes where allow_publish_for_client lets it, subscribed or not.
+    let mut alice = connected(&node, "alice").await;
+    alice.send_json(&publish(2, "chat:open", None)).await;
+    assert!(alice.reply(3).await.error.is_none());
 }
 
 #[tokio::test]

@@ -427,10 +427,11 @@ impl Session {
                 true
             } else if is_private(&channel) {
                 false
-            } else if let Some(listed) = user_limited_allows(&channel, &c.user)
-                && options.allow_user_limited_channels
-            {
-                listed
+            } else if let Some(listed) = user_limited_allows(&channel, &c.user) {
+                // A name in the user-limited form is only ever what it says: where such
+                // channels are off, nobody gets in without a subscription token, so that
+                // `dm#42,43` never turns into a channel anyone may join.
+                listed && options.allow_user_limited_channels
             } else {
                 options.allow_subscribe_for_client && !c.user.is_empty()
             };
@@ -623,8 +624,12 @@ impl Session {
         let options = inner.rules.resolve(&req.channel).map_err(NodeError::from)?;
         let c = self.connected();
         let sub = c.channels.get(&req.channel);
+        // An anonymous client publishes only where it is subscribed: it may not subscribe
+        // by itself (`allow_subscribe_for_client` is for users), so `allow_publish_for_client`
+        // must not let it reach further than it could read.
+        let anonymous = c.user.is_empty();
         let allowed = inner.rules.insecure()
-            || options.allow_publish_for_client
+            || (options.allow_publish_for_client && (!anonymous || sub.is_some()))
             || (sub.is_some() && options.allow_publish_for_subscriber);
         if !allowed {
             return Err(codes::PERMISSION_DENIED.into());

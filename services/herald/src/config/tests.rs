@@ -959,6 +959,8 @@ fn bad_redis_urls() {
   "redis+cluster://a:7000|:pw@b:7001",
   "redis://a:6379|b:6379",
   "unix:///tmp/redis.sock",
+  "rediss://a:6379#insecure",
+  "rediss+cluster://a:7000|b:7001/0#insecure",
   "redis://ok:6379",
 ]"#,
     );
@@ -975,6 +977,8 @@ fn bad_redis_urls() {
         r#"broker.redis_urls[9]: "redis+cluster://a:***@b:7001" has user:password on a seed other than the first"#,
         r#"broker.redis_urls[10]: "redis://a:6379|b:6379" has `|`, which separates seeds of redis+cluster:// URLs only"#,
         r#"broker.redis_urls[11]: "unix:///tmp/redis.sock" is a Unix socket"#,
+        r#"broker.redis_urls[12]: "rediss://a:6379#insecure" has a `#` fragment, which is refused (`#insecure` would turn off"#,
+        r#"broker.redis_urls[13]: "rediss+cluster://a:7000|b:7001/0#insecure" has a `#` fragment"#,
     ];
     assert_eq!(p.len(), expected.len(), "{p:#?}");
     for (problem, expected) in p.iter().zip(expected) {
