@@ -422,6 +422,30 @@ async fn bad_tokens_are_refused() {
     assert_eq!(c.closed().await.code, 3500);
 }
 
+/// A token may say it is valid for billions of years: the connection is served, and its
+/// expiry clock does not overflow (it panicked the connection's task before).
+#[tokio::test]
+async fn a_token_valid_for_ages_connects_and_refreshes() {
+    let node = node();
+    let ages = sign_connect(NewConnectToken {
+        sub: "alice".into(),
+        exp: Some(u64::MAX),
+        ..Default::default()
+    });
+    let mut c = WsClient::connect(&node.ws_url()).await;
+    c.send_json(&[json!({"id":1,"connect":{"token":ages}})])
+        .await;
+    let connected = c.reply(1).await.connect.expect("connect result");
+    assert!(connected.expires && connected.ttl > 0, "{connected:?}");
+    c.send_json(&[
+        json!({"id":2,"refresh":{"token":ages}}),
+        json!({"id":3,"ping":{}}),
+    ])
+    .await;
+    assert!(c.reply(2).await.refresh.is_some());
+    assert!(c.reply(3).await.ping.is_some(), "still served");
+}
+
 #[tokio::test]
 async fn garbage_and_out_of_order_frames_close_with_bad_request() {
     let node = node();

@@ -60,9 +60,11 @@ impl Timers {
             (!self.position_check_delay.is_zero()).then(|| now + self.position_check_delay);
     }
 
-    /// The connection token expires in `ttl` (None: never).
+    /// The connection token expires in `ttl` (None: never). A token may say it expires in
+    /// billions of years: beyond what an `Instant` can hold it is treated as never.
     pub(super) fn set_expiry(&mut self, now: Instant, ttl: Option<Duration>) {
-        self.expire_close = ttl.map(|ttl| now + ttl + self.expired_close_delay);
+        self.expire_close =
+            ttl.and_then(|ttl| now.checked_add(ttl)?.checked_add(self.expired_close_delay));
     }
 
     /// A pong arrived: true when a ping was waiting for it.
@@ -206,5 +208,17 @@ mod tests {
             t.fire(t0 + Duration::from_secs(30), true),
             Due::Nothing
         ));
+    }
+
+    #[test]
+    fn an_expiry_beyond_what_an_instant_holds_is_never() {
+        let t0 = Instant::now();
+        let mut t = Timers::connecting(t0, &config());
+        t.connected(t0);
+        t.next_ping = None;
+        t.set_expiry(t0, Some(Duration::from_secs(u64::MAX / 2)));
+        assert_eq!(t.expire_close, None);
+        t.set_expiry(t0, Some(Duration::MAX));
+        assert_eq!(t.expire_close, None);
     }
 }
