@@ -33,8 +33,32 @@ pub enum EmulationError {
     /// The connection already has as many requests waiting as it may.
     #[error("too many requests in flight for this connection")]
     Busy,
+    /// The node or session id is not one a node hands out: nothing is looked up or sent.
+    #[error("not a node and session id: {0}")]
+    Malformed(&'static str),
     #[error(transparent)]
     Broker(#[from] BrokerError),
+}
+
+/// Checks that a request names a node and a session the way nodes name them (a node's uid is a
+/// hyphenated UUID, a session id 32 hex digits), so that garbage is refused before a table
+/// lookup or a message to the broker.
+pub fn check_ids(request: &EmulationRequest) -> Result<(), EmulationError> {
+    let is_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    let node = request.node.as_bytes();
+    let node_ok = node.len() == 36
+        && node.iter().enumerate().all(|(i, &b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => is_hex(b),
+        });
+    if !node_ok {
+        return Err(EmulationError::Malformed("node"));
+    }
+    let session = request.session.as_bytes();
+    if session.len() != 32 || !session.iter().all(|&b| is_hex(b)) {
+        return Err(EmulationError::Malformed("session"));
+    }
+    Ok(())
 }
 
 /// The commands posted for one emulated connection, in arrival order; held by its transport.
@@ -74,6 +98,7 @@ impl Sessions {
     /// A new session id, unguessable (it is what lets a request speak for the connection),
     /// and the inbox of its commands.
     pub(crate) fn open(&self) -> (Arc<str>, Inbox) {
+        // The form `check_ids` expects: 32 lower-case hex digits.
         let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
         let (tx, rx) = mpsc::channel(INBOX_REQUESTS);
         self.table.write(&id).insert(id.clone(), tx);
@@ -133,5 +158,33 @@ mod tests {
         let (a, _ia) = sessions.open();
         let (b, _ib) = sessions.open();
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn only_ids_of_the_form_nodes_hand_out_pass() {
+        let request = |node: &str, session: &str| EmulationRequest {
+            node: node.into(),
+            session: session.into(),
+            data: Bytes::from_static(b"{}"),
+        };
+        let node = uuid::Uuid::new_v4().to_string();
+        let (session, _inbox) = Sessions::new().open();
+        assert_eq!(check_ids(&request(&node, &session)), Ok(()));
+        for (bad_node, bad_session, what) in [
+            ("x", &*session, "node"),
+            (&node[..35], &*session, "node"),
+            (&node.to_uppercase(), &*session, "node"),
+            (&node.replace('-', "_"), &*session, "node"),
+            (&node, "", "session"),
+            (&node, &session[..31], "session"),
+            (&node, &"g".repeat(32), "session"),
+            (&node, &"a".repeat(10_000), "session"),
+        ] {
+            assert_eq!(
+                check_ids(&request(bad_node, bad_session)),
+                Err(EmulationError::Malformed(what)),
+                "{bad_node} {bad_session}"
+            );
+        }
     }
 }

@@ -169,6 +169,7 @@ impl Node {
     /// Requests to another node travel through the broker and are not confirmed beyond the
     /// node having received them.
     pub async fn emulate(&self, request: EmulationRequest) -> Result<(), EmulationError> {
+        emulation::check_ids(&request)?;
         if request.node == self.inner.uid {
             return match self.inner.emulated.hand(&request.session, request.data) {
                 emulation::Handed::Busy => Err(EmulationError::Busy),

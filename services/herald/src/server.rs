@@ -97,7 +97,8 @@ pub async fn serve(
     let connections = lean.connections.clone();
     let node_data = web::Data::new(node.clone());
     let transport_data = web::Data::new(transport);
-    let max_body = config.client.max_message_size.max(1024 * 1024);
+    let max_message_size = config.client.max_message_size;
+    let max_body = max_message_size.max(1024 * 1024);
     let server_config = config.server.clone();
     let addr = listener.local_addr()?;
 
@@ -119,7 +120,7 @@ pub async fn serve(
                 .app_data(telemetry.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .configure(|app| websocket_route(app, engine))
-                .configure(|app| fallbacks(app, &server_config))
+                .configure(|app| fallbacks(app, &server_config, max_message_size))
                 .route("/health", web::get().to(health))
                 .route("/ready", web::get().to(ready))
                 .route("/metrics", web::get().to(metrics::handler))
@@ -212,7 +213,7 @@ fn websocket_route(app: &mut web::ServiceConfig, engine: WebSocketEngine) {
 
 /// The HTTP-streaming and SSE fallbacks (`server.http_stream`, `server.sse`) and the
 /// endpoint of their commands. A method an endpoint does not take gets 405.
-fn fallbacks(app: &mut web::ServiceConfig, server: &ServerConfig) {
+fn fallbacks(app: &mut web::ServiceConfig, server: &ServerConfig, max_message_size: usize) {
     fn preflight(
         methods: &'static str,
     ) -> impl Fn(HttpRequest, web::Data<TransportConfig>) -> std::future::Ready<HttpResponse> + Clone
@@ -238,8 +239,10 @@ fn fallbacks(app: &mut web::ServiceConfig, server: &ServerConfig) {
         );
     }
     if server.http_stream || server.sse {
+        let body_limit = emulation_endpoint::body_limit(max_message_size);
         app.service(
             web::resource("/emulation")
+                .app_data(web::PayloadConfig::new(body_limit))
                 .route(web::post().to(emulation_endpoint::handler))
                 .route(web::method(Method::OPTIONS).to(preflight("POST, OPTIONS")))
                 .default_service(not_allowed()),

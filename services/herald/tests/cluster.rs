@@ -677,7 +677,7 @@ async fn emulation_requests_posted_to_any_node_reach_the_connection_in_order() {
         b.addr,
         "/emulation",
         "application/json",
-        json!({"node": "gone-node", "session": "s", "data": "{}"})
+        json!({"node": "00000000-0000-4000-8000-000000000000", "session": "0123456789abcdef0123456789abcdef", "data": "{}"})
             .to_string()
             .as_bytes(),
     )

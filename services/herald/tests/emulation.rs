@@ -228,10 +228,45 @@ async fn emulation_requests_that_cannot_be_handed_on_get_their_status() {
         post(json!({"node": node_uid, "session": session, "data": big}).to_string()).await,
         413
     );
-    // A node nobody runs: the memory broker has no other node.
+    // Ids of a form no node hands out are refused before any lookup.
+    for (bad_node, bad_session) in [
+        ("no-such-node", session.as_str()),
+        (node_uid.as_str(), "../../etc"),
+        (node_uid.as_str(), &"a".repeat(4096)),
+    ] {
+        let body = json!({"node": bad_node, "session": bad_session, "data": "{}"});
+        assert_eq!(
+            post(body.to_string()).await,
+            400,
+            "{bad_node} {bad_session}"
+        );
+    }
+    // A well-formed node nobody runs: the memory broker has no other node.
+    let nobody = "00000000-0000-4000-8000-000000000000";
     assert_eq!(
-        post(json!({"node": "no-such-node", "session": session, "data": "{}"}).to_string()).await,
+        post(json!({"node": nobody, "session": session, "data": "{}"}).to_string()).await,
         404
+    );
+    // A body too large to hold allowed commands is refused from its length, before it is sent.
+    let mut raw = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut raw,
+        b"POST /emulation HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500000\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = [0u8; 64];
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read(&mut raw, &mut answer),
+    )
+    .await
+    .expect("answered without waiting for the body")
+    .unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 413"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..n])
     );
     let api = Api::new(node.addr, TEST_API_KEY);
     assert_eq!(api.request("GET", "/emulation", &[], "").await.0, 405);

@@ -5,7 +5,9 @@
 //! stream; this request only says whether the command was handed on:
 //!
 //! - 204: handed on (or the session has ended: its stream has told the client);
-//! - 400: not an emulation request; 413: commands over `client.max_message_size`;
+//! - 400: not an emulation request, or node and session ids of a form no node hands out;
+//! - 413: commands over `client.max_message_size` (a body that cannot hold less is refused from
+//!   its `Content-Length`, before it is read, see [`body_limit`]);
 //! - 404: no live node has that id (the client reconnects);
 //! - 429: too many requests waiting for that connection;
 //! - 503: the broker that carries requests between nodes is unavailable.
@@ -29,6 +31,13 @@ struct JsonRequest {
     data: String,
 }
 
+/// The largest body `/emulation` reads: commands of `client.max_message_size` escaped in a JSON
+/// string (at most twice as long: only `"` and `\` are escaped inside JSON text), and the
+/// request around them.
+pub fn body_limit(max_message_size: usize) -> usize {
+    max_message_size.saturating_mul(2).saturating_add(1024)
+}
+
 pub async fn handler(
     req: HttpRequest,
     body: web::Bytes,
@@ -43,6 +52,7 @@ pub async fn handler(
         Ok(request) => match node.emulate(request).await {
             Ok(()) => HttpResponse::NoContent(),
             Err(EmulationError::NoSuchNode(_)) => HttpResponse::NotFound(),
+            Err(EmulationError::Malformed(_)) => HttpResponse::BadRequest(),
             Err(EmulationError::Busy) => HttpResponse::TooManyRequests(),
             Err(e @ EmulationError::Broker(_)) => {
                 tracing::warn!(error = %e, "emulation request not routed");
