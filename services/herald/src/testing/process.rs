@@ -24,6 +24,8 @@ impl HeraldProcess {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let child = Command::new(bin)
             .env("HERALD_LOG", "warn")
+            // The tests' own switch, not a configuration variable: the engine is in `config`.
+            .env_remove(crate::config::WebSocketEngine::UNDER_TEST_ENV)
             .arg("--config")
             .arg(config)
             .args(["--listen", &addr.to_string()])
