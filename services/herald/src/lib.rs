@@ -1,10 +1,13 @@
 //! # herald
 //!
-//! The Herald node: configuration, CLI, and the actix-web application around the engine.
+//! The Herald node: configuration, CLI, and the server around the engine.
 //!
-//! Owns: the typed configuration (`config`), the command line (`cli`), transports that move
-//! frames between sockets and engine sessions (`transport`), the Centrifugo-compatible server
-//! API (`api`), health and readiness, and the process lifecycle (`server`).
+//! Owns: the typed configuration (`config`), the command line (`cli`), the server (`server`:
+//! actix-server and actix-http's HTTP/1 service running the actix-web application for every
+//! route, and the lean WebSocket engine on actix-http's upgrade hook), transports that move
+//! frames between sockets and engine sessions, all through one connection driver
+//! (`transport`), the Centrifugo-compatible server API (`api`), health and readiness, and the
+//! process lifecycle.
 //!
 //! Must not know: protocol rules. Commands, permissions and fan-out live in `herald-engine`;
 //! transports only carry bytes and the close code a session asks for.
