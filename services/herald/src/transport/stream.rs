@@ -1,5 +1,5 @@
 //! The connection of an emulated transport (HTTP streaming, SSE) as a response body: polling
-//! the body polls the connection's [`driver`](super::driver), so the connection costs no task
+//! the body polls the connection's driver (`super::driver`), so the connection costs no task
 //! of its own and ends, with its session, when actix drops the body (the client went away) or
 //! the session closes.
 //!

@@ -2,7 +2,7 @@
 //! an actix-web route, frames travel through actix-ws's session and message stream, and the
 //! socket stays with actix-http's HTTP/1 dispatcher (its own task, its two buffers). Kept to
 //! compare with the lean engine and as a fallback; both run the same
-//! [`driver`](crate::transport::driver).
+//! driver (`crate::transport::driver`).
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};

@@ -3,11 +3,11 @@
 //! connection from there. It routes by path itself (only `/connection/websocket`; anything
 //! else gets a plain 404), checks the Origin (403) and the node's shutdown (503), answers the
 //! handshake with the subprotocol it agrees to, and then runs the connection's driver in a
-//! task of its own over the bare socket ([`LeanConnection`]). The HTTP/1 dispatcher, its two
+//! task of its own over the bare socket (`LeanConnection`). The HTTP/1 dispatcher, its two
 //! buffers and its task are gone by then.
 //!
 //! Because these tasks are not actix-server's connections, the node counts them
-//! ([`OpenConnections`]) and waits for them when it shuts down.
+//! (`OpenConnections`) and waits for them when it shuts down.
 
 use std::sync::Arc;
 
