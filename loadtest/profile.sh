@@ -40,7 +40,7 @@ trap stop_node EXIT
 # start_node [WRAPPER...]: a node on 18000 (with HERALD_* from the environment), run through
 # WRAPPER (e.g. valgrind) if given; waits until it answers.
 start_node() {
-  "$@" "$HERALD" --config loadtest/herald-loadtest.toml --listen 127.0.0.1:18000 \
+  "$@" "$HERALD" --config loadtest/herald-loadtest.toml --listen 127.0.0.1:18000 run \
     >>"$OUT/node.log" 2>&1 &
   NODE_PID=$!
   for _ in $(seq 1 600); do

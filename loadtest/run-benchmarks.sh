@@ -37,7 +37,7 @@ trap 'cleanup; [[ -n $REDIS_PID ]] && kill "$REDIS_PID" 2>/dev/null; wait' EXIT
 start_node() {
   local port=$1; shift
   env "$@" target/release/herald --config loadtest/herald-loadtest.toml \
-    --listen "127.0.0.1:$port" >"$OUT/herald-$port.log" 2>&1 &
+    --listen "127.0.0.1:$port" run >"$OUT/herald-$port.log" 2>&1 &
   PIDS+=($!)
   NODE_PID=$!
   for _ in $(seq 1 100); do

@@ -16,8 +16,9 @@ use crate::config::Overrides;
         Configuration layers, later ones win: built-in defaults < the --config file \
         (TOML, YAML or JSON by extension) < environment variables HERALD_<SECTION>__<KEY> \
         (e.g. HERALD_AUTH__HMAC_SECRET, HERALD_SERVER__LISTEN) < flags.\n\n\
-        With no token key and no API key configured, the node runs in dev mode with generated \
-        secrets and open channels."
+        `herald` with no subcommand is `herald run --dev`: a local trial node on 127.0.0.1 \
+        with generated secrets and open channels. Production nodes run `herald run` with \
+        auth.hmac_secret (or a public key) and api.key configured."
 )]
 pub struct Cli {
     /// Configuration file (.toml, .yaml, .yml or .json)
@@ -28,13 +29,18 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "HOST:PORT")]
     pub listen: Option<String>,
 
+    /// Dev mode: generated token secret and API key, any client may use any channel.
+    /// Loopback listen and memory broker only. Implied when no subcommand is given.
+    #[arg(long, global = true)]
+    pub dev: bool,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
-    /// Run the node (default when no subcommand is given)
+    /// Run the node (with no subcommand: `run --dev`)
     Run,
 
     /// Print a connection JWT signed with the configured HMAC key
@@ -84,6 +90,7 @@ impl Cli {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             listen: self.listen.clone(),
+            dev: self.dev || self.command.is_none(),
             ..Overrides::default()
         }
     }
@@ -119,12 +126,30 @@ mod tests {
     }
 
     #[test]
-    fn no_subcommand_means_run() {
+    fn no_subcommand_means_run_in_dev_mode() {
         let cli = parse(&[]);
         assert_eq!(cli.command, None);
         assert_eq!(cli.command_or_run(), Command::Run);
-        assert_eq!(cli.overrides(), Overrides::default());
-        assert_eq!(parse(&["run"]).command_or_run(), Command::Run);
+        assert!(cli.overrides().dev);
+        assert_eq!(
+            cli.overrides(),
+            Overrides {
+                dev: true,
+                ..Overrides::default()
+            }
+        );
+    }
+
+    #[test]
+    fn run_is_not_dev_mode_unless_asked() {
+        let run = parse(&["run"]);
+        assert_eq!(run.command_or_run(), Command::Run);
+        assert_eq!(run.overrides(), Overrides::default());
+        assert!(parse(&["run", "--dev"]).overrides().dev);
+        assert!(parse(&["--dev", "run"]).overrides().dev);
+        // Other subcommands read the node's configuration as it is.
+        assert!(!parse(&["check-config"]).overrides().dev);
+        assert!(parse(&["check-config", "--dev"]).overrides().dev);
     }
 
     #[test]

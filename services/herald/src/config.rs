@@ -125,9 +125,11 @@
 //!
 //! # Dev mode
 //!
-//! With no token key *and* no API key configured anywhere, the node runs in dev mode: a random
-//! HMAC secret and API key are generated ([`DevMode`]) and every client may subscribe to any
-//! channel (`channels.insecure`). Configuring only one of the two is an error.
+//! Only when asked for (`herald --dev`, which is also what a bare `herald` and `cargo run
+//! --release` run): a random HMAC secret and API key are generated ([`DevMode`]) and every client
+//! may subscribe and publish to any channel (`channels.insecure`). Dev mode refuses keys of its
+//! own, a non-loopback `server.listen` and the Redis broker. Without `--dev` the token key and
+//! `api.key` are required, and a node without them does not start.
 
 mod raw;
 
@@ -353,6 +355,8 @@ pub struct Overrides {
     pub api_key: Option<String>,
     /// `auth.hmac_secret`
     pub hmac_secret: Option<String>,
+    /// `--dev`: run in dev mode (generated keys, open channels; loopback and memory broker only)
+    pub dev: bool,
 }
 
 impl fmt::Debug for Overrides {
@@ -362,6 +366,7 @@ impl fmt::Debug for Overrides {
             .field("listen", &self.listen)
             .field("api_key", &redact(&self.api_key))
             .field("hmac_secret", &redact(&self.hmac_secret))
+            .field("dev", &self.dev)
             .finish()
     }
 }
@@ -433,7 +438,8 @@ impl Config {
         let merged = builder
             .build()
             .map_err(|e| ConfigError::Invalid(vec![e.to_string()]))?;
-        let raw = RawConfig::from_merged(&merged);
+        let mut raw = RawConfig::from_merged(&merged);
+        raw.dev = overrides.dev;
         let mut config = Config::build_and_validate(raw)?;
         config.warnings.splice(0..0, env_warnings);
         Ok(config)
@@ -539,24 +545,46 @@ impl Config {
             );
         }
         let mut dev = None;
-        if key_count == 0 && api_key.is_none() {
-            if !failed("auth") && !failed("api") {
+        if raw.dev {
+            if key_count > 0 || api_key.is_some() {
+                problems.push(
+                    "--dev: dev mode generates its own token key and API key, but auth or api.key is configured (run without --dev, e.g. `herald run`, to use the configured keys)"
+                        .to_owned(),
+                );
+            } else if !failed("auth") && !failed("api") {
                 dev = Some(DevMode {
                     hmac_secret: random_hex(32),
                     api_key: random_hex(32),
                 });
             }
+            if let Some(listen) = listen
+                && !listen.ip().is_loopback()
+            {
+                problems.push(format!(
+                    "--dev: dev mode lets anyone subscribe and publish anywhere, so it listens on a loopback address only, not {listen} (server.listen; configure auth and api.key to serve other hosts)"
+                ));
+            }
+            if raw.broker.kind.trim() == "redis" {
+                problems.push(
+                    "--dev: dev mode runs one node on the memory broker only, not broker.kind = \"redis\" (configure auth and api.key to run a cluster)"
+                        .to_owned(),
+                );
+            }
+        } else if key_count == 0 && api_key.is_none() {
+            if !failed("auth") && !failed("api") {
+                problems.push(
+                    "auth.hmac_secret (HERALD_AUTH__HMAC_SECRET; or auth.rsa_public_key / auth.ecdsa_public_key) and api.key (HERALD_API__KEY) are required; for a local trial node with generated keys run `herald --dev`"
+                        .to_owned(),
+                );
+            }
         } else if key_count == 0 {
             if !failed("auth") {
                 problems.push(
-                    "auth: a token key (hmac_secret, rsa_public_key or ecdsa_public_key) is required when api.key is set (or remove both to run in dev mode)".to_owned(),
+                    "auth: a token key (hmac_secret, rsa_public_key or ecdsa_public_key) is required when api.key is set".to_owned(),
                 );
             }
         } else if api_key.is_none() && !failed("api") {
-            problems.push(
-                "api.key: is required when auth is configured (or remove both to run in dev mode)"
-                    .to_owned(),
-            );
+            problems.push("api.key: is required when auth is configured".to_owned());
         }
         let key = match &dev {
             Some(dev) => TokenKey::Hmac(dev.hmac_secret.as_bytes().to_vec()),

@@ -85,7 +85,7 @@ fn gentoken_signs_with_the_configured_secret() {
 }
 
 #[test]
-fn gentoken_refuses_in_dev_mode_instead_of_printing_a_useless_token() {
+fn gentoken_without_keys_refuses_instead_of_printing_a_useless_token() {
     let out = herald().args(["gentoken", "--user", "a"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("hmac_secret"));
@@ -112,12 +112,10 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     Some(out)
 }
 
-#[test]
-fn dev_mode_process_serves_and_stops_on_sigterm() {
-    let port = free_port();
-    let mut child = herald()
-        .env("HERALD_LOG", "info")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+/// Runs `cmd` (a node on 127.0.0.1:`port`) until `/ready` answers, stops it with SIGTERM and
+/// returns what it logged; fails if it does not start, or does not stop cleanly within 10 s.
+fn serve_then_stop(mut cmd: Command, port: u16) -> String {
+    let mut child = cmd
         .stderr(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -126,6 +124,11 @@ fn dev_mode_process_serves_and_stops_on_sigterm() {
     let ready = loop {
         if let Some(r) = http_get(port, "/ready") {
             break r;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            panic!("node exited with {status}: {err}");
         }
         assert!(Instant::now() < deadline, "node did not start");
         std::thread::sleep(Duration::from_millis(50));
@@ -157,7 +160,16 @@ fn dev_mode_process_serves_and_stops_on_sigterm() {
         .chain(BufReader::new(child.stdout.take().unwrap()).lines())
         .map_while(Result::ok)
         .collect();
-    let log = log.join("\n");
+    log.join("\n")
+}
+
+#[test]
+fn bare_herald_is_a_dev_node_that_serves_and_stops_on_sigterm() {
+    let port = free_port();
+    let mut cmd = herald();
+    cmd.env("HERALD_LOG", "info")
+        .args(["--listen", &format!("127.0.0.1:{port}")]);
+    let log = serve_then_stop(cmd, port);
     assert!(log.contains("DEV MODE"), "{log}");
     assert!(
         log.contains("X-API-Key"),
@@ -166,5 +178,52 @@ fn dev_mode_process_serves_and_stops_on_sigterm() {
     assert!(
         log.contains("/connection/http_stream") && log.contains("/emulation"),
         "the banner shows the fallbacks: {log}"
+    );
+}
+
+#[test]
+fn run_without_keys_refuses_to_start_and_names_them() {
+    let out = herald()
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for named in ["auth.hmac_secret", "api.key", "--dev"] {
+        assert!(stderr.contains(named), "{named}: {stderr}");
+    }
+}
+
+#[test]
+fn dev_mode_refuses_a_public_address() {
+    // The container image's listen address.
+    let out = herald()
+        .env("HERALD_SERVER__LISTEN", "0.0.0.0:8000")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--dev") && stderr.contains("0.0.0.0:8000") && stderr.contains("loopback"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_configured_node_logs_no_secret() {
+    let secret = "log-test-secret-0123456789abcdef0123";
+    let api_key = "log-test-api-key-7f3a";
+    let port = free_port();
+    let mut cmd = herald();
+    cmd.env("HERALD_LOG", "debug")
+        .env("HERALD_AUTH__HMAC_SECRET", secret)
+        .env("HERALD_API__KEY", api_key)
+        .args(["run", "--listen", &format!("127.0.0.1:{port}")]);
+    let log = serve_then_stop(cmd, port);
+    assert!(log.contains("herald node listening"), "{log}");
+    assert!(!log.contains("DEV MODE"), "{log}");
+    assert!(
+        !log.contains(secret) && !log.contains(api_key),
+        "a secret in the log: {log}"
     );
 }

@@ -333,6 +333,8 @@ pub(crate) struct RawConfig {
     pub broker: RawBroker,
     pub channels: RawChannels,
     pub client: RawClient,
+    /// `--dev` was given: generate the keys and open the channels (not a file or env key).
+    pub dev: bool,
     /// Sections that could not be read (their problems are in `problems`).
     pub failed: Vec<&'static str>,
     /// Problems found while reading the sections, each naming its key.

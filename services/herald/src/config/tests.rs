@@ -90,10 +90,36 @@ fn env(vars: &[(&str, &str)]) -> Option<HashMap<String, String>> {
     )
 }
 
-/// Loads `contents` as a file with extension `ext`, with the given environment.
+/// Loads `contents` as a file with extension `ext`, with the given environment. A file and an
+/// environment that configure no key at all load as `herald --dev` would load them, so tests of
+/// other keys need no secrets; the tests of dev mode itself call [`Config::load`].
 fn load_str(ext: &str, contents: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let file = TempFile::new(ext, contents);
-    Config::load(Some(&file.0), env(vars), &Overrides::default())
+    let keyed = [
+        "hmac_secret",
+        "rsa_public_key",
+        "ecdsa_public_key",
+        "[api]",
+        "api:",
+        "\"api\"",
+    ]
+    .iter()
+    .any(|k| contents.contains(k))
+        || vars
+            .iter()
+            .any(|(k, _)| k.starts_with("HERALD_AUTH__") || k.starts_with("HERALD_API__"));
+    let overrides = Overrides {
+        dev: !keyed,
+        ..Overrides::default()
+    };
+    Config::load(Some(&file.0), env(vars), &overrides)
+}
+
+fn dev_flag() -> Overrides {
+    Overrides {
+        dev: true,
+        ..Overrides::default()
+    }
 }
 
 fn load_toml(contents: &str) -> Result<Config, ConfigError> {
@@ -152,8 +178,8 @@ fn assert_example(cfg: &Config) {
 }
 
 #[test]
-fn defaults_without_file_or_env_run_in_dev_mode() {
-    let cfg = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+fn defaults_with_dev_flag_run_in_dev_mode() {
+    let cfg = Config::load(None, env(&[]), &dev_flag()).unwrap();
     let dev = cfg.dev.clone().expect("dev mode");
     assert!(dev.hmac_secret.len() >= 32);
     assert!(dev.api_key.len() >= 32);
@@ -180,7 +206,7 @@ fn defaults_without_file_or_env_run_in_dev_mode() {
     assert!(cfg.warnings.is_empty());
 
     // Fresh secrets every start.
-    let again = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+    let again = Config::load(None, env(&[]), &dev_flag()).unwrap();
     assert_ne!(again.dev.unwrap().hmac_secret, dev.hmac_secret);
 }
 
@@ -370,6 +396,7 @@ fn flags_override_env_and_file() {
         listen: Some("127.0.0.1:7000".into()),
         api_key: Some("flag-key".into()),
         hmac_secret: Some("flag-secret-0123456789abcdef0123456789".into()),
+        dev: false,
     };
     let cfg = Config::load(
         Some(&file.0),
@@ -392,7 +419,7 @@ fn flags_override_env_and_file() {
 fn bad_flag_names_the_key() {
     let overrides = Overrides {
         listen: Some("nope".into()),
-        ..Overrides::default()
+        ..dev_flag()
     };
     let res = Config::load(None, env(&[]), &overrides);
     assert_one_problem(res, "server.listen", "\"nope\" is not a socket address");
@@ -626,7 +653,7 @@ fn ignored_env_vars_warn() {
             ("HERALD_CONFIG", "x.toml"),
             ("HERALD_LOG", "debug"),
         ]),
-        &Overrides::default(),
+        &dev_flag(),
     )
     .unwrap();
     assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
@@ -1221,14 +1248,73 @@ fn only_one_of_api_key_and_token_key() {
             )],
         ),
         "api.key",
-        "is required when auth is configured (or remove both to run in dev mode)",
+        "is required when auth is configured",
     );
     // Empty values count as unset.
+    let problems = problems(load_toml("[auth]\nhmac_secret = \"\"\n[api]\nkey = \"\"\n"));
+    assert!(problems[0].contains("are required"), "{problems:?}");
+}
+
+#[test]
+fn without_keys_a_node_runs_only_in_dev_mode_when_asked() {
+    let problems = problems(Config::load(None, env(&[]), &Overrides::default()));
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    for named in [
+        "auth.hmac_secret",
+        "HERALD_AUTH__HMAC_SECRET",
+        "api.key",
+        "HERALD_API__KEY",
+        "--dev",
+    ] {
+        assert!(problems[0].contains(named), "{named}: {problems:?}");
+    }
     assert!(
-        load_toml("[auth]\nhmac_secret = \"\"\n[api]\nkey = \"\"\n")
+        Config::load(None, env(&[]), &dev_flag())
             .unwrap()
             .dev
             .is_some()
+    );
+}
+
+#[test]
+fn dev_mode_refuses_keys_other_hosts_and_redis() {
+    let keyed = env(&[
+        (
+            "HERALD_AUTH__HMAC_SECRET",
+            "0123456789abcdef0123456789abcdef",
+        ),
+        ("HERALD_API__KEY", "k"),
+    ]);
+    let found = problems(Config::load(None, keyed, &dev_flag()));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("--dev:") && found[0].contains("is configured"),
+        "{found:?}"
+    );
+
+    for listen in ["0.0.0.0:8000", "[::]:8000", "10.1.2.3:8000"] {
+        let res = Config::load(None, env(&[("HERALD_SERVER__LISTEN", listen)]), &dev_flag());
+        let found = problems(res);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("--dev:") && found[0].contains(listen),
+            "{found:?}"
+        );
+    }
+    for listen in ["127.0.0.1:9000", "[::1]:9000", "127.0.0.2:0"] {
+        let res = Config::load(None, env(&[("HERALD_SERVER__LISTEN", listen)]), &dev_flag());
+        assert!(res.is_ok(), "{listen}: {res:?}");
+    }
+
+    let redis = env(&[
+        ("HERALD_BROKER__KIND", "redis"),
+        ("HERALD_BROKER__REDIS_URLS", "redis://127.0.0.1:6379"),
+    ]);
+    let found = problems(Config::load(None, redis, &dev_flag()));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("--dev:") && found[0].contains("redis"),
+        "{found:?}"
     );
 }
 
@@ -1367,7 +1453,7 @@ fn summary_redacts_secrets() {
         "{debug}"
     );
 
-    let dev = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+    let dev = Config::load(None, env(&[]), &dev_flag()).unwrap();
     let s = dev.summary();
     let secrets = dev.dev.unwrap();
     assert!(s.contains("DEV"));
