@@ -99,6 +99,24 @@ pub struct ClientConfig {
     /// How often a connection compares each positioned subscription with its channel's
     /// stream, to catch a lost publication that no later one reveals (0: never).
     pub channel_position_check_delay: Duration,
+    /// Grace after a subscription token expires before the subscription ends with
+    /// unsubscribe 2501 (the SDK resubscribes with a fresh token), unless `sub_refresh`
+    /// brought a new one.
+    pub expired_sub_close_delay: Duration,
+    /// Most connected clients on this node (0: no limit); past it a connect is refused with
+    /// disconnect 3504.
+    pub connection_limit: usize,
+    /// Most connections of one user on this node (0: no limit; anonymous clients are not
+    /// counted per user); past it a connect is refused with disconnect 3504.
+    pub user_connection_limit: usize,
+    /// Most connects this node accepts per second (0: no limit); past it a connect gets error
+    /// 111, which the SDKs retry with backoff.
+    pub connection_rate_limit: u32,
+    /// Commands a connection may send per second, on average (0: no limit); past it a command
+    /// gets error 111 without being run.
+    pub command_rate_limit: u32,
+    /// Commands a connection may send at once above the average rate (a token bucket's size).
+    pub command_rate_burst: u32,
 }
 
 impl Default for ClientConfig {
@@ -115,6 +133,12 @@ impl Default for ClientConfig {
             presence_update_interval: Duration::from_secs(25),
             presence_ttl: Duration::from_secs(60),
             channel_position_check_delay: Duration::from_secs(40),
+            expired_sub_close_delay: Duration::from_secs(25),
+            connection_limit: 0,
+            user_connection_limit: 0,
+            connection_rate_limit: 0,
+            command_rate_limit: 100,
+            command_rate_burst: 200,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod control;
 pub mod emulation;
 pub mod error;
 pub mod hub;
+mod limits;
 pub mod metrics;
 pub mod node;
 pub mod outbound;

@@ -22,6 +22,27 @@ pub const COMMANDS: [&str; 12] = [
     "sub_refresh",
 ];
 
+/// A limit that refused something, in the order of [`Metrics::limited`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `client.connection_limit`
+    Connections,
+    /// `client.user_connection_limit`
+    UserConnections,
+    /// `client.connection_rate_limit`
+    ConnectionRate,
+    /// `client.command_rate_limit`
+    CommandRate,
+}
+
+/// Label values of [`Limit`], by its position.
+pub const LIMITS: [&str; 4] = [
+    "connection_limit",
+    "user_connection_limit",
+    "connection_rate_limit",
+    "command_rate_limit",
+];
+
 #[derive(Default)]
 pub struct Metrics {
     connects: AtomicU64,
@@ -32,6 +53,7 @@ pub struct Metrics {
     broadcasts: AtomicU64,
     /// Messages queued to client connections by fan-out.
     deliveries: AtomicU64,
+    limited: [AtomicU64; LIMITS.len()],
     // Rare events: a lock is cheaper than an atomic per possible code.
     command_errors: Mutex<BTreeMap<u32, u64>>,
     disconnects: Mutex<BTreeMap<u16, u64>>,
@@ -45,6 +67,8 @@ pub struct MetricsSnapshot {
     pub published: u64,
     pub broadcasts: u64,
     pub deliveries: u64,
+    /// What each limit refused: (label, count).
+    pub limited: Vec<(&'static str, u64)>,
     pub command_errors: BTreeMap<u32, u64>,
     pub disconnects: BTreeMap<u16, u64>,
 }
@@ -68,6 +92,10 @@ impl Metrics {
         *lock(&self.disconnects).entry(code).or_default() += 1;
     }
 
+    pub(crate) fn limited(&self, limit: Limit) {
+        self.limited[limit as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn published(&self) {
         self.published.fetch_add(1, Ordering::Relaxed);
     }
@@ -89,6 +117,11 @@ impl Metrics {
             published: self.published.load(Ordering::Relaxed),
             broadcasts: self.broadcasts.load(Ordering::Relaxed),
             deliveries: self.deliveries.load(Ordering::Relaxed),
+            limited: LIMITS
+                .iter()
+                .zip(&self.limited)
+                .map(|(name, c)| (*name, c.load(Ordering::Relaxed)))
+                .collect(),
             command_errors: lock(&self.command_errors).clone(),
             disconnects: lock(&self.disconnects).clone(),
         }

@@ -23,6 +23,7 @@ use crate::control::Control;
 use crate::emulation::{self, EmulationError, EmulationRequest, Inbox};
 use crate::error::NodeError;
 use crate::hub::{ConnId, Hub, Membership, Subscriber};
+use crate::limits::ConnectionRate;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::session::Session;
@@ -71,6 +72,8 @@ pub(crate) struct Inner {
     pub(crate) verifier: TokenVerifier,
     pub(crate) hub: Hub,
     pub(crate) registry: Registry,
+    /// Connects per second (`client.connection_rate_limit`).
+    pub(crate) connection_rate: ConnectionRate,
     /// This node's emulated (HTTP streaming, SSE) sessions, by session id.
     pub(crate) emulated: emulation::Sessions,
     pub(crate) broker: Arc<dyn Broker>,
@@ -121,15 +124,16 @@ impl Node {
             max_channels_per_client: config.channels.max_channels_per_client,
             rules: ChannelRules::new(&config.channels),
             verifier: TokenVerifier::new(&config.token)?,
-            client: config.client,
             hub: Hub::new(),
             registry: Registry::new(),
+            connection_rate: ConnectionRate::new(config.client.connection_rate_limit),
             emulated: emulation::Sessions::new(),
             broker,
             metrics: Metrics::default(),
             members: Default::default(),
             peers: Default::default(),
             heartbeat_interval: config.heartbeat_interval,
+            client: config.client,
             started: Instant::now(),
             next_conn: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::hub::ConnId;
 use crate::outbound::Outbound;
@@ -19,6 +20,26 @@ pub struct ClientHandle {
 
 pub struct Registry {
     users: Sharded<Conns>,
+    /// Connections in the registry, kept beside the shards so the node's connection limit
+    /// is checked without walking them.
+    clients: AtomicUsize,
+}
+
+/// The most connections the registry takes (0: no limit).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectionLimits {
+    pub per_node: usize,
+    /// Anonymous connections (the empty user) are not limited per user.
+    pub per_user: usize,
+}
+
+/// Why a connection was not added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LimitReached {
+    #[error("the node has as many connections as client.connection_limit allows")]
+    Node,
+    #[error("the user has as many connections as client.user_connection_limit allows")]
+    User,
 }
 
 /// Connections of a user past which they are kept in a map rather than a list.
@@ -33,33 +54,37 @@ enum Conns {
 }
 
 impl Conns {
-    fn insert(&mut self, conn: ConnId, handle: ClientHandle) {
+    /// Adds `conn`, or replaces its handle; true when it was not there before.
+    fn insert(&mut self, conn: ConnId, handle: ClientHandle) -> bool {
         match self {
             Conns::Few(v) if v.len() < FEW => {
+                let before = v.len();
                 v.retain(|(c, _)| *c != conn);
+                let new = v.len() == before;
                 v.push((conn, handle));
+                new
             }
             Conns::Few(v) => {
                 let mut map: HashMap<_, _> = v.drain(..).collect();
-                map.insert(conn, handle);
+                let new = map.insert(conn, handle).is_none();
                 *self = Conns::Many(map);
+                new
             }
-            Conns::Many(m) => {
-                m.insert(conn, handle);
-            }
+            Conns::Many(m) => m.insert(conn, handle).is_none(),
         }
     }
 
-    fn remove(&mut self, conn: ConnId) {
+    /// Removes `conn`; true when it was there.
+    fn remove(&mut self, conn: ConnId) -> bool {
         match self {
-            Conns::Few(v) => {
-                if let Some(i) = v.iter().position(|(c, _)| *c == conn) {
+            Conns::Few(v) => match v.iter().position(|(c, _)| *c == conn) {
+                Some(i) => {
                     v.swap_remove(i);
+                    true
                 }
-            }
-            Conns::Many(m) => {
-                m.remove(&conn);
-            }
+                None => false,
+            },
+            Conns::Many(m) => m.remove(&conn).is_some(),
         }
     }
 
@@ -92,25 +117,66 @@ impl Registry {
     pub fn new() -> Self {
         Self {
             users: Sharded::new(SHARDS),
+            clients: AtomicUsize::new(0),
         }
     }
 
     pub fn add(&self, user: &Arc<str>, conn: ConnId, handle: ClientHandle) {
+        let unlimited = ConnectionLimits::default();
+        let _always = self.try_add(user, conn, handle, unlimited);
+    }
+
+    /// Adds a connection unless that would pass `limits`. The node's slot is taken first
+    /// (and given back on refusal), so concurrent connects cannot both take the last one.
+    pub fn try_add(
+        &self,
+        user: &Arc<str>,
+        conn: ConnId,
+        handle: ClientHandle,
+        limits: ConnectionLimits,
+    ) -> Result<(), LimitReached> {
+        let before = self.clients.fetch_add(1, Ordering::Relaxed);
+        if limits.per_node > 0 && before >= limits.per_node {
+            self.clients.fetch_sub(1, Ordering::Relaxed);
+            return Err(LimitReached::Node);
+        }
         let mut shard = self.users.write(user);
-        shard
+        if limits.per_user > 0
+            && !user.is_empty()
+            && shard.get(user).is_some_and(|c| c.len() >= limits.per_user)
+        {
+            self.clients.fetch_sub(1, Ordering::Relaxed);
+            return Err(LimitReached::User);
+        }
+        let new = shard
             .entry(user.clone())
             .or_insert_with(|| Conns::Few(Vec::with_capacity(1)))
             .insert(conn, handle);
+        if !new {
+            self.clients.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     pub fn remove(&self, user: &str, conn: ConnId) {
         let mut shard = self.users.write(user);
         if let Some(conns) = shard.get_mut(user) {
-            conns.remove(conn);
+            if conns.remove(conn) {
+                self.clients.fetch_sub(1, Ordering::Relaxed);
+            }
             if conns.is_empty() {
                 shard.remove(user);
             }
         }
+    }
+
+    /// Connections of this node.
+    pub fn len(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The connections of a user, optionally only the one with the given client id.
@@ -195,5 +261,37 @@ mod tests {
         r.remove("", 99);
         assert_eq!(r.connections_of("", None).len(), 1);
         assert_eq!(&*r.connections_of("", None)[0].client_id, "b");
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn limits_per_node_and_per_user_hold_at_the_limit_and_refuse_one_past_it() {
+        let r = Registry::new();
+        let limits = ConnectionLimits {
+            per_node: 4,
+            per_user: 2,
+        };
+        let alice: Arc<str> = Arc::from("alice");
+        let anon: Arc<str> = Arc::from("");
+        assert_eq!(r.try_add(&alice, 1, handle("a1"), limits), Ok(()));
+        assert_eq!(r.try_add(&alice, 2, handle("a2"), limits), Ok(()));
+        assert_eq!(
+            r.try_add(&alice, 3, handle("a3"), limits),
+            Err(LimitReached::User)
+        );
+        // Anonymous connections share the empty user but are not limited per user.
+        assert_eq!(r.try_add(&anon, 4, handle("x1"), limits), Ok(()));
+        assert_eq!(r.try_add(&anon, 5, handle("x2"), limits), Ok(()));
+        assert_eq!(r.len(), 4);
+        assert_eq!(
+            r.try_add(&anon, 6, handle("x3"), limits),
+            Err(LimitReached::Node)
+        );
+        assert_eq!(r.counts(), (4, 2), "refusals leave nothing behind");
+        r.remove("alice", 1);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.try_add(&alice, 3, handle("a3"), limits), Ok(()));
+        r.remove("alice", 99); // unknown: the count stays
+        assert_eq!(r.len(), 4);
     }
 }

@@ -121,6 +121,14 @@
 //!                               # (3008): a client that stopped reading; (0, 60s]
 //! channel_position_check_delay = "40s"  # how often a positioned subscription is compared with
 //!                               # its stream, to catch a lost last publication ("0s": never)
+//! expired_sub_close_delay = "25s"  # grace after a subscription token expires before the
+//!                               # subscription ends with unsubscribe 2501 (SDKs resubscribe)
+//! connection_limit = 0          # most clients on this node, 0 = none; past it: disconnect 3504
+//! user_connection_limit = 0     # most connections of one user on this node, 0 = none; 3504
+//! connection_rate_limit = 0     # most connects per second on this node, 0 = none; error 111
+//! command_rate_limit = 100      # commands per second per connection (average), 0 = none;
+//!                               # past it a command gets error 111 and is not run
+//! command_rate_burst = 200      # commands a connection may send at once above the average
 //! ```
 //!
 //! # Dev mode
@@ -730,6 +738,27 @@ impl Config {
                 humantime::format_duration(pong)
             ));
         }
+        let expired_sub_close_delay = parse_duration(
+            "client.expired_sub_close_delay",
+            &cl.expired_sub_close_delay,
+            &mut problems,
+        );
+        let command_rate_limit = per_second(
+            "client.command_rate_limit",
+            cl.command_rate_limit,
+            &mut problems,
+        );
+        let command_rate_burst = per_second(
+            "client.command_rate_burst",
+            cl.command_rate_burst,
+            &mut problems,
+        );
+        if command_rate_limit > 0 && command_rate_burst == 0 {
+            problems.push(
+                "client.command_rate_burst: must be at least 1 while client.command_rate_limit is on (every command needs a token)"
+                    .to_owned(),
+            );
+        }
         let defaults = ClientConfig::default();
         let client = ClientConfig {
             ping_interval: ping_interval.unwrap_or(defaults.ping_interval),
@@ -749,6 +778,25 @@ impl Config {
             presence_ttl: presence_ttl.unwrap_or(defaults.presence_ttl),
             channel_position_check_delay: position_check
                 .unwrap_or(defaults.channel_position_check_delay),
+            expired_sub_close_delay: expired_sub_close_delay
+                .unwrap_or(defaults.expired_sub_close_delay),
+            connection_limit: non_negative(
+                "client.connection_limit",
+                cl.connection_limit,
+                &mut problems,
+            ),
+            user_connection_limit: non_negative(
+                "client.user_connection_limit",
+                cl.user_connection_limit,
+                &mut problems,
+            ),
+            connection_rate_limit: per_second(
+                "client.connection_rate_limit",
+                cl.connection_rate_limit,
+                &mut problems,
+            ),
+            command_rate_limit,
+            command_rate_burst,
         };
 
         if !problems.is_empty() {
@@ -947,6 +995,35 @@ impl Config {
             s,
             "  channel_position_check_delay: {}",
             d(c.channel_position_check_delay)
+        );
+        let _ = writeln!(
+            s,
+            "  expired_sub_close_delay: {}",
+            d(c.expired_sub_close_delay)
+        );
+        let limit = |n: usize| {
+            if n == 0 {
+                "none".to_owned()
+            } else {
+                n.to_string()
+            }
+        };
+        let _ = writeln!(s, "  connection_limit: {}", limit(c.connection_limit));
+        let _ = writeln!(
+            s,
+            "  user_connection_limit: {}",
+            limit(c.user_connection_limit)
+        );
+        let _ = writeln!(
+            s,
+            "  connection_rate_limit: {}/s",
+            limit(c.connection_rate_limit as usize)
+        );
+        let _ = writeln!(
+            s,
+            "  command_rate_limit: {}/s (burst {})",
+            limit(c.command_rate_limit as usize),
+            c.command_rate_burst
         );
         let _ = writeln!(
             s,
@@ -1180,6 +1257,25 @@ fn parse_duration(key: &str, value: &str, problems: &mut Vec<String>) -> Option<
             None
         }
     }
+}
+
+/// A count where 0 means "no limit".
+fn non_negative(key: &str, value: i64, problems: &mut Vec<String>) -> usize {
+    usize::try_from(value).unwrap_or_else(|_| {
+        problems.push(format!("{key}: must be 0 (no limit) or more (got {value})"));
+        0
+    })
+}
+
+/// A rate per second where 0 means "no limit".
+fn per_second(key: &str, value: i64, problems: &mut Vec<String>) -> u32 {
+    u32::try_from(value).unwrap_or_else(|_| {
+        problems.push(format!(
+            "{key}: must be between 0 (no limit) and {} (got {value})",
+            u32::MAX
+        ));
+        0
+    })
 }
 
 fn positive(key: &str, value: i64, problems: &mut Vec<String>) -> usize {

@@ -121,6 +121,18 @@ impl Telemetry {
             .build();
         let n = node.clone();
         meter
+            .u64_observable_counter("herald_client_limited")
+            .with_description(
+                "Connects and commands refused by a limit (client.connection_limit, user_connection_limit, connection_rate_limit, command_rate_limit)",
+            )
+            .with_callback(move |o| {
+                for (limit, count) in n.metrics().snapshot().limited {
+                    o.observe(count, &[KeyValue::new("limit", limit)]);
+                }
+            })
+            .build();
+        let n = node.clone();
+        meter
             .u64_observable_counter("herald_client_disconnects")
             .with_description("Closed client connections by close code (3000: client went away)")
             .with_callback(move |o| {

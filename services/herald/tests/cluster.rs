@@ -270,7 +270,7 @@ async fn presence_spans_nodes_and_a_killed_nodes_clients_expire() {
         .env("HERALD_CLIENT__PRESENCE_UPDATE_INTERVAL", "300ms")
         .env("HERALD_CLIENT__PRESENCE_TTL", "1s")
         .env("HERALD_LOG", "warn")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "run"])
         .spawn()
         .unwrap();
     let b_url = format!("ws://127.0.0.1:{port}/connection/websocket");
@@ -407,7 +407,7 @@ async fn a_node_killed_with_sigkill_expires_from_the_others() {
         .env("HERALD_SERVER__NAME", "doomed")
         .env("HERALD_SERVER__HEARTBEAT_INTERVAL", "200ms")
         .env("HERALD_LOG", "warn")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "run"])
         .spawn()
         .unwrap();
     eventually("the process joins", || async {

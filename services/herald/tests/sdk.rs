@@ -21,7 +21,7 @@ use herald::RunningNode;
 use herald::config::{Config, Overrides, WebSocketEngine};
 use herald::testing::Api;
 use herald::testing::process::HeraldProcess;
-use herald_engine::auth::{HmacAlg, NewConnectToken, TokenSigner};
+use herald_engine::auth::{HmacAlg, NewConnectToken, NewSubscribeToken, TokenSigner};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -752,6 +752,101 @@ async fn js_sees_joins_and_leaves_it_asked_for() {
         carol.expect_publications(&[json!({"n": 1})]).await;
         carol.expect_success().await;
     })
+    .await;
+}
+
+/// Subscription tokens of `user` for `channel`, expiring `ttls` seconds from now, comma-joined
+/// as sub_token.mjs takes them.
+fn sub_tokens(user: &str, channel: &str, ttls: &[u64]) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let signer = TokenSigner::hmac(HMAC_SECRET.as_bytes(), HmacAlg::HS256);
+    ttls.iter()
+        .map(|ttl| {
+            signer
+                .sign(&NewSubscribeToken {
+                    sub: user.to_owned(),
+                    channel: channel.to_owned(),
+                    exp: Some(now + ttl),
+                    info: None,
+                })
+                .expect("sign subscription token")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Subscription tokens that expire in 2 s, and a node that ends an expired subscription 2 s
+/// after its token's expiry.
+const SUB_EXPIRY: &str = "[client]\nexpired_sub_close_delay = \"2s\"\n";
+
+/// centrifuge-js with `getToken` refreshes its subscription token before the node would end
+/// the subscription: three tokens of 2 s, each refreshed with `sub_refresh`, carry it past the
+/// first token's expiry plus the grace delay, and a publication after that still arrives,
+/// without the subscription ever being lost (the node would end it with 2501, which the SDK
+/// answers by resubscribing: the program fails on that).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_get_token_refreshes_a_subscription_past_its_expiry() {
+    with_timeout(
+        "js_get_token_refreshes_a_subscription_past_its_expiry",
+        async {
+            let node = start_node_with(SUB_EXPIRY);
+            // Signed now: each expires 2 s after the one before.
+            let tokens = sub_tokens("alice", "$vip", &[2, 4, 6, 3600]);
+            let args = [
+                "--channel",
+                "$vip",
+                "--count",
+                "1",
+                "--get-token",
+                "--sub-tokens",
+                &tokens,
+            ];
+            let mut js = Program::js("sub_token.mjs", &node, "alice", false, &args);
+            assert_eq!(js.expect_event("get_token").await["n"], 1);
+            js.expect_event("subscribed").await;
+            for n in 2..=4 {
+                assert_eq!(js.expect_event("get_token").await["n"], n);
+            }
+            // The fourth call comes ~6 s in: past the first token's expiry (2 s) and grace (2 s).
+            let (status, reply) = api_call(
+                &node,
+                "publish",
+                json!({"channel": "$vip", "data": {"n": 1}}),
+            )
+            .await;
+            assert_eq!(status, 200, "{reply}");
+            js.expect_publications(&[json!({"n": 1})]).await;
+            js.expect_success().await;
+        },
+    )
+    .await;
+}
+
+/// Without `getToken`, centrifuge-js cannot refresh: the subscription ends when its token does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_without_get_token_loses_the_subscription_when_its_token_expires() {
+    with_timeout(
+        "js_without_get_token_loses_the_subscription_when_its_token_expires",
+        async {
+            let node = start_node_with(SUB_EXPIRY);
+            let tokens = sub_tokens("alice", "$vip", &[2]);
+            let args = ["--channel", "$vip", "--sub-tokens", &tokens];
+            let mut js = Program::js("sub_token.mjs", &node, "alice", false, &args);
+            js.expect_event("subscribed").await;
+            let ended = loop {
+                let v = js.next_event().await;
+                if v["event"] == "unsubscribed" {
+                    break v;
+                }
+                assert_eq!(v["event"], "refresh_error", "{v}");
+            };
+            assert!(ended["code"].as_u64().is_some(), "{ended}");
+            js.expect_success().await;
+        },
+    )
     .await;
 }
 

@@ -20,8 +20,9 @@ use crate::broker::{HistoryPage, HistoryQuery, StreamPosition};
 use crate::channel::{is_private, user_limited_allows};
 use crate::channel_log::StreamTag;
 use crate::error::{CommandError, NodeError, connect_token_error, subscribe_token_error};
+use crate::metrics::Limit;
 use crate::node::{Member, PublishOptions, now_unix};
-use crate::registry::ClientHandle;
+use crate::registry::{ClientHandle, ConnectionLimits, LimitReached};
 
 type CommandResult = Result<Option<Reply>, CommandError>;
 
@@ -166,6 +167,14 @@ impl Session {
             // Reconnect elsewhere, as every client of this node was told.
             return Err(codes::disconnect::SHUTDOWN.into());
         }
+        // Before the token's signature is checked: a connect storm past the limit costs
+        // next to nothing.
+        if !inner.connection_rate.admit(Instant::now()) {
+            tracing::debug!("connect refused: client.connection_rate_limit");
+            inner.metrics.limited(Limit::ConnectionRate);
+            self.state = State::Failed;
+            return Err(codes::TOO_MANY_REQUESTS.into());
+        }
         let claims = if req.token.is_empty() {
             if !inner.rules.insecure() {
                 tracing::debug!("connect without credentials");
@@ -188,17 +197,26 @@ impl Session {
             self.state = State::Failed;
             return Err(codes::TOKEN_EXPIRED.into());
         }
-        inner.metrics.connected();
         let client_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
         let user: Arc<str> = Arc::from(claims.sub.as_str());
-        inner.registry.add(
-            &user,
-            self.conn,
-            ClientHandle {
-                client_id: client_id.clone(),
-                outbound: self.outbound.clone(),
-            },
-        );
+        let limits = ConnectionLimits {
+            per_node: inner.client.connection_limit,
+            per_user: inner.client.user_connection_limit,
+        };
+        let handle = ClientHandle {
+            client_id: client_id.clone(),
+            outbound: self.outbound.clone(),
+        };
+        if let Err(reached) = inner.registry.try_add(&user, self.conn, handle, limits) {
+            tracing::debug!(user = %user, "connect refused: {reached}");
+            inner.metrics.limited(match reached {
+                LimitReached::Node => Limit::Connections,
+                LimitReached::User => Limit::UserConnections,
+            });
+            self.state = State::Failed;
+            return Err(codes::disconnect::CONNECTION_LIMIT.into());
+        }
+        inner.metrics.connected();
         if self.node.is_shutting_down() {
             // The shutdown went through the registry before this connection was in it.
             self.outbound.close(codes::disconnect::SHUTDOWN);
@@ -217,15 +235,20 @@ impl Session {
             expires_at.map(|t| Duration::from_secs(t.saturating_sub(now))),
         );
 
-        // Server-side subscriptions from the token's `channels` claim.
+        // Server-side subscriptions from the token's `channels` claim: what they recover
+        // shares one budget, as it goes out in one reply.
         let mut subs = std::collections::BTreeMap::new();
+        let mut budget = self.recovery_budget();
         for channel in claims.channels {
             let recover_from = req
                 .subs
                 .get(&channel)
                 .filter(|s| s.recover)
                 .map(|s| (s.offset, s.epoch.clone()));
-            match self.add_server_side(&channel, None, recover_from).await {
+            match self
+                .add_server_side(&channel, None, recover_from, &mut budget)
+                .await
+            {
                 Ok(result) => {
                     subs.insert(channel, result.unwrap_or_default());
                 }
@@ -294,6 +317,7 @@ impl Session {
         channel: &str,
         info: Option<Bytes>,
         recover_from: Option<(u64, String)>,
+        budget: &mut usize,
     ) -> Result<Option<SubscribeResult>, NodeError> {
         let options = self.node.inner().rules.resolve(channel)?.clone();
         let c = self.connected();
@@ -321,7 +345,8 @@ impl Session {
         if positioned {
             let recovering = recoverable.then_some(recover_from).flatten();
             let was_recovering = recovering.is_some();
-            let (stream, recovered) = match self.read_position(channel, recovering).await {
+            let read = self.read_position(channel, recovering, budget).await;
+            let (stream, recovered) = match read {
                 Ok(read) => read,
                 Err(e) => {
                     self.node.remove_subscription(channel, self.conn);
@@ -347,7 +372,7 @@ impl Session {
             });
             self.caught_up_after_reply.push(channel_id);
         }
-        self.subscribed(channel.to_string(), info, reader);
+        self.subscribed(channel.to_string(), info, reader, None);
         Ok(Some(result))
     }
 
@@ -357,7 +382,9 @@ impl Session {
         info: Option<Bytes>,
         data: Option<Bytes>,
     ) -> Result<(), NodeError> {
-        let Some(result) = self.add_server_side(&channel, info, None).await? else {
+        let mut budget = self.recovery_budget();
+        let added = self.add_server_side(&channel, info, None, &mut budget);
+        let Some(result) = added.await? else {
             return Ok(());
         };
         self.send(&Reply {
@@ -379,12 +406,16 @@ impl Session {
     }
 
     pub(super) fn server_unsubscribe(&mut self, channel: &str) {
+        self.unsubscribe_with(channel, codes::UNSUBSCRIBE_SERVER);
+    }
+
+    /// Ends a subscription from the server's side and tells the client why.
+    pub(super) fn unsubscribe_with(&mut self, channel: &str, code: codes::UnsubscribeCode) {
         self.untrack(channel);
         if self.forget(channel).is_none() {
             return;
         }
         self.node.remove_subscription(channel, self.conn);
-        let code = codes::UNSUBSCRIBE_SERVER;
         self.send(&Reply {
             push: Some(Push {
                 channel: channel.to_string(),
@@ -466,10 +497,12 @@ impl Session {
         if positioned {
             // Joined first, read second: what is published meanwhile comes live and is merged
             // by offset (see `position`).
+            let mut budget = self.recovery_budget();
             let read = self
                 .read_position(
                     &channel,
                     recovering.then(|| (req.offset, req.epoch.clone())),
+                    &mut budget,
                 )
                 .await;
             let (stream, recovered) = match read {
@@ -498,17 +531,25 @@ impl Session {
             });
             self.caught_up_after_reply.push(channel_id);
         }
-        self.subscribed(channel, info, reader);
+        let close_at = self.timers.sub_close_at(
+            Instant::now(),
+            expires_at.map(|t| Duration::from_secs(t.saturating_sub(now))),
+        );
+        self.subscribed(channel, info, reader, close_at);
         reply(|r| r.subscribe = Some(result))
     }
 
     /// The channel's stream position and, when the client asks to recover from
-    /// `(offset, epoch)`, what it missed: recovered only if the epoch is the same and the
-    /// stream still holds every publication after `offset` (at most [`MAX_RECOVERED`]).
+    /// `(offset, epoch)`, what it missed: recovered only if the epoch is the same, the
+    /// stream still holds every publication after `offset` (at most [`MAX_RECOVERED`]) and
+    /// they fit in what is left of `budget` bytes, which they then use up. A reply the
+    /// connection's queue could not take would only get the client cut off as slow: told it
+    /// was not recovered, it restores its state its own way instead.
     async fn read_position(
         &self,
         channel: &str,
         recover_from: Option<(u64, String)>,
+        budget: &mut usize,
     ) -> Result<(HistoryPage, bool), NodeError> {
         let Some((offset, epoch)) = recover_from else {
             let page = self
@@ -544,11 +585,31 @@ impl Session {
                 .publications
                 .first()
                 .is_none_or(|p| p.offset == offset + 1);
+        let bytes: usize = page
+            .publications
+            .iter()
+            .map(|p| {
+                p.data.len()
+                    + p.info
+                        .as_ref()
+                        .map_or(0, |i| i.conn_info.len() + i.chan_info.len())
+            })
+            .sum();
         let recovered = epoch == page.position.epoch
             && offset <= top
             && missed <= MAX_RECOVERED as u64
-            && complete;
+            && complete
+            && bytes <= *budget;
+        if recovered {
+            *budget -= bytes;
+        }
         Ok((page, recovered))
+    }
+
+    /// Bytes of recovered publications one reply may carry: half the connection's queue, so
+    /// the reply fits beside what else is queued.
+    fn recovery_budget(&self) -> usize {
+        self.node.client_config().max_queue_bytes / 2
     }
 
     /// Presence reads: the channel keeps presence (108 otherwise), and the client is a
@@ -699,6 +760,19 @@ impl Session {
             return Err(codes::PERMISSION_DENIED.into());
         }
         let expires_at = claims.expires_at();
+        if expires_at.is_some_and(|t| t <= now) {
+            return Err(codes::TOKEN_EXPIRED.into());
+        }
+        let close_at = self.timers.sub_close_at(
+            Instant::now(),
+            expires_at.map(|t| Duration::from_secs(t.saturating_sub(now))),
+        );
+        if let State::Connected(c) = &mut self.state
+            && let Some(sub) = c.channels.get_mut(&req.channel)
+        {
+            sub.close_at = close_at;
+        }
+        self.rearm_sub_close();
         reply(|r| {
             r.sub_refresh = Some(SubRefreshResult {
                 expires: expires_at.is_some(),

@@ -23,6 +23,8 @@ use crate::channel_log::LogReader;
 use crate::control::Control;
 use crate::error::CommandError;
 use crate::hub::{ConnId, Subscriber};
+use crate::limits::CommandBucket;
+use crate::metrics::Limit;
 use crate::node::Node;
 use crate::outbound::{Outbound, Outgoing};
 
@@ -60,6 +62,8 @@ pub struct Session {
     /// The session id of an emulated transport (HTTP streaming, SSE): what its command
     /// requests name it by.
     emulation: Option<Arc<str>>,
+    /// What is left of the connection's command allowance (`client.command_rate_limit`).
+    commands: CommandBucket,
 }
 
 enum State {
@@ -86,6 +90,8 @@ struct ChannelSub {
     /// The hub's id of the channel (its log reader, kept by the outbound queue, carries the
     /// same).
     channel_id: crate::hub::ChannelId,
+    /// When the subscription ends because its token expired (None: it does not).
+    close_at: Option<timers::SubClose>,
 }
 
 impl Session {
@@ -97,7 +103,9 @@ impl Session {
     ) -> Self {
         let config = node.client_config();
         let outbound = Outbound::new(config.max_queue_bytes);
-        let timers = Timers::connecting(Instant::now(), config);
+        let now = Instant::now();
+        let timers = Timers::connecting(now, config);
+        let commands = CommandBucket::new(now, config.command_rate_burst);
         Self {
             node,
             conn,
@@ -109,6 +117,7 @@ impl Session {
             drains: 0,
             last_frame_len: 0,
             emulation,
+            commands,
         }
     }
 
@@ -171,7 +180,16 @@ impl Session {
             | (State::Connecting | State::Failed, _) => {
                 return Flow::Close(codes::disconnect::BAD_REQUEST);
             }
-            (State::Connected(_), method) => self.dispatch(method).await,
+            (State::Connected(_), method) => {
+                let client = self.node.client_config();
+                let (rate, burst) = (client.command_rate_limit, client.command_rate_burst);
+                if self.commands.take(Instant::now(), rate, burst) {
+                    self.dispatch(method).await
+                } else {
+                    self.node.metrics().limited(Limit::CommandRate);
+                    Err(codes::TOO_MANY_REQUESTS.into())
+                }
+            }
         };
         match result {
             Ok(Some(mut reply)) => {
@@ -219,6 +237,10 @@ impl Session {
                         });
                     }
                 }
+                Flow::Continue
+            }
+            timers::Due::SubscriptionsExpired => {
+                self.close_expired_subscriptions(now);
                 Flow::Continue
             }
             timers::Due::Close(d) => Flow::Close(d),
@@ -375,12 +397,53 @@ impl Session {
     }
 
     /// Records a new subscription and its reader of the channel's log.
-    fn subscribed(&mut self, channel: String, info: Option<Bytes>, reader: LogReader) {
+    fn subscribed(
+        &mut self,
+        channel: String,
+        info: Option<Bytes>,
+        reader: LogReader,
+        close_at: Option<timers::SubClose>,
+    ) {
         let channel_id = reader.channel_id;
         self.outbound.add_reader(reader);
         if let State::Connected(c) = &mut self.state {
-            c.channels.insert(channel, ChannelSub { info, channel_id });
+            let sub = ChannelSub {
+                info,
+                channel_id,
+                close_at,
+            };
+            c.channels.insert(channel, sub);
         }
+        if close_at.is_some() {
+            self.rearm_sub_close();
+        }
+    }
+
+    /// Points the session's clock at the earliest subscription close.
+    fn rearm_sub_close(&mut self) {
+        let earliest = match &self.state {
+            State::Connected(c) => c.channels.values().filter_map(|s| s.close_at).min(),
+            _ => None,
+        };
+        self.timers.set_sub_close(earliest);
+    }
+
+    /// Ends the subscriptions whose tokens expired without a refresh: unsubscribe 2501, on
+    /// which the SDKs subscribe again with a fresh token.
+    fn close_expired_subscriptions(&mut self, now: Instant) {
+        let expired: Vec<String> = match &self.state {
+            State::Connected(c) => c
+                .channels
+                .iter()
+                .filter(|(_, s)| s.close_at.is_some_and(|at| self.timers.sub_due(at, now)))
+                .map(|(name, _)| name.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        for channel in expired {
+            self.unsubscribe_with(&channel, codes::UNSUBSCRIBE_EXPIRED);
+        }
+        self.rearm_sub_close();
     }
 
     /// Ends the session's side of a subscription: its entry and its log reader.

@@ -57,6 +57,18 @@ impl<V> Subscriptions<V> {
     pub(super) fn keys(&self) -> impl Iterator<Item = &String> {
         self.entries.iter().map(|(name, _)| name)
     }
+
+    pub(super) fn values(&self) -> impl Iterator<Item = &V> {
+        self.entries.iter().map(|(_, v)| v)
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.entries.iter().map(|(name, v)| (name, v))
+    }
+
+    pub(super) fn get_mut(&mut self, channel: &str) -> Option<&mut V> {
+        self.find(channel).ok().map(|i| &mut self.entries[i].1)
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The clocks of a session: the connect deadline, the ping/pong cycle, token expiry and the
-//! periodic check of positioned subscriptions.
+//! The clocks of a session: the connect deadline, the ping/pong cycle, token expiry (of the
+//! connection and of its subscriptions) and the periodic check of positioned subscriptions.
 
 use std::time::{Duration, Instant};
 
@@ -12,15 +12,24 @@ pub(super) enum Due {
     Nothing,
     Ping,
     CheckPositions,
+    /// A subscription's token expired, plus its grace, without a `sub_refresh`.
+    SubscriptionsExpired,
     Close(Disconnect),
 }
+
+/// When a subscription closes for its expired token, in whole seconds since the session
+/// began: small enough to sit in what a subscription entry would otherwise leave as padding.
+pub(super) type SubClose = std::num::NonZeroU32;
 
 #[derive(Debug)]
 pub(super) struct Timers {
     ping_interval: Duration,
     pong_timeout: Duration,
     expired_close_delay: Duration,
+    expired_sub_close_delay: Duration,
     position_check_delay: Duration,
+    /// What [`SubClose`] values count from.
+    began: Instant,
     /// Before connect: when a silent connection is dropped as stale.
     connect_deadline: Option<Instant>,
     next_ping: Option<Instant>,
@@ -28,6 +37,8 @@ pub(super) struct Timers {
     /// When an expired connection is closed (expiry plus grace for a refresh).
     expire_close: Option<Instant>,
     next_position_check: Option<Instant>,
+    /// The earliest [`SubClose`] of the session's subscriptions.
+    sub_close: Option<Instant>,
     /// The answer of `next` when nothing is scheduled: fixed, so a transport that re-arms its
     /// timer only when the deadline changes does not re-arm it on every turn.
     never: Instant,
@@ -39,12 +50,15 @@ impl Timers {
             ping_interval: config.ping_interval,
             pong_timeout: config.pong_timeout,
             expired_close_delay: config.expired_close_delay,
+            expired_sub_close_delay: config.expired_sub_close_delay,
             position_check_delay: config.channel_position_check_delay,
+            began: now,
             connect_deadline: Some(now + config.connect_timeout),
             next_ping: None,
             pong_deadline: None,
             expire_close: None,
             next_position_check: None,
+            sub_close: None,
             never: now + Duration::from_secs(365 * 24 * 3600),
         }
     }
@@ -67,6 +81,28 @@ impl Timers {
             ttl.and_then(|ttl| now.checked_add(ttl)?.checked_add(self.expired_close_delay));
     }
 
+    /// When a subscription whose token expires in `ttl` (None: never) closes: the expiry
+    /// plus `client.expired_sub_close_delay`, rounded up to a whole second. None for never,
+    /// also past what a `SubClose` holds (136 years).
+    pub(super) fn sub_close_at(&self, now: Instant, ttl: Option<Duration>) -> Option<SubClose> {
+        let at = now
+            .checked_add(ttl?)?
+            .checked_add(self.expired_sub_close_delay)?;
+        let since = at.saturating_duration_since(self.began);
+        let secs = since.as_secs() + u64::from(since.subsec_nanos() > 0);
+        SubClose::new(u32::try_from(secs.max(1)).ok()?)
+    }
+
+    /// Whether a subscription closing at `close` is due at `now`.
+    pub(super) fn sub_due(&self, close: SubClose, now: Instant) -> bool {
+        now >= self.began + Duration::from_secs(close.get().into())
+    }
+
+    /// The earliest close of the session's subscriptions (None: none expires).
+    pub(super) fn set_sub_close(&mut self, earliest: Option<SubClose>) {
+        self.sub_close = earliest.map(|c| self.began + Duration::from_secs(c.get().into()));
+    }
+
     /// A pong arrived: true when a ping was waiting for it.
     pub(super) fn pong_received(&mut self) -> bool {
         self.pong_deadline.take().is_some()
@@ -79,6 +115,7 @@ impl Timers {
             self.pong_deadline,
             self.expire_close,
             self.next_position_check,
+            self.sub_close,
         ]
         .into_iter()
         .flatten()
@@ -104,6 +141,11 @@ impl Timers {
             // Keep an earlier deadline if a previous ping is still unanswered.
             self.pong_deadline.get_or_insert(now + self.pong_timeout);
             return Due::Ping;
+        }
+        if self.sub_close.is_some_and(|t| now >= t) {
+            // The session sets the next one once it has closed what is due.
+            self.sub_close = None;
+            return Due::SubscriptionsExpired;
         }
         if self.next_position_check.is_some_and(|t| now >= t) {
             self.next_position_check = Some(now + self.position_check_delay);
@@ -208,6 +250,40 @@ mod tests {
             t.fire(t0 + Duration::from_secs(30), true),
             Due::Nothing
         ));
+    }
+
+    #[test]
+    fn subscriptions_close_after_their_grace_delay_in_whole_seconds() {
+        let t0 = Instant::now();
+        let mut t = Timers::connecting(t0, &config());
+        t.connected(t0);
+        t.next_ping = None;
+        t.next_position_check = None;
+        assert_eq!(t.sub_close_at(t0, None), None);
+        // 25 s of grace by default; 5.2 s of token rounds up.
+        let close = t
+            .sub_close_at(t0, Some(Duration::from_millis(5_200)))
+            .unwrap();
+        assert_eq!(close.get(), 31);
+        assert!(!t.sub_due(close, t0 + Duration::from_secs(30)));
+        assert!(t.sub_due(close, t0 + Duration::from_secs(31)));
+        t.set_sub_close(Some(close));
+        assert_eq!(t.next(), t0 + Duration::from_secs(31));
+        assert!(matches!(
+            t.fire(t0 + Duration::from_secs(30), true),
+            Due::Nothing
+        ));
+        assert!(matches!(
+            t.fire(t0 + Duration::from_secs(31), true),
+            Due::SubscriptionsExpired
+        ));
+        assert_eq!(t.next(), t.never, "re-armed only by the session");
+        // A token beyond what a SubClose holds never closes its subscription.
+        assert_eq!(
+            t.sub_close_at(t0, Some(Duration::from_secs(200 * 365 * 24 * 3600))),
+            None
+        );
+        assert_eq!(t.sub_close_at(t0, Some(Duration::MAX)), None);
     }
 
     #[test]

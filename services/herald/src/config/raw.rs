@@ -303,6 +303,12 @@ pub(crate) struct RawClient {
     pub presence_update_interval: String,
     pub presence_ttl: String,
     pub channel_position_check_delay: String,
+    pub expired_sub_close_delay: String,
+    pub connection_limit: i64,
+    pub user_connection_limit: i64,
+    pub connection_rate_limit: i64,
+    pub command_rate_limit: i64,
+    pub command_rate_burst: i64,
 }
 
 impl Default for RawClient {
@@ -319,6 +325,12 @@ impl Default for RawClient {
             presence_update_interval: "25s".to_owned(),
             presence_ttl: "60s".to_owned(),
             channel_position_check_delay: "40s".to_owned(),
+            expired_sub_close_delay: "25s".to_owned(),
+            connection_limit: 0,
+            user_connection_limit: 0,
+            connection_rate_limit: 0,
+            command_rate_limit: 100,
+            command_rate_burst: 200,
         }
     }
 }

@@ -509,6 +509,64 @@ fn write_timeout_defaults_to_a_second_and_must_be_within_a_minute() {
 }
 
 #[test]
+fn limits_default_to_off_except_the_command_rate_and_are_checked() {
+    let cfg = load_toml("").expect("valid");
+    let c = &cfg.client;
+    assert_eq!(
+        (
+            c.connection_limit,
+            c.user_connection_limit,
+            c.connection_rate_limit
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!((c.command_rate_limit, c.command_rate_burst), (100, 200));
+    assert_eq!(c.expired_sub_close_delay, Duration::from_secs(25));
+    let cfg = load_str(
+        "toml",
+        "[client]\nconnection_limit = 10000\nuser_connection_limit = 5\ncommand_rate_limit = 0\n",
+        &[
+            ("HERALD_CLIENT__CONNECTION_RATE_LIMIT", "500"),
+            ("HERALD_CLIENT__EXPIRED_SUB_CLOSE_DELAY", "5s"),
+        ],
+    )
+    .expect("valid");
+    let c = &cfg.client;
+    assert_eq!(
+        (
+            c.connection_limit,
+            c.user_connection_limit,
+            c.connection_rate_limit
+        ),
+        (10_000, 5, 500)
+    );
+    assert_eq!(c.command_rate_limit, 0);
+    assert_eq!(c.expired_sub_close_delay, Duration::from_secs(5));
+    assert!(cfg.summary().contains("connection_limit: 10000"));
+    assert_one_problem(
+        load_toml("[client]\nconnection_limit = -1\n"),
+        "client.connection_limit",
+        "must be 0 (no limit) or more",
+    );
+    assert_one_problem(
+        load_toml("[client]\nconnection_rate_limit = 5000000000\n"),
+        "client.connection_rate_limit",
+        "must be between 0 (no limit) and",
+    );
+    assert_one_problem(
+        load_toml("[client]\ncommand_rate_burst = 0\n"),
+        "client.command_rate_burst",
+        "must be at least 1",
+    );
+    assert!(load_toml("[client]\ncommand_rate_limit = 0\ncommand_rate_burst = 0\n").is_ok());
+    assert_one_problem(
+        load_toml("[client]\nexpired_sub_close_delay = \"later\"\n"),
+        "client.expired_sub_close_delay",
+        "",
+    );
+}
+
+#[test]
 fn fallback_transports_are_on_unless_switched_off() {
     let cfg = load_toml("").expect("valid");
     assert!(cfg.server.http_stream && cfg.server.sse);

@@ -28,7 +28,7 @@ impl HeraldProcess {
             .env_remove(crate::config::WebSocketEngine::UNDER_TEST_ENV)
             .arg("--config")
             .arg(config)
-            .args(["--listen", &addr.to_string()])
+            .args(["--listen", &addr.to_string(), "run"])
             .spawn()
             .expect("spawn herald");
         let process = HeraldProcess { child, addr };

@@ -1,0 +1,69 @@
+// sub_token.mjs --url WS --token T --channel C --sub-tokens T1,T2,... [--get-token]
+//               [--count N] [--protobuf] [--timeout S] [--debug]
+//
+// A subscription that needs a subscription token, for the tests of token expiry. With
+// --get-token the SDK gets every token (first subscribe and each refresh) from a getToken that
+// hands out T1, T2, ... in turn and prints {"event":"get_token","n":k} per call; the
+// subscription must then stay: leaving it ({"event":"subscribing"} after being subscribed, or
+// unsubscribed) fails the program, which exits 0 after N publications. Without --get-token the
+// subscription is made with T1 alone and the program exits 0 at its end, printing
+// {"event":"unsubscribed","code":...,"reason":...}.
+import { parseArgs, emit, fail, succeed, deadline, newClient, decodeData } from './common.mjs';
+
+const args = parseArgs({
+  url: undefined,
+  token: undefined,
+  channel: undefined,
+  'sub-tokens': undefined,
+  'get-token': false,
+  count: 1,
+  protobuf: false,
+  transport: 'websocket',
+  timeout: 30,
+  debug: false,
+});
+const tokens = args['sub-tokens'].split(',');
+let calls = 0;
+let received = 0;
+deadline(args.timeout, () => `${calls} token calls, ${received} of ${args.count} publications`);
+
+const { client } = await newClient(args);
+const options = args['get-token']
+  ? {
+      getToken: async () => {
+        calls++;
+        emit({ event: 'get_token', n: calls });
+        if (calls > tokens.length) fail(`getToken called ${calls} times, only ${tokens.length} tokens`);
+        return tokens[calls - 1];
+      },
+    }
+  : { token: tokens[0] };
+const sub = client.newSubscription(args.channel, options);
+let subscribed = false;
+sub.on('subscribed', (ctx) => {
+  subscribed = true;
+  emit({ event: 'subscribed', channel: ctx.channel });
+});
+sub.on('subscribing', (ctx) => {
+  // The client's own disconnect at the end moves the subscription to subscribing too.
+  if (!subscribed || received === args.count) return;
+  emit({ event: 'subscribing', code: ctx.code, reason: ctx.reason });
+  if (args['get-token']) fail(`the subscription was lost: code=${ctx.code} reason=${ctx.reason}`);
+});
+sub.on('unsubscribed', (ctx) => {
+  emit({ event: 'unsubscribed', code: ctx.code, reason: ctx.reason });
+  if (args['get-token']) fail(`unsubscribed: code=${ctx.code} reason=${ctx.reason}`);
+  else succeed(client);
+});
+sub.on('error', (ctx) => {
+  // Without getToken the SDK reports that it cannot refresh before it unsubscribes.
+  emit({ event: 'refresh_error', type: ctx.type, code: ctx.error?.code ?? null });
+  if (args['get-token']) fail(`subscription error (${ctx.type}): ${JSON.stringify(ctx.error)}`);
+});
+sub.on('publication', (ctx) => {
+  received++;
+  emit({ event: 'publication', data: decodeData(ctx.data, args.protobuf) });
+  if (received === args.count) succeed(client);
+});
+sub.subscribe();
+client.connect();
