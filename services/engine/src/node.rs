@@ -505,10 +505,11 @@ impl Node {
 
     /// Number of clients and of distinct users in a channel's presence.
     pub async fn presence_stats(&self, channel: &str) -> Result<(usize, usize), NodeError> {
-        let presence = self.presence(channel).await?;
-        let users: std::collections::HashSet<&str> =
-            presence.values().map(|i| i.user.as_str()).collect();
-        Ok((presence.len(), users.len()))
+        if !self.inner.rules.resolve(channel)?.presence {
+            return Err(NodeError::NotAvailable);
+        }
+        let stats = self.inner.broker.presence_stats(channel).await?;
+        Ok((stats.clients, stats.users))
     }
 
     /// Reads a channel's history. The channel's namespace must keep history (108 otherwise);

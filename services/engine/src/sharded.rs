@@ -35,6 +35,13 @@ impl<V> Sharded<V> {
         self.shard(key).write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Every shard in turn, write-locked one at a time.
+    pub(crate) fn for_each_shard_mut(&self, mut f: impl FnMut(&mut Shard<V>)) {
+        for shard in self.shards.iter() {
+            f(&mut shard.write().unwrap_or_else(|p| p.into_inner()));
+        }
+    }
+
     /// Every shard in turn, read-locked one at a time.
     pub(crate) fn for_each_shard(&self, mut f: impl FnMut(&Shard<V>)) {
         for shard in self.shards.iter() {

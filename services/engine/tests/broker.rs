@@ -8,7 +8,7 @@ use bytes::Bytes;
 use herald_engine::MemoryBroker;
 use herald_engine::broker::{
     Broker, BrokerError, BrokerEventHandler, HistoryOptions, HistoryPage, HistoryQuery,
-    NodeCommand, RedisBroker, StreamPosition,
+    NodeCommand, PresenceStats, RedisBroker, StreamPosition,
 };
 use herald_engine::config::{RedisConfig, RedisShardConfig};
 use herald_engine::testing::redis::{RedisOptions, RedisServer};
@@ -392,9 +392,16 @@ async fn keeps_presence(broker: Arc<dyn Broker>) {
     clients.sort();
     assert_eq!(clients, ["c1", "c2", "c3"]);
     assert_eq!(p["c1"], who("u1", "c1"));
+    let stats = |clients, users| PresenceStats { clients, users };
+    assert_eq!(broker.presence_stats("p").await.unwrap(), stats(3, 2));
     broker.remove_presence("p", "c1").await.unwrap();
     assert_eq!(broker.presence("p").await.unwrap().len(), 2);
+    assert_eq!(broker.presence_stats("p").await.unwrap(), stats(2, 2));
+    broker.remove_presence("p", "c1").await.unwrap(); // twice: counted once
+    broker.remove_presence("p", "c2").await.unwrap();
+    assert_eq!(broker.presence_stats("p").await.unwrap(), stats(1, 1));
     assert!(broker.presence("empty").await.unwrap().is_empty());
+    assert_eq!(broker.presence_stats("empty").await.unwrap(), stats(0, 0));
 }
 
 #[tokio::test]
@@ -443,6 +450,49 @@ async fn redis_presence_entries_expire_unless_refreshed() {
         start.elapsed() >= Duration::from_millis(900),
         "expired by its TTL"
     );
+    // The dead client's user is gone from the counts too.
+    let stats = broker.presence_stats("p").await.unwrap();
+    assert_eq!(
+        stats,
+        PresenceStats {
+            clients: 1,
+            users: 1
+        }
+    );
+}
+
+/// `presence_stats` answers from counters: it never loads the channel's presence (no HGETALL
+/// of the thousand entries), and it drops expired entries from the counts as it goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_presence_stats_read_counters_not_the_presence() {
+    let redis = RedisServer::start();
+    let (broker, _) = started(RedisBroker::new(redis_config(&[redis.url()])).unwrap());
+    ready(&broker).await;
+    let ttl = Duration::from_secs(60);
+    for n in 0..1000 {
+        let info = who(&format!("u{}", n % 100), &format!("c{n}"));
+        broker.add_presence("big", &info, ttl).await.unwrap();
+    }
+    let hgetall = || {
+        let stats = redis.cli(&["INFO", "commandstats"]);
+        stats
+            .lines()
+            .find(|l| l.starts_with("cmdstat_hgetall:"))
+            .and_then(|l| l.split(['=', ',']).nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = hgetall();
+    let stats = broker.presence_stats("big").await.unwrap();
+    assert_eq!(
+        stats,
+        PresenceStats {
+            clients: 1000,
+            users: 100
+        }
+    );
+    assert_eq!(hgetall(), before, "presence_stats read the whole hash");
+    assert_eq!(broker.presence("big").await.unwrap().len(), 1000);
+    assert_eq!(hgetall(), before + 1, "the probe sees an HGETALL");
 }
 
 /// Join and leave messages reach every node subscribed to the channel, in order, and are not

@@ -10,16 +10,24 @@ use super::once::Once;
 use super::streams::Streams;
 use super::{
     Broker, BrokerError, BrokerEventHandler, HistoryOptions, HistoryPage, HistoryQuery,
-    NodeCommand, Presence, StreamPosition,
+    NodeCommand, Presence, PresenceStats, StreamPosition,
 };
 use crate::sharded::Sharded;
+
+/// Who is present in one channel, and how many connections each user has there, so the
+/// counts need no walk over the clients.
+#[derive(Default)]
+struct ChannelPresence {
+    clients: Presence,
+    users: std::collections::HashMap<String, usize>,
+}
 
 pub struct MemoryBroker {
     handler: OnceLock<Arc<dyn BrokerEventHandler>>,
     streams: Streams,
     once: Once,
     /// Channel → present clients. One process: entries leave with their sessions, no expiry.
-    presence: Sharded<Presence>,
+    presence: Sharded<ChannelPresence>,
 }
 
 impl Default for MemoryBroker {
@@ -113,19 +121,32 @@ impl Broker for MemoryBroker {
         _ttl: std::time::Duration,
     ) -> Result<(), BrokerError> {
         let mut shard = self.presence.write(channel);
-        let clients = match shard.get_mut(channel) {
-            Some(clients) => clients,
+        let present = match shard.get_mut(channel) {
+            Some(present) => present,
             None => shard.entry(channel.into()).or_default(),
         };
-        clients.insert(info.client.clone(), info.clone());
+        if present
+            .clients
+            .insert(info.client.clone(), info.clone())
+            .is_none()
+        {
+            *present.users.entry(info.user.clone()).or_default() += 1;
+        }
         Ok(())
     }
 
     async fn remove_presence(&self, channel: &str, client: &str) -> Result<(), BrokerError> {
         let mut shard = self.presence.write(channel);
-        if let Some(clients) = shard.get_mut(channel) {
-            clients.remove(client);
-            if clients.is_empty() {
+        if let Some(present) = shard.get_mut(channel) {
+            if let Some(info) = present.clients.remove(client)
+                && let Some(count) = present.users.get_mut(&info.user)
+            {
+                *count -= 1;
+                if *count == 0 {
+                    present.users.remove(&info.user);
+                }
+            }
+            if present.clients.is_empty() {
                 shard.remove(channel);
             }
         }
@@ -148,7 +169,19 @@ impl Broker for MemoryBroker {
             .presence
             .read(channel)
             .get(channel)
-            .cloned()
+            .map(|p| p.clients.clone())
+            .unwrap_or_default())
+    }
+
+    async fn presence_stats(&self, channel: &str) -> Result<PresenceStats, BrokerError> {
+        Ok(self
+            .presence
+            .read(channel)
+            .get(channel)
+            .map(|p| PresenceStats {
+                clients: p.clients.len(),
+                users: p.users.len(),
+            })
             .unwrap_or_default())
     }
 

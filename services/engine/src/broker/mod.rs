@@ -39,6 +39,13 @@ pub struct StreamPosition {
     pub epoch: String,
 }
 
+/// The size of a channel's presence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PresenceStats {
+    pub clients: usize,
+    pub users: usize,
+}
+
 /// A channel's presence: client id → who.
 pub type Presence = std::collections::HashMap<String, ClientInfo>;
 
@@ -135,6 +142,9 @@ pub trait Broker: Send + Sync + 'static {
     async fn remove_presence(&self, channel: &str, client: &str) -> Result<(), BrokerError>;
     /// Every client present in the channel, on every node, by client id.
     async fn presence(&self, channel: &str) -> Result<Presence, BrokerError>;
+    /// How many clients and distinct users are present in the channel, from counters kept
+    /// with the presence: the presence itself is not read.
+    async fn presence_stats(&self, channel: &str) -> Result<PresenceStats, BrokerError>;
     /// Tells every node that a client joined (`join`) or left a channel, for the subscribers
     /// that receive join/leave pushes. At most once, like PUB/SUB.
     async fn publish_join_leave(

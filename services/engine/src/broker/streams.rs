@@ -2,13 +2,23 @@
 //!
 //! A channel with history is a stream. Its publications get consecutive offsets from 1; the
 //! last `size` of them are kept until `ttl` has passed since the latest one. The stream has an
-//! epoch, a random string made with the stream: a client's position (offset, epoch) is only
-//! meaningful in that epoch. When the publications expire, the position stays (a client at the
-//! top has missed nothing); only after [`META_TTL`] without publications is the stream
-//! forgotten, and a new one starts with a new epoch, so a client that comes back is told its
-//! position is gone instead of being fed a silent gap.
+//! epoch: a client's position (offset, epoch) is only meaningful in that epoch. When the
+//! publications expire, the position stays (a client at the top has missed nothing); only after
+//! [`META_TTL`] without publications is the stream forgotten, and a new one starts with a new
+//! epoch, so a client that comes back is told its position is gone instead of being fed a
+//! silent gap.
+//!
+//! The table holds only streams that were published to, and loses each one [`META_TTL`] after
+//! its last publication (swept every [`SWEEP_EVERY`]). Reading a channel that has no stream
+//! leaves nothing behind: its position is offset 0 in the epoch a stream of that channel
+//! would start with now, derived from the channel name, this process's random seed and the
+//! current [`META_TTL`] window. A subscriber positioned on an empty channel therefore finds
+//! the same epoch in the first publication, and a stream made again after one was forgotten
+//! (a later window) gets a different epoch.
 
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use herald_protocol::proto::Publication;
@@ -18,6 +28,9 @@ use crate::sharded::Sharded;
 
 /// How long a stream's position (epoch and top offset) outlives its last publication.
 pub const META_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How often streams past their [`META_TTL`] are removed from the table.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 const SHARDS: usize = 64;
 
@@ -31,9 +44,9 @@ struct Stream {
 }
 
 impl Stream {
-    fn new(now: Instant) -> Stream {
+    fn new(epoch: String, now: Instant) -> Stream {
         Stream {
-            epoch: new_epoch(),
+            epoch,
             top: 0,
             items: VecDeque::new(),
             items_expire: now,
@@ -48,37 +61,48 @@ impl Stream {
         }
     }
 
-    /// Drops what has expired by `now`.
-    fn expire(&mut self, now: Instant) {
-        if now >= self.meta_expires {
-            *self = Stream::new(now);
-        } else if now >= self.items_expire {
+    fn forgotten(&self, now: Instant) -> bool {
+        now >= self.meta_expires
+    }
+
+    /// Drops the publications that have expired by `now`.
+    fn expire_items(&mut self, now: Instant) {
+        if now >= self.items_expire && !self.items.is_empty() {
             self.items.clear();
             self.items.shrink_to_fit();
         }
     }
 }
 
-/// A fresh epoch: short, random, printable.
-fn new_epoch() -> String {
-    format!("{:08x}", rand::random::<u32>())
-}
-
 /// Every channel's stream; channels are sharded so appends to different channels never wait
 /// for each other.
 pub(crate) struct Streams {
     streams: Sharded<Stream>,
+    /// What epochs are derived from (with the channel and the window of [`META_TTL`]).
+    seed: std::hash::RandomState,
+    started: Instant,
+    next_sweep: Mutex<Instant>,
 }
 
 impl Default for Streams {
     fn default() -> Self {
+        let started = Instant::now();
         Streams {
             streams: Sharded::new(SHARDS),
+            seed: std::hash::RandomState::new(),
+            started,
+            next_sweep: Mutex::new(started + SWEEP_EVERY),
         }
     }
 }
 
 impl Streams {
+    /// The epoch a stream of `channel` starts with at `now` (see the module doc).
+    fn epoch(&self, channel: &str, now: Instant) -> String {
+        let window = now.saturating_duration_since(self.started).as_secs() / META_TTL.as_secs();
+        format!("{:08x}", self.seed.hash_one((channel, window)) as u32)
+    }
+
     /// Gives `publication` the next offset of the channel's stream, keeps it, and calls `then`
     /// with it while the stream is still locked, so that whatever `then` does (delivery) happens
     /// in offset order.
@@ -90,14 +114,18 @@ impl Streams {
         now: Instant,
         then: impl FnOnce(&Publication) -> R,
     ) -> (StreamPosition, R) {
+        self.sweep_if_due(now);
         let mut shard = self.streams.write(channel);
         let stream = match shard.get_mut(channel) {
             Some(stream) => stream,
             None => shard
                 .entry(channel.into())
-                .or_insert_with(|| Stream::new(now)),
+                .or_insert_with(|| Stream::new(self.epoch(channel, now), now)),
         };
-        stream.expire(now);
+        if stream.forgotten(now) {
+            *stream = Stream::new(self.epoch(channel, now), now);
+        }
+        stream.expire_items(now);
         stream.top += 1;
         publication.offset = stream.top;
         publication.epoch = stream.epoch.clone();
@@ -113,16 +141,24 @@ impl Streams {
         (stream.position(), result)
     }
 
-    /// Reads the channel's stream (an empty one is created, so the position has an epoch).
+    /// Reads the channel's stream. A channel without one reads as an empty stream (offset 0,
+    /// the epoch one would start with) and stays without one.
     pub(crate) fn read(&self, channel: &str, query: &HistoryQuery, now: Instant) -> HistoryPage {
         let mut shard = self.streams.write(channel);
-        let stream = match shard.get_mut(channel) {
-            Some(stream) => stream,
-            None => shard
-                .entry(channel.into())
-                .or_insert_with(|| Stream::new(now)),
+        if shard.get(channel).is_some_and(|s| s.forgotten(now)) {
+            shard.remove(channel);
+        }
+        let Some(stream) = shard.get_mut(channel) else {
+            return HistoryPage {
+                publications: Vec::new(),
+                position: StreamPosition {
+                    offset: 0,
+                    epoch: self.epoch(channel, now),
+                },
+                oldest: None,
+            };
         };
-        stream.expire(now);
+        stream.expire_items(now);
         let limit = query.limit.unwrap_or(usize::MAX);
         let publications = if query.reverse {
             let before = query.since.as_ref().map_or(u64::MAX, |s| s.offset);
@@ -153,6 +189,32 @@ impl Streams {
             position: stream.position(),
             oldest: stream.items.front().map(|p| p.offset),
         }
+    }
+
+    /// Removes the forgotten streams once per [`SWEEP_EVERY`]; whoever comes first after that
+    /// does it, one shard lock at a time.
+    fn sweep_if_due(&self, now: Instant) {
+        {
+            let mut next = self.next_sweep.lock().unwrap_or_else(|p| p.into_inner());
+            if now < *next {
+                return;
+            }
+            *next = now + SWEEP_EVERY;
+        }
+        self.streams.for_each_shard_mut(|shard| {
+            shard.retain(|_, stream| {
+                stream.expire_items(now);
+                !stream.forgotten(now)
+            });
+        });
+    }
+
+    /// Streams in the table.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        let mut n = 0;
+        self.streams.for_each_shard(|shard| n += shard.len());
+        n
     }
 
     /// Forgets the channel's publications but keeps its position, so subscribers are not told
@@ -285,13 +347,72 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_channel_reads_as_an_empty_stream_with_an_epoch() {
+    fn an_unknown_channel_reads_as_an_empty_stream_with_an_epoch_and_leaves_nothing() {
         let s = Streams::default();
         let now = Instant::now();
         let a = s.read("new", &query(None, None, false), now);
         let b = s.read("new", &query(None, None, false), now);
         assert_eq!(a.position.offset, 0);
         assert!(!a.position.epoch.is_empty());
-        assert_eq!(a.position, b.position, "the epoch is kept");
+        assert_eq!(
+            a.position, b.position,
+            "the epoch is the same at every read"
+        );
+        for n in 0..1000 {
+            s.read(&format!("probe-{n}"), &query(None, Some(0), false), now);
+        }
+        assert_eq!(s.len(), 0, "reads create no state");
+        // The first publication starts the stream in the epoch the readers were told.
+        let (first, ()) = s.append("new", publication(1), &opts(10, 60), now, |_| ());
+        assert_eq!(first.epoch, a.position.epoch);
+        assert_eq!(first.offset, 1);
+        assert_eq!(s.len(), 1);
+        assert_ne!(
+            s.read("other", &query(None, None, false), now)
+                .position
+                .epoch,
+            a.position.epoch,
+            "epochs differ by channel"
+        );
+    }
+
+    #[test]
+    fn forgotten_streams_are_swept_from_the_table() {
+        let s = Streams::default();
+        let t0 = s.started;
+        for n in 0..100 {
+            s.append(&format!("ch-{n}"), publication(1), &opts(10, 5), t0, |_| ());
+        }
+        assert_eq!(s.len(), 100);
+        // Still within META_TTL: a sweep keeps them (publications expire, positions stay).
+        let soon = t0 + SWEEP_EVERY;
+        s.append("busy", publication(1), &opts(10, 5), soon, |_| ());
+        assert_eq!(s.len(), 101);
+        // Past META_TTL since their last publication the next sweep drops them all.
+        let later = t0 + META_TTL + SWEEP_EVERY * 2;
+        s.append("fresh", publication(1), &opts(10, 5), later, |_| ());
+        assert_eq!(s.len(), 1, "only the stream published to just now is left");
+    }
+
+    #[test]
+    fn a_history_ttl_longer_than_the_meta_ttl_keeps_the_stream() {
+        let s = Streams::default();
+        let t0 = s.started;
+        let long = Duration::from_secs(META_TTL.as_secs() * 2);
+        let (pos, ()) = s.append(
+            "ch",
+            publication(1),
+            &HistoryOptions {
+                size: 10,
+                ttl: long,
+            },
+            t0,
+            |_| (),
+        );
+        let later = t0 + META_TTL + SWEEP_EVERY;
+        s.append("other", publication(1), &opts(1, 1), later, |_| ());
+        let page = s.read("ch", &query(None, None, false), later);
+        assert_eq!(page.position, pos);
+        assert_eq!(offsets(&page), [1]);
     }
 }

@@ -129,6 +129,13 @@ impl Broker for LossyBroker {
         self.inner.presence(channel).await
     }
 
+    async fn presence_stats(
+        &self,
+        channel: &str,
+    ) -> Result<crate::broker::PresenceStats, BrokerError> {
+        self.inner.presence_stats(channel).await
+    }
+
     async fn publish_join_leave(
         &self,
         channel: &str,

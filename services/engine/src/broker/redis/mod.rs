@@ -21,7 +21,7 @@ use prost::Message as _;
 
 use super::{
     Broker, BrokerError, BrokerEventHandler, HistoryOptions, HistoryPage, HistoryQuery,
-    NodeCommand, Presence, StreamPosition,
+    NodeCommand, Presence, PresenceStats, StreamPosition,
 };
 
 use crate::config::{RedisConfig, RedisShardConfig, redact_url};
@@ -576,6 +576,16 @@ impl Broker for RedisBroker {
             let flat = shard.invoke(&script).await?;
             presence::decode(flat)
                 .map_err(|e| BrokerError::Unavailable(format!("{label}: presence: {e}")))
+        })
+        .await
+    }
+
+    async fn presence_stats(&self, channel: &str) -> Result<PresenceStats, BrokerError> {
+        let shard = self.shards[self.shard_index(channel)].clone();
+        let script = presence::stats(&self.config.prefix, channel);
+        self.on_runtime(async move {
+            let (clients, users): (usize, usize) = shard.invoke(&script).await?;
+            Ok(PresenceStats { clients, users })
         })
         .await
     }

@@ -1,8 +1,12 @@
-//! Channel presence in Redis: a hash (client id → protobuf `ClientInfo`) and a sorted set
-//! (client id → expiry, unix seconds) per channel. The node that holds a client refreshes its
-//! entries; a node killed without a goodbye stops refreshing, and its clients' entries are
-//! dropped by the next read after they expire. Both keys also expire as a whole, so a channel
-//! nobody is present in leaves nothing behind.
+//! Channel presence in Redis, per channel: a hash (client id → protobuf `ClientInfo`), a sorted
+//! set (client id → expiry, unix ms), and for the counts (Centrifugo's user mapping) a hash
+//! client id → user and a hash user → number of present clients. The node that holds a client
+//! refreshes its entries; a node killed without a goodbye stops refreshing, and its clients'
+//! entries are dropped by the next read after they expire, counts included. Every key also
+//! expires as a whole, so a channel nobody is present in leaves nothing behind.
+//!
+//! `presence_stats` reads two sizes (ZCARD, HLEN) after dropping the expired entries: it never
+//! loads the channel's presence, however many clients are in it.
 
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,38 +16,67 @@ use prost::Message as _;
 
 use super::super::Presence;
 
-/// KEYS: data hash, expiry zset. ARGV: client id, ClientInfo, expire at (unix ms), key ttl (s).
+/// Drops the clients whose entries expired by ARGV[1] (unix ms), with their counts. KEYS: data
+/// hash, expiry zset, client → user hash, user → count hash.
+const PURGE: &str = r#"
+local expired = redis.call("zrangebyscore", KEYS[2], "-inf", ARGV[1])
+for _, client in ipairs(expired) do
+  if redis.call("hdel", KEYS[1], client) == 1 then
+    local user = redis.call("hget", KEYS[3], client)
+    redis.call("hdel", KEYS[3], client)
+    if user and redis.call("hincrby", KEYS[4], user, -1) <= 0 then
+      redis.call("hdel", KEYS[4], user)
+    end
+  end
+end
+redis.call("zremrangebyscore", KEYS[2], "-inf", ARGV[1])
+"#;
+
+/// ARGV: client id, ClientInfo, expire at (unix ms), key ttl (s), user. A new client counts
+/// once for its user; a refresh only moves its expiry.
 const ADD: &str = r#"
 redis.call("zadd", KEYS[2], ARGV[3], ARGV[1])
-redis.call("hset", KEYS[1], ARGV[1], ARGV[2])
-redis.call("expire", KEYS[1], ARGV[4])
-redis.call("expire", KEYS[2], ARGV[4])
+if redis.call("hset", KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call("hset", KEYS[3], ARGV[1], ARGV[5])
+  redis.call("hincrby", KEYS[4], ARGV[5], 1)
+end
+for i = 1, 4 do
+  redis.call("expire", KEYS[i], ARGV[4])
+end
 return 1
 "#;
 
-/// KEYS: data hash, expiry zset. ARGV: client id.
+/// ARGV: client id.
 const REMOVE: &str = r#"
-redis.call("hdel", KEYS[1], ARGV[1])
+if redis.call("hdel", KEYS[1], ARGV[1]) == 1 then
+  local user = redis.call("hget", KEYS[3], ARGV[1])
+  redis.call("hdel", KEYS[3], ARGV[1])
+  if user and redis.call("hincrby", KEYS[4], user, -1) <= 0 then
+    redis.call("hdel", KEYS[4], user)
+  end
+end
 redis.call("zrem", KEYS[2], ARGV[1])
 return 1
 "#;
 
-/// KEYS: data hash, expiry zset. ARGV: now (unix ms). Drops expired clients, then returns the
-/// hash as a flat list.
+/// ARGV: now (unix ms). Returns the hash as a flat list.
 const READ: &str = r#"
-local expired = redis.call("zrangebyscore", KEYS[2], "-inf", ARGV[1])
-for _, client in ipairs(expired) do
-  redis.call("hdel", KEYS[1], client)
-end
-redis.call("zremrangebyscore", KEYS[2], "-inf", ARGV[1])
 return redis.call("hgetall", KEYS[1])
 "#;
 
-fn keys(prefix: &str, channel: &str) -> (String, String) {
-    (
+/// ARGV: now (unix ms). Returns {clients, users}.
+const STATS: &str = r#"
+return {redis.call("zcard", KEYS[2]), redis.call("hlen", KEYS[4])}
+"#;
+
+/// The channel's keys, in the order the scripts take them.
+fn keys(prefix: &str, channel: &str) -> [String; 4] {
+    [
         format!("{prefix}.presence.data.{{{channel}}}"),
         format!("{prefix}.presence.expire.{{{channel}}}"),
-    )
+        format!("{prefix}.presence.client_user.{{{channel}}}"),
+        format!("{prefix}.presence.user_count.{{{channel}}}"),
+    ]
 }
 
 fn unix_ms() -> u64 {
@@ -53,9 +86,26 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-static ADD_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(ADD));
-static REMOVE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(REMOVE));
-static READ_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(READ));
+fn script(body: &str) -> redis::Script {
+    redis::Script::new(body)
+}
+
+static ADD_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| script(ADD));
+static REMOVE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| script(REMOVE));
+static READ_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| script(&format!("{PURGE}{READ}")));
+static STATS_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| script(&format!("{PURGE}{STATS}")));
+
+fn invocation(
+    script: &'static redis::Script,
+    prefix: &str,
+    channel: &str,
+) -> redis::ScriptInvocation<'static> {
+    let mut invocation = script.prepare_invoke();
+    for key in keys(prefix, channel) {
+        invocation.key(key);
+    }
+    invocation
+}
 
 pub(super) fn add(
     prefix: &str,
@@ -63,15 +113,13 @@ pub(super) fn add(
     info: &ClientInfo,
     ttl: Duration,
 ) -> redis::ScriptInvocation<'static> {
-    let (data, expire) = keys(prefix, channel);
-    let mut invocation = ADD_SCRIPT.prepare_invoke();
+    let mut invocation = invocation(&ADD_SCRIPT, prefix, channel);
     invocation
-        .key(data)
-        .key(expire)
         .arg(&info.client)
         .arg(info.encode_to_vec())
         .arg(unix_ms() + ttl.as_millis() as u64)
-        .arg(ttl.as_secs().max(1) * 2);
+        .arg(ttl.as_secs().max(1) * 2)
+        .arg(&info.user);
     invocation
 }
 
@@ -80,16 +128,21 @@ pub(super) fn remove(
     channel: &str,
     client: &str,
 ) -> redis::ScriptInvocation<'static> {
-    let (data, expire) = keys(prefix, channel);
-    let mut invocation = REMOVE_SCRIPT.prepare_invoke();
-    invocation.key(data).key(expire).arg(client);
+    let mut invocation = invocation(&REMOVE_SCRIPT, prefix, channel);
+    invocation.arg(client);
     invocation
 }
 
 pub(super) fn read(prefix: &str, channel: &str) -> redis::ScriptInvocation<'static> {
-    let (data, expire) = keys(prefix, channel);
-    let mut invocation = READ_SCRIPT.prepare_invoke();
-    invocation.key(data).key(expire).arg(unix_ms());
+    let mut invocation = invocation(&READ_SCRIPT, prefix, channel);
+    invocation.arg(unix_ms());
+    invocation
+}
+
+/// The channel's numbers of clients and of distinct users, as `(clients, users)`.
+pub(super) fn stats(prefix: &str, channel: &str) -> redis::ScriptInvocation<'static> {
+    let mut invocation = invocation(&STATS_SCRIPT, prefix, channel);
+    invocation.arg(unix_ms());
     invocation
 }
 
