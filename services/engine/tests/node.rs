@@ -63,6 +63,12 @@ impl Broker for GatedBroker {
     async fn presence(&self, _: &str) -> Result<Presence, BrokerError> {
         Ok(Presence::new())
     }
+    async fn presence_stats(
+        &self,
+        _: &str,
+    ) -> Result<herald_engine::broker::PresenceStats, BrokerError> {
+        Ok(Default::default())
+    }
     async fn publish_join_leave(
         &self,
         _: &str,
