@@ -180,6 +180,13 @@ impl Node {
                 emulation::Handed::Queued | emulation::Handed::Gone => Ok(()),
             };
         }
+        // Only to a node that is alive by its heartbeats: a made-up or departed node id costs
+        // a map lookup, not a message through the broker. A node that started less than two
+        // heartbeat intervals ago may not have heard every peer yet, and sends anyway.
+        let knows_its_peers = self.inner.started.elapsed() >= self.inner.heartbeat_interval * 2;
+        if knows_its_peers && !self.is_live_peer(&request.node) {
+            return Err(EmulationError::NoSuchNode(request.node));
+        }
         let node = request.node.clone();
         let message = prost::Message::encode_to_vec(&request);
         if self.inner.broker.send_to_node(&node, message).await? {
@@ -312,6 +319,15 @@ impl Node {
             num_subs,
             uptime: self.inner.started.elapsed(),
         }
+    }
+
+    /// Whether `uid` is another node heard from within three heartbeat intervals.
+    fn is_live_peer(&self, uid: &str) -> bool {
+        let expiry = self.inner.heartbeat_interval * 3;
+        self.inner
+            .peers()
+            .get(uid)
+            .is_some_and(|(_, seen)| seen.elapsed() < expiry)
     }
 
     /// This node and every live peer, this node first.

@@ -672,15 +672,36 @@ async fn emulation_requests_posted_to_any_node_reach_the_connection_in_order() {
         let push = client.next_non_ping().await.expect("publication");
         assert_eq!(push.push.expect("push").channel, "chat:5");
     }
-    // A node that is not running: nobody listens on its channel.
-    let (status, _) = stream::post(
-        b.addr,
-        "/emulation",
-        "application/json",
-        json!({"node": "00000000-0000-4000-8000-000000000000", "session": "0123456789abcdef0123456789abcdef", "data": "{}"})
-            .to_string()
-            .as_bytes(),
-    )
+    // A node that is not running: refused from the heartbeats, without a message to Redis.
+    let publishes = || {
+        redis
+            .cli(&["INFO", "commandstats"])
+            .lines()
+            .find(|l| l.starts_with("cmdstat_publish:"))
+            .and_then(|l| l.split(['=', ',']).nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    eventually("b has heard its peers' heartbeats", || async {
+        b.node.info().uptime > Duration::from_millis(500)
+    })
     .await;
-    assert_eq!(status, 404);
+    let before = publishes();
+    for _ in 0..20 {
+        let (status, _) = stream::post(
+            b.addr,
+            "/emulation",
+            "application/json",
+            json!({"node": "00000000-0000-4000-8000-000000000000", "session": "0123456789abcdef0123456789abcdef", "data": "{}"})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+        assert_eq!(status, 404);
+    }
+    // Heartbeats publish meanwhile (one per node per 200 ms), never one per request.
+    let published = publishes() - before;
+    assert!(
+        published < 10,
+        "{published} publishes: requests for a dead node went to Redis"
+    );
 }
