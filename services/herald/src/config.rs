@@ -38,6 +38,10 @@
 //! # What serves /connection/websocket: "lean" (Herald's own frame loop on actix-http's upgrade
 //! # hook: ~4 KiB per idle connection) or "actix-ws" (an actix-web route with actix-ws).
 //! websocket_engine = "lean"
+//! # A second listener for what only the operator's side should reach: the server API (/api),
+//! # /metrics and the detailed /ready. With it, the public listener carries the client
+//! # endpoints, /health and a /ready that says only ready or not. Default: none (all on one).
+//! # internal_listen = "0.0.0.0:9000"
 //!
 //! [auth]
 //! # Exactly one token key: a shared secret for HS256/384/512 (at least 32 bytes recommended),
@@ -271,6 +275,9 @@ pub struct ServerConfig {
     pub sse: bool,
     /// What serves `/connection/websocket`.
     pub websocket_engine: WebSocketEngine,
+    /// The listener of the server API, `/metrics` and the detailed `/ready`, when they are
+    /// kept off the public one.
+    pub internal_listen: Option<SocketAddr>,
 }
 
 /// `server.websocket_engine`: what runs the WebSocket transport. Both run the same connection
@@ -462,6 +469,24 @@ impl Config {
 
         // [server]
         let listen = parse_listen(&raw.server.listen, &mut problems);
+        let internal_listen = match non_empty(&raw.server.internal_listen) {
+            None => None,
+            Some(value) => match value.trim().parse::<SocketAddr>() {
+                Ok(addr) if Some(addr) == listen && addr.port() != 0 => {
+                    problems.push(format!(
+                        "server.internal_listen: {addr} is server.listen too; give the internal listener an address of its own (or leave it out to serve everything on one)"
+                    ));
+                    None
+                }
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    problems.push(format!(
+                        "server.internal_listen: {value:?} is not a socket address (expected host:port, e.g. 0.0.0.0:9000)"
+                    ));
+                    None
+                }
+            },
+        };
         let mut allowed_origins = Vec::new();
         for (i, origin) in raw.server.allowed_origins.iter().enumerate() {
             match check_origin(origin) {
@@ -814,6 +839,7 @@ impl Config {
                 http_stream: raw.server.http_stream,
                 sse: raw.server.sse,
                 websocket_engine,
+                internal_listen,
             },
             token,
             api,
@@ -885,6 +911,11 @@ impl Config {
         }
         let _ = writeln!(s, "[server]");
         let _ = writeln!(s, "  listen:           {}", self.server.listen);
+        let internal = self.server.internal_listen.map_or_else(
+            || "none (API and metrics on listen)".to_owned(),
+            |a| a.to_string(),
+        );
+        let _ = writeln!(s, "  internal_listen:  {internal}");
         let _ = writeln!(s, "  name:             {}", self.server.name);
         let origins = if self.server.allowed_origins.is_empty() {
             "none (only clients without an Origin header)".to_owned()
@@ -1074,6 +1105,7 @@ impl Config {
                 http_stream: true,
                 sse: true,
                 websocket_engine: WebSocketEngine::under_test(),
+                internal_listen: None,
             },
             token: TokenConfig {
                 key: TokenKey::Hmac(b"test-secret-0123456789abcdef0123456789".to_vec()),

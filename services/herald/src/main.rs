@@ -87,8 +87,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!("config: {warning}");
     }
-    let listener = herald::server::bind_listener(config.server.listen, config.server.backlog)
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let listeners = herald::server::Listeners::bind(&config.server)?;
     if let Some(dev) = &config.dev {
         tracing::warn!("{}", herald::devmode::banner(&config, dev));
     }
@@ -99,7 +98,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         version = herald::server::VERSION,
         "herald node listening"
     );
-    actix_web::rt::System::new().block_on(herald::serve(config, node, listener, signal()))
+    actix_web::rt::System::new().block_on(herald::serve(config, node, listeners, signal()))
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).

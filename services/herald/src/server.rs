@@ -64,7 +64,30 @@ pub fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListe
     Ok(socket.into())
 }
 
-/// Serves `node` on `listener` until `shutdown` resolves; then asks every client to reconnect
+/// The node's listeners: the public one (client endpoints), and the internal one (server API,
+/// metrics, detailed readiness) when `server.internal_listen` keeps those apart.
+pub struct Listeners {
+    pub public: TcpListener,
+    pub internal: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `server.listen` and, if set, `server.internal_listen`.
+    pub fn bind(server: &ServerConfig) -> anyhow::Result<Listeners> {
+        let public = bind_listener(server.listen, server.backlog)
+            .with_context(|| format!("cannot listen on {} (server.listen)", server.listen))?;
+        let internal = server
+            .internal_listen
+            .map(|addr| {
+                bind_listener(addr, 1024)
+                    .with_context(|| format!("cannot listen on {addr} (server.internal_listen)"))
+            })
+            .transpose()?;
+        Ok(Listeners { public, internal })
+    }
+}
+
+/// Serves `node` on `listeners` until `shutdown` resolves; then asks every client to reconnect
 /// elsewhere (3001) and stops within `server.shutdown_timeout`. Must run inside an actix system.
 ///
 /// The server is actix-server with actix-http's HTTP/1 service and the actix-web application
@@ -74,9 +97,15 @@ pub fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListe
 pub async fn serve(
     config: Config,
     node: Node,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let Listeners {
+        public: listener,
+        internal,
+    } = listeners;
+    // With an internal listener the public one carries client endpoints only.
+    let operator_routes_public = internal.is_none();
     let transport = TransportConfig {
         origins: OriginPolicy::new(&config.server.allowed_origins),
         max_message_size: config.client.max_message_size,
@@ -102,8 +131,10 @@ pub async fn serve(
     let server_config = config.server.clone();
     let addr = listener.local_addr()?;
 
+    let internal_apps = (node_data.clone(), api_state.clone(), telemetry.clone());
     let mut builder = actix_server::Server::build();
     let graceful_shutdown = builder.graceful_shutdown_signal();
+    let internal_shutdown = graceful_shutdown.clone();
     builder = builder
         .backlog(config.server.backlog)
         .shutdown_timeout(config.server.shutdown_timeout.as_secs())
@@ -111,62 +142,93 @@ pub async fn serve(
     if let Some(workers) = config.server.workers {
         builder = builder.workers(workers);
     }
-    let server = builder
-        .listen("herald", listener, move || {
-            let app = App::new()
-                .app_data(node_data.clone())
-                .app_data(transport_data.clone())
-                .app_data(api_state.clone())
-                .app_data(telemetry.clone())
-                .app_data(web::PayloadConfig::new(max_body))
-                .configure(|app| websocket_route(app, engine))
-                .configure(|app| fallbacks(app, &server_config, max_message_size))
-                .route("/health", web::get().to(health))
-                .route("/ready", web::get().to(ready))
-                .route("/metrics", web::get().to(metrics::handler))
-                .configure(api::configure);
-            let app = app
-                .into_factory()
-                .map_err(|err: actix_web::Error| err.error_response());
-            let signal = graceful_shutdown.clone();
-            let http = HttpService::build()
-                // Idle keep-alive connections close when the server stops instead of holding
-                // its graceful stop until they time out (as actix-web's HttpServer does).
-                .graceful_shutdown_signal(move || {
-                    let signal = signal.clone();
-                    async move { signal.notified().await }
-                })
-                .client_request_timeout(Duration::from_secs(5))
-                .client_disconnect_timeout(Duration::from_secs(1))
-                // A streaming response (HTTP streaming, SSE) is the connection: when its client
-                // goes away the node must drop it at once, not at the next write that fails.
-                // Push clients do not half-close a request they await a response to.
-                .h1_allow_half_closed(false)
-                .local_addr(addr)
-                .finish(map_config(app, |_| AppConfig::default()))
-                .upgrade((engine == WebSocketEngine::Lean).then(|| {
-                    let lean = lean.clone();
-                    // Boxed: the dispatcher's state holds this future beside its HTTP/1 state,
-                    // so inline it would widen every connection's dispatcher (1,288 bytes).
-                    fn_service(move |(req, framed)| {
-                        Box::pin(websocket::lean::upgrade(lean.clone(), req, framed))
-                    })
-                }));
-            let sockets = sockets.clone();
-            fn_service(move |stream: TcpStream| {
-                // A push server writes small frames back to back: with Nagle's algorithm on, a
-                // frame written while the previous one is unacknowledged waits for the client's
-                // delayed ACK (up to 40 ms).
-                let _ = stream.set_nodelay(true);
-                let peer = stream.peer_addr().ok();
-                let socket = Socket::new(stream, sockets.clone());
-                std::future::ready(Ok::<_, DispatchError>((socket, Protocol::Http1, peer)))
+    builder = builder.listen("herald", listener, move || {
+        let app = App::new()
+            .app_data(node_data.clone())
+            .app_data(transport_data.clone())
+            .app_data(api_state.clone())
+            .app_data(telemetry.clone())
+            .app_data(web::PayloadConfig::new(max_body))
+            .configure(|app| websocket_route(app, engine))
+            .configure(|app| fallbacks(app, &server_config, max_message_size))
+            .route("/health", web::get().to(health))
+            .configure(|app| {
+                if operator_routes_public {
+                    operator_routes(app);
+                } else {
+                    app.route("/ready", web::get().to(ready_brief));
+                }
+            });
+        let app = app
+            .into_factory()
+            .map_err(|err: actix_web::Error| err.error_response());
+        let signal = graceful_shutdown.clone();
+        let http = HttpService::build()
+            // Idle keep-alive connections close when the server stops instead of holding
+            // its graceful stop until they time out (as actix-web's HttpServer does).
+            .graceful_shutdown_signal(move || {
+                let signal = signal.clone();
+                async move { signal.notified().await }
             })
-            .and_then(http)
-        })?
-        .run();
+            .client_request_timeout(Duration::from_secs(5))
+            .client_disconnect_timeout(Duration::from_secs(1))
+            // A streaming response (HTTP streaming, SSE) is the connection: when its client
+            // goes away the node must drop it at once, not at the next write that fails.
+            // Push clients do not half-close a request they await a response to.
+            .h1_allow_half_closed(false)
+            .local_addr(addr)
+            .finish(map_config(app, |_| AppConfig::default()))
+            .upgrade((engine == WebSocketEngine::Lean).then(|| {
+                let lean = lean.clone();
+                // Boxed: the dispatcher's state holds this future beside its HTTP/1 state,
+                // so inline it would widen every connection's dispatcher (1,288 bytes).
+                fn_service(move |(req, framed)| {
+                    Box::pin(websocket::lean::upgrade(lean.clone(), req, framed))
+                })
+            }));
+        let sockets = sockets.clone();
+        fn_service(move |stream: TcpStream| {
+            // A push server writes small frames back to back: with Nagle's algorithm on, a
+            // frame written while the previous one is unacknowledged waits for the client's
+            // delayed ACK (up to 40 ms).
+            let _ = stream.set_nodelay(true);
+            let peer = stream.peer_addr().ok();
+            let socket = Socket::new(stream, sockets.clone());
+            std::future::ready(Ok::<_, DispatchError>((socket, Protocol::Http1, peer)))
+        })
+        .and_then(http)
+    })?;
+    let internal_addr = match internal {
+        Some(internal) => {
+            let addr = internal.local_addr()?;
+            let (node_data, api_state, telemetry) = internal_apps;
+            let graceful_shutdown = internal_shutdown;
+            builder = builder.listen("herald-internal", internal, move || {
+                let app = App::new()
+                    .app_data(node_data.clone())
+                    .app_data(api_state.clone())
+                    .app_data(telemetry.clone())
+                    .app_data(web::PayloadConfig::new(max_body))
+                    .route("/health", web::get().to(health))
+                    .configure(operator_routes);
+                let signal = graceful_shutdown.clone();
+                HttpService::build()
+                    .graceful_shutdown_signal(move || {
+                        let signal = signal.clone();
+                        async move { signal.notified().await }
+                    })
+                    .client_request_timeout(Duration::from_secs(5))
+                    .local_addr(addr)
+                    .finish(map_config(app, |_| AppConfig::default()))
+                    .tcp()
+            })?;
+            Some(addr)
+        }
+        None => None,
+    };
+    let server = builder.run();
     let handle = server.handle();
-    tracing::info!(engine = engine.name(), %addr, "serving");
+    tracing::info!(engine = engine.name(), %addr, internal = ?internal_addr, "serving");
     let heartbeats = node.clone();
     actix_web::rt::spawn(async move { heartbeats.run_heartbeats().await });
     let presence = node.clone();
@@ -250,6 +312,14 @@ fn fallbacks(app: &mut web::ServiceConfig, server: &ServerConfig, max_message_si
     }
 }
 
+/// What only the operator's side should reach: the server API, metrics and the detailed
+/// readiness.
+fn operator_routes(app: &mut web::ServiceConfig) {
+    app.route("/ready", web::get().to(ready))
+        .route("/metrics", web::get().to(metrics::handler))
+        .configure(api::configure);
+}
+
 /// Process alive.
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
@@ -264,9 +334,21 @@ async fn ready(node: web::Data<Node>) -> HttpResponse {
     }
 }
 
+/// Readiness for the public listener when an internal one exists: ready or not, without why.
+async fn ready_brief(node: web::Data<Node>) -> HttpResponse {
+    match node.health().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Err(_) => {
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "unavailable"}))
+        }
+    }
+}
+
 /// A node running on its own thread and actix system; for tests and embedding.
 pub struct RunningNode {
     pub addr: SocketAddr,
+    /// The internal listener's address, with `server.internal_listen`.
+    pub internal_addr: Option<SocketAddr>,
     pub node: Node,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
@@ -275,21 +357,25 @@ pub struct RunningNode {
 impl RunningNode {
     /// Binds `config.server.listen` (port 0 picks a free port) and starts serving.
     pub fn start(config: Config) -> anyhow::Result<RunningNode> {
-        let listener = bind_listener(config.server.listen, config.server.backlog)
-            .with_context(|| format!("bind {}", config.server.listen))?;
-        let addr = listener.local_addr()?;
+        let listeners = Listeners::bind(&config.server)?;
+        let addr = listeners.public.local_addr()?;
+        let internal_addr = match &listeners.internal {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let node = build_node(&config)?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = node.clone();
         let thread = std::thread::Builder::new()
             .name(format!("herald-{addr}"))
             .spawn(move || {
-                actix_web::rt::System::new().block_on(serve(config, serving, listener, async {
+                actix_web::rt::System::new().block_on(serve(config, serving, listeners, async {
                     let _ = stopped.await;
                 }))
             })?;
         Ok(RunningNode {
             addr,
+            internal_addr,
             node,
             stop: Some(stop),
             thread: Some(thread),

@@ -515,3 +515,58 @@ async fn metrics_count_clients_commands_deliveries_and_disconnects() {
     assert_eq!(m("herald_client_disconnects_total", "code=\"3503\""), 1.0);
     assert_eq!(m("herald_api_requests_total", "method=\"publish\""), 3.0);
 }
+
+/// With `server.internal_listen` the public listener carries client endpoints only: the server
+/// API and metrics are on the internal one, and the public `/ready` says ready or not, never why.
+#[tokio::test]
+async fn an_internal_listener_takes_the_api_metrics_and_readiness_details() {
+    let mut config = Config::for_test();
+    config.server.internal_listen = Some("127.0.0.1:0".parse().unwrap());
+    let node = RunningNode::start(config).expect("start node");
+    let internal = node.internal_addr.expect("an internal listener");
+    assert_ne!(internal, node.addr);
+    let public = Api::new(node.addr, TEST_API_KEY);
+    let operator = Api::new(internal, TEST_API_KEY);
+    let body = r#"{"channel":"chat:1","data":{}}"#;
+
+    assert_eq!(public.post("publish", body).await.0, 404);
+    assert_eq!(public.request("GET", "/metrics", &[], "").await.0, 404);
+    assert_eq!(
+        operator.post("publish", body).await,
+        (200, "{\"result\":{}}".into())
+    );
+    let (status, metrics) = operator.request("GET", "/metrics", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("herald_client_connects"), "{metrics}");
+    for api in [&public, &operator] {
+        let (status, body) = api.request("GET", "/ready", &[], "").await;
+        assert_eq!((status, parse(&body)), (200, json!({"status":"ready"})));
+        assert_eq!(api.request("GET", "/health", &[], "").await.0, 200);
+    }
+    // Clients connect to the public listener only.
+    let mut client = connected(&node, "alice").await;
+    client.subscribe(2, "chat:1").await;
+    operator
+        .call("publish", json!({"channel":"chat:1","data":{"n":1}}))
+        .await;
+    let (channel, _) = client.publication().await;
+    assert_eq!(channel, "chat:1");
+    let ws = format!("ws://{internal}/connection/websocket");
+    assert!(
+        WsClient::try_connect_with(&ws, herald_protocol::Format::Json, &[])
+            .await
+            .is_err(),
+        "no client endpoint on the internal listener"
+    );
+
+    // Not ready: the public listener says so, the internal one says why.
+    node.node.shutdown();
+    let (status, body) = public.request("GET", "/ready", &[], "").await;
+    assert_eq!(
+        (status, parse(&body)),
+        (503, json!({"status":"unavailable"}))
+    );
+    let (status, body) = operator.request("GET", "/ready", &[], "").await;
+    assert_eq!(status, 503);
+    assert!(parse(&body)["error"].is_string(), "{body}");
+}

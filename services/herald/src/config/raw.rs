@@ -43,6 +43,9 @@ pub(crate) struct RawServer {
     /// What runs `/connection/websocket`: `lean` (Herald's own frame loop on actix-http's
     /// upgrade hook) or `actix-ws`. Default `lean`.
     pub websocket_engine: String,
+    /// A second listener, `host:port`, for the server API, `/metrics` and the detailed
+    /// `/ready`; the public one then carries client endpoints only. Default: none.
+    pub internal_listen: Option<String>,
 }
 
 impl Default for RawServer {
@@ -58,6 +61,7 @@ impl Default for RawServer {
             http_stream: true,
             sse: true,
             websocket_engine: "lean".to_owned(),
+            internal_listen: None,
         }
     }
 }

@@ -567,6 +567,32 @@ fn limits_default_to_off_except_the_command_rate_and_are_checked() {
 }
 
 #[test]
+fn internal_listen_is_off_unless_set_and_must_be_an_address_of_its_own() {
+    assert_eq!(load_toml("").unwrap().server.internal_listen, None);
+    let cfg = load_str(
+        "toml",
+        "",
+        &[("HERALD_SERVER__INTERNAL_LISTEN", "0.0.0.0:9000")],
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.server.internal_listen,
+        Some("0.0.0.0:9000".parse().unwrap())
+    );
+    assert!(cfg.summary().contains("internal_listen:  0.0.0.0:9000"));
+    assert_one_problem(
+        load_toml("[server]\ninternal_listen = \"nine thousand\"\n"),
+        "server.internal_listen",
+        "is not a socket address",
+    );
+    assert_one_problem(
+        load_toml("[server]\nlisten = \"127.0.0.1:8000\"\ninternal_listen = \"127.0.0.1:8000\"\n"),
+        "server.internal_listen",
+        "is server.listen too",
+    );
+}
+
+#[test]
 fn fallback_transports_are_on_unless_switched_off() {
     let cfg = load_toml("").expect("valid");
     assert!(cfg.server.http_stream && cfg.server.sse);
