@@ -185,10 +185,15 @@ impl WsClient {
         }
     }
 
-    /// The next publication push, skipping pings and other messages.
+    /// The next publication push, skipping other messages and answering pings as an SDK
+    /// does: a subscriber reading for longer than a ping interval stays connected.
     pub async fn publication(&mut self) -> (String, herald_protocol::proto::Publication) {
         loop {
             let reply = self.next().await;
+            if is_ping(&reply) {
+                self.pong().await;
+                continue;
+            }
             if let Some(push) = reply.push
                 && let Some(publication) = push.r#pub
             {
