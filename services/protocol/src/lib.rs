@@ -7,7 +7,9 @@
 //! * the frame codecs for the JSON (newline-delimited) and Protobuf
 //!   (varint-length-delimited) formats ([`codec`]);
 //! * the protocol's numeric codes: reply errors, disconnects and
-//!   unsubscribes ([`codes`]).
+//!   unsubscribes ([`codes`]);
+//! * the body of an emulation request, the commands of an HTTP streaming or
+//!   SSE connection ([`emulation`]).
 //!
 //! It is pure: no I/O, no async, no clocks. It must not know about sockets,
 //! transports, channels, subscriptions, sessions or any server state; those
@@ -16,6 +18,7 @@
 
 pub mod codec;
 pub mod codes;
+pub mod emulation;
 pub mod proto;
 mod raw_json;
 

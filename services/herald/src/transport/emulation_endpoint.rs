@@ -14,22 +14,12 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use herald_engine::{EmulationError, EmulationRequest, Node};
-use serde::Deserialize;
+use herald_protocol::Format;
+use herald_protocol::emulation::decode_request;
 
 use super::TransportConfig;
 use super::cors;
 use super::emulated::is_protobuf;
-
-/// JSON's form of the request: the commands travel as a string.
-#[derive(Deserialize)]
-struct JsonRequest {
-    #[serde(default)]
-    node: String,
-    #[serde(default)]
-    session: String,
-    #[serde(default)]
-    data: String,
-}
 
 /// The largest body `/emulation` reads: commands of `client.max_message_size` escaped in a JSON
 /// string (at most twice as long: only `"` and `\` are escaped inside JSON text), and the
@@ -70,18 +60,12 @@ fn decode(
     body: &[u8],
     max_message_size: usize,
 ) -> Result<EmulationRequest, actix_web::HttpResponseBuilder> {
-    let request = if is_protobuf(req) {
-        <EmulationRequest as prost::Message>::decode(body)
-            .map_err(|_| HttpResponse::BadRequest())?
+    let format = if is_protobuf(req) {
+        Format::Protobuf
     } else {
-        let json: JsonRequest =
-            serde_json::from_slice(body).map_err(|_| HttpResponse::BadRequest())?;
-        EmulationRequest {
-            node: json.node,
-            session: json.session,
-            data: json.data.into_bytes().into(),
-        }
+        Format::Json
     };
+    let request = decode_request(format, body).map_err(|_| HttpResponse::BadRequest())?;
     if request.node.is_empty() || request.session.is_empty() || request.data.is_empty() {
         return Err(HttpResponse::BadRequest());
     }
