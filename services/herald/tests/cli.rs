@@ -69,6 +69,7 @@ fn gentoken_signs_with_the_configured_secret() {
     let token = String::from_utf8(out.stdout).unwrap();
     let verifier = TokenVerifier::new(&TokenConfig {
         key: TokenKey::Hmac(secret.as_bytes().to_vec()),
+        previous_key: None,
         audience: None,
         issuer: None,
     })
