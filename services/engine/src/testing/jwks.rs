@@ -76,13 +76,16 @@ impl JwksServer {
         *self.requests.borrow()
     }
 
-    /// Waits until at least `n` requests have been received.
+    /// Waits until at least `n` requests have been received; fails the test after 15 s.
     pub async fn wait_for_requests(&self, n: usize) {
         let mut requests = self.requests.clone();
-        requests
-            .wait_for(|count| *count >= n)
-            .await
-            .expect("jwks server running");
+        tokio::time::timeout(
+            std::time::Duration::from_secs(15),
+            requests.wait_for(|count| *count >= n),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the JWKS endpoint got no {n} requests in 15 s"))
+        .expect("jwks server running");
     }
 
     fn set(&self, serving: Serving) {
