@@ -286,6 +286,12 @@ async fn a_hanging_endpoint_costs_the_timeout_and_blocks_no_cached_key() {
     assert_unknown_key(waiting.await.unwrap());
     let took = started.elapsed();
     assert!(took < Duration::from_secs(2), "the fetch took {took:?}");
+
+    // The hung fetch is over (not merely given up on): once the endpoint answers again, the
+    // next unknown kid fetches and finds its key.
+    server.serve(jwks(&[rsa_jwk("rsa-1"), ec_jwk("ec-9")]));
+    let unknown = token(&ec_signer("ec-9"), "bob", now() + 60);
+    assert_eq!(v.verify_connect_fetching(&unknown, now()).await.unwrap().sub, "bob");
 }
 
 #[tokio::test]
