@@ -41,10 +41,23 @@
 //!
 //! [auth]
 //! # Exactly one token key: a shared secret for HS256/384/512 (at least 32 bytes recommended),
-//! # or a PEM public key for RS*/PS* (rsa_public_key) or ES256/ES384 (ecdsa_public_key).
+//! # a PEM public key for RS*/PS* (rsa_public_key) or ES256/ES384 (ecdsa_public_key), or the
+//! # URL of a JWKS (jwks_url).
 //! hmac_secret = "..."
+//! # While rotating hmac_secret: the secret being retired; tokens signed with either verify.
+//! # Only with hmac_secret; never printed.
+//! # previous_hmac_secret = "..."
 //! # rsa_public_key = """-----BEGIN PUBLIC KEY----- ..."""
 //! # ecdsa_public_key = """-----BEGIN PUBLIC KEY----- ..."""
+//! # http:// or https:// URL of a JSON Web Key Set: its RSA and EC signature keys verify tokens,
+//! # picked by the token's `kid` (a token without one needs a one-key set). Fetched at start
+//! # (a node starts even if the endpoint is down, refusing tokens until keys arrive), every
+//! # jwks_refresh_interval, and for a `kid` not cached, at most once per 10 s; fetches time
+//! # out after 5 s and a failed one keeps the cached keys. Plain http to a non-loopback host
+//! # is a warning. Environment: HERALD_AUTH__JWKS_URL.
+//! # jwks_url = "https://auth.example/.well-known/jwks.json"
+//! # How often the JWKS is fetched again (at least 10s; a warning without jwks_url).
+//! # jwks_refresh_interval = "5m"
 //! # When set, the token's `aud` claim must contain this value / `iss` must equal this value.
 //! # audience = "herald"
 //! # issuer = "https://auth.example"
@@ -128,7 +141,8 @@
 //! Only when asked for (`herald --dev`, which is also what a bare `herald` and `cargo run
 //! --release` run): a random HMAC secret and API key are generated ([`DevMode`]) and every client
 //! may subscribe and publish to any channel (`channels.insecure`). Dev mode refuses keys of its
-//! own, a non-loopback `server.listen` and the Redis broker. Without `--dev` the token key and
+//! own, a non-loopback `server.listen` and the Redis broker. Without `--dev` the token key (one
+//! of `auth.hmac_secret`, `auth.rsa_public_key`, `auth.ecdsa_public_key`, `auth.jwks_url`) and
 //! `api.key` are required, and a node without them does not start.
 
 mod raw;
