@@ -291,7 +291,13 @@ async fn a_hanging_endpoint_costs_the_timeout_and_blocks_no_cached_key() {
     // next unknown kid fetches and finds its key.
     server.serve(jwks(&[rsa_jwk("rsa-1"), ec_jwk("ec-9")]));
     let unknown = token(&ec_signer("ec-9"), "bob", now() + 60);
-    assert_eq!(v.verify_connect_fetching(&unknown, now()).await.unwrap().sub, "bob");
+    assert_eq!(
+        v.verify_connect_fetching(&unknown, now())
+            .await
+            .unwrap()
+            .sub,
+        "bob"
+    );
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@ const MIN_RETRY: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum JwksError {
     #[error("request failed: {0}")]
-    Request(#[from] reqwest::Error),
+    Request(String),
     #[error("endpoint answered HTTP {0}")]
     Status(u16),
     #[error("document is larger than {MAX_BODY} bytes")]
@@ -41,6 +41,20 @@ pub(crate) enum JwksError {
     NotJwks(#[from] serde_json::Error),
     #[error("no usable key ({})", .0.join("; "))]
     NoUsableKey(Vec<String>),
+}
+
+impl From<reqwest::Error> for JwksError {
+    fn from(e: reqwest::Error) -> Self {
+        // reqwest's message leaves the cause out (refused, timed out, bad certificate).
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            why.push_str(": ");
+            why.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        JwksError::Request(why)
+    }
 }
 
 /// Checks a JWKS URL as [`crate::auth::TokenVerifier::new`] will: an absolute `http://` or
