@@ -166,6 +166,9 @@ pub enum TokenKey {
     RsaPem(Vec<u8>),
     /// PEM public key for ES256/ES384.
     EcdsaPem(Vec<u8>),
+    /// RSA and EC public keys fetched from a JWKS endpoint, picked by the token's `kid`; each
+    /// key pins its own algorithms (see [`crate::auth`]).
+    Jwks(JwksConfig),
 }
 
 impl std::fmt::Debug for TokenKey {
@@ -175,7 +178,54 @@ impl std::fmt::Debug for TokenKey {
             TokenKey::Hmac(_) => f.write_str("Hmac(<redacted>)"),
             TokenKey::RsaPem(_) => f.write_str("RsaPem(..)"),
             TokenKey::EcdsaPem(_) => f.write_str("EcdsaPem(..)"),
+            TokenKey::Jwks(jwks) => f.debug_tuple("Jwks").field(jwks).finish(),
         }
+    }
+}
+
+/// Where and how often the keys of a JWKS ([`TokenKey::Jwks`]) are fetched.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JwksConfig {
+    /// `http://` or `https://` URL serving a JSON Web Key Set (`{"keys": [...]}`).
+    pub url: String,
+    /// How often the keys are fetched again, so that a key the issuer removed stops verifying.
+    pub refresh_interval: Duration,
+    /// A token whose `kid` is not cached has the keys fetched again, but at most once per this
+    /// interval, so that tokens with made-up `kid`s cannot make the node hammer the endpoint.
+    /// Also the retry interval after a failed fetch.
+    pub min_refresh_interval: Duration,
+    /// Longest a fetch may take, connect to last byte.
+    pub timeout: Duration,
+}
+
+impl JwksConfig {
+    /// Default of [`JwksConfig::refresh_interval`].
+    pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
+    /// Default of [`JwksConfig::min_refresh_interval`].
+    pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+    /// Default of [`JwksConfig::timeout`].
+    pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// The keys at `url`, with the default intervals and timeout.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            refresh_interval: Self::REFRESH_INTERVAL,
+            min_refresh_interval: Self::MIN_REFRESH_INTERVAL,
+            timeout: Self::TIMEOUT,
+        }
+    }
+}
+
+impl std::fmt::Debug for JwksConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry credentials.
+        f.debug_struct("JwksConfig")
+            .field("url", &redact_url(&self.url))
+            .field("refresh_interval", &self.refresh_interval)
+            .field("min_refresh_interval", &self.min_refresh_interval)
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
@@ -183,6 +233,10 @@ impl std::fmt::Debug for TokenKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenConfig {
     pub key: TokenKey,
+    /// While keys rotate: a second key tokens may be signed with (the one being retired). A
+    /// token verifies if either key verifies it; each pins its own algorithms. Not a JWKS (a
+    /// JWKS rotates by serving several keys).
+    pub previous_key: Option<TokenKey>,
     /// When set, the `aud` claim must contain it.
     pub audience: Option<String>,
     /// When set, the `iss` claim must equal it.

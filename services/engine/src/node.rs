@@ -382,6 +382,19 @@ impl Node {
         let _ = self.inner.broker.publish_command(&leave).await;
     }
 
+    /// Keeps the keys of a JWKS fresh (`TokenKey::Jwks`): fetches them now, then every refresh
+    /// interval, and sooner after a failed fetch (which keeps the cached keys). Returns at once
+    /// when tokens are checked with configured keys, and when the node shuts down. Runs beside
+    /// [`Node::run_heartbeats`].
+    pub async fn run_token_keys(&self) {
+        while !self.is_shutting_down() {
+            let Some(next) = self.inner.verifier.refresh_keys().await else {
+                return;
+            };
+            tokio::time::sleep(next).await;
+        }
+    }
+
     /// Channels with subscribers on this node, with their number of subscribers.
     pub fn channels(&self) -> Vec<(String, usize)> {
         self.inner.hub.channels()

@@ -61,9 +61,14 @@ pub enum Command {
         #[arg(long, value_parser = parse_json)]
         info: Option<String>,
 
-        /// PEM private key to sign with, for RSA/ECDSA setups (default: the HMAC secret)
+        /// PEM private key to sign with, for RSA/ECDSA and JWKS setups (default: the HMAC
+        /// secret)
         #[arg(long, value_name = "PEM_FILE")]
         private_key: Option<PathBuf>,
+
+        /// Key ID written in the token's header (`kid`): the JWKS key that verifies it
+        #[arg(long, requires = "private_key")]
+        kid: Option<String>,
     },
 
     /// Print a subscription JWT for one channel
@@ -178,6 +183,8 @@ mod tests {
             r#"{"name":"Ann"}"#,
             "--private-key",
             "key.pem",
+            "--kid",
+            "key-2",
         ]);
         let Some(Command::Gentoken {
             user,
@@ -185,6 +192,7 @@ mod tests {
             channels,
             info,
             private_key,
+            kid,
         }) = cli.command
         else {
             panic!("not gentoken: {cli:?}");
@@ -194,6 +202,7 @@ mod tests {
         assert_eq!(channels, ["news", "chat:room1"]);
         assert_eq!(info.as_deref(), Some(r#"{"name":"Ann"}"#));
         assert_eq!(private_key, Some(PathBuf::from("key.pem")));
+        assert_eq!(kid.as_deref(), Some("key-2"));
     }
 
     #[test]
@@ -204,6 +213,7 @@ mod tests {
             channels,
             info,
             private_key,
+            kid,
         }) = parse(&["gentoken", "--user", ""]).command
         else {
             panic!("not gentoken");
@@ -213,6 +223,7 @@ mod tests {
         assert!(channels.is_empty());
         assert_eq!(info, None);
         assert_eq!(private_key, None);
+        assert_eq!(kid, None);
     }
 
     #[test]
@@ -241,6 +252,7 @@ mod tests {
             &["gentoken"],                                   // --user missing
             &["gentoken", "--user", "1", "--ttl", "soon"],   // bad duration
             &["gentoken", "--user", "1", "--info", "{oops"], // bad JSON
+            &["gentoken", "--user", "1", "--kid", "k"],      // a kid without a private key
             &["subtoken", "--user", "1"],                    // --channel missing
             &["frobnicate"],
         ];

@@ -45,10 +45,23 @@
 //!
 //! [auth]
 //! # Exactly one token key: a shared secret for HS256/384/512 (at least 32 bytes recommended),
-//! # or a PEM public key for RS*/PS* (rsa_public_key) or ES256/ES384 (ecdsa_public_key).
+//! # a PEM public key for RS*/PS* (rsa_public_key) or ES256/ES384 (ecdsa_public_key), or the
+//! # URL of a JWKS (jwks_url).
 //! hmac_secret = "..."
+//! # While rotating hmac_secret: the secret being retired; tokens signed with either verify.
+//! # Only with hmac_secret; never printed.
+//! # previous_hmac_secret = "..."
 //! # rsa_public_key = """-----BEGIN PUBLIC KEY----- ..."""
 //! # ecdsa_public_key = """-----BEGIN PUBLIC KEY----- ..."""
+//! # http:// or https:// URL of a JSON Web Key Set: its RSA and EC signature keys verify tokens,
+//! # picked by the token's `kid` (a token without one needs a one-key set). Fetched at start
+//! # (a node starts even if the endpoint is down, refusing tokens until keys arrive), every
+//! # jwks_refresh_interval, and for a `kid` not cached, at most once per 10 s; fetches time
+//! # out after 5 s and a failed one keeps the cached keys. Plain http to a non-loopback host
+//! # is a warning. Environment: HERALD_AUTH__JWKS_URL.
+//! # jwks_url = "https://auth.example/.well-known/jwks.json"
+//! # How often the JWKS is fetched again (at least 10s; a warning without jwks_url).
+//! # jwks_refresh_interval = "5m"
 //! # When set, the token's `aud` claim must contain this value / `iss` must equal this value.
 //! # audience = "herald"
 //! # issuer = "https://auth.example"
@@ -140,7 +153,8 @@
 //! Only when asked for (`herald --dev`, which is also what a bare `herald` and `cargo run
 //! --release` run): a random HMAC secret and API key are generated ([`DevMode`]) and every client
 //! may subscribe and publish to any channel (`channels.insecure`). Dev mode refuses keys of its
-//! own, a non-loopback `server.listen` and the Redis broker. Without `--dev` the token key and
+//! own, a non-loopback `server.listen` and the Redis broker. Without `--dev` the token key (one
+//! of `auth.hmac_secret`, `auth.rsa_public_key`, `auth.ecdsa_public_key`, `auth.jwks_url`) and
 //! `api.key` are required, and a node without them does not start.
 
 mod raw;
@@ -154,9 +168,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use herald_engine::auth::check_jwks_url;
 use herald_engine::config::{
-    ChannelConfig, ChannelOptions, ClientConfig, Namespace, RedisConfig, RedisShardConfig,
-    TokenConfig, TokenKey, redact_url,
+    ChannelConfig, ChannelOptions, ClientConfig, JwksConfig, Namespace, RedisConfig,
+    RedisShardConfig, TokenConfig, TokenKey, redact_url,
 };
 
 use self::raw::{RawConfig, RawOptions};
@@ -541,19 +556,39 @@ impl Config {
 
         // [auth] and [api]
         let hmac_secret = non_empty(&raw.auth.hmac_secret);
+        let previous_hmac_secret = non_empty(&raw.auth.previous_hmac_secret);
         let rsa_public_key = non_empty(&raw.auth.rsa_public_key).map(unescape_pem);
         let ecdsa_public_key = non_empty(&raw.auth.ecdsa_public_key).map(unescape_pem);
+        let jwks_url = non_empty(&raw.auth.jwks_url).map(str::trim);
         let api_key = non_empty(&raw.api.key);
         let mut token_keys = Vec::new();
-        if let Some(secret) = hmac_secret {
-            if secret.len() < MIN_HMAC_SECRET_LEN {
+        for (key, secret) in [
+            ("auth.hmac_secret", hmac_secret),
+            ("auth.previous_hmac_secret", previous_hmac_secret),
+        ] {
+            if let Some(secret) = secret
+                && secret.len() < MIN_HMAC_SECRET_LEN
+            {
                 warnings.push(format!(
-                    "auth.hmac_secret is {} bytes; use at least {MIN_HMAC_SECRET_LEN} random bytes",
+                    "{key} is {} bytes; use at least {MIN_HMAC_SECRET_LEN} random bytes",
                     secret.len()
                 ));
             }
+        }
+        if let Some(secret) = hmac_secret {
             token_keys.push(TokenKey::Hmac(secret.as_bytes().to_vec()));
         }
+        let previous_key = match (previous_hmac_secret, hmac_secret) {
+            (Some(previous), Some(_)) => Some(TokenKey::Hmac(previous.as_bytes().to_vec())),
+            (Some(_), None) => {
+                problems.push(
+                    "auth.previous_hmac_secret: only valid together with auth.hmac_secret (it is the secret being rotated out: tokens signed with either verify)"
+                        .to_owned(),
+                );
+                None
+            }
+            (None, _) => None,
+        };
         for (key, pem, kind) in [
             ("auth.rsa_public_key", &rsa_public_key, PemKind::Rsa),
             ("auth.ecdsa_public_key", &ecdsa_public_key, PemKind::Ecdsa),
@@ -564,22 +599,62 @@ impl Config {
                 token_keys.push(key);
             }
         }
+        let jwks_refresh_interval = match &raw.auth.jwks_refresh_interval {
+            Some(value) => {
+                if jwks_url.is_none() {
+                    warnings.push(
+                        "auth.jwks_refresh_interval is ignored without auth.jwks_url".to_owned(),
+                    );
+                }
+                let interval = parse_duration("auth.jwks_refresh_interval", value, &mut problems);
+                if interval.is_some_and(|d| d < JwksConfig::MIN_REFRESH_INTERVAL) {
+                    problems.push(format!(
+                        "auth.jwks_refresh_interval: {value:?} is too short (at least {})",
+                        humantime::format_duration(JwksConfig::MIN_REFRESH_INTERVAL)
+                    ));
+                }
+                interval.unwrap_or(JwksConfig::REFRESH_INTERVAL)
+            }
+            None => JwksConfig::REFRESH_INTERVAL,
+        };
+        if let Some(url) = jwks_url {
+            match check_jwks_url(url) {
+                Ok(()) => {
+                    if plain_http_to_another_host(url) {
+                        warnings.push(format!(
+                            "auth.jwks_url {} is plain http: anyone on the way can swap the keys and sign tokens; use https",
+                            redact_url(url)
+                        ));
+                    }
+                    token_keys.push(TokenKey::Jwks(JwksConfig {
+                        refresh_interval: jwks_refresh_interval,
+                        ..JwksConfig::new(url)
+                    }));
+                }
+                Err(why) => problems.push(format!(
+                    "auth.jwks_url: {:?} {why} (expected the http:// or https:// URL of a JWKS, e.g. https://auth.example/.well-known/jwks.json)",
+                    redact_url(url)
+                )),
+            }
+        }
         let key_count = [
             hmac_secret.is_some(),
             rsa_public_key.is_some(),
             ecdsa_public_key.is_some(),
+            jwks_url.is_some(),
         ]
         .into_iter()
         .filter(|set| *set)
         .count();
         if key_count > 1 {
             problems.push(
-                "auth: set only one of hmac_secret, rsa_public_key, ecdsa_public_key".to_owned(),
+                "auth: set only one of hmac_secret, rsa_public_key, ecdsa_public_key, jwks_url"
+                    .to_owned(),
             );
         }
         let mut dev = None;
         if raw.dev {
-            if key_count > 0 || api_key.is_some() {
+            if key_count > 0 || previous_hmac_secret.is_some() || api_key.is_some() {
                 problems.push(
                     "--dev: dev mode generates its own token key and API key, but auth or api.key is configured (run without --dev, e.g. `herald run`, to use the configured keys)"
                         .to_owned(),
@@ -606,14 +681,14 @@ impl Config {
         } else if key_count == 0 && api_key.is_none() {
             if !failed("auth") && !failed("api") {
                 problems.push(
-                    "auth.hmac_secret (HERALD_AUTH__HMAC_SECRET; or auth.rsa_public_key / auth.ecdsa_public_key) and api.key (HERALD_API__KEY) are required; for a local trial node with generated keys run `herald --dev`"
+                    "auth.hmac_secret (HERALD_AUTH__HMAC_SECRET; or auth.rsa_public_key / auth.ecdsa_public_key / auth.jwks_url) and api.key (HERALD_API__KEY) are required; for a local trial node with generated keys run `herald --dev`"
                         .to_owned(),
                 );
             }
         } else if key_count == 0 {
             if !failed("auth") {
                 problems.push(
-                    "auth: a token key (hmac_secret, rsa_public_key or ecdsa_public_key) is required when api.key is set".to_owned(),
+                    "auth: a token key (hmac_secret, rsa_public_key, ecdsa_public_key or jwks_url) is required when api.key is set".to_owned(),
                 );
             }
         } else if api_key.is_none() && !failed("api") {
@@ -628,6 +703,7 @@ impl Config {
         };
         let token = TokenConfig {
             key,
+            previous_key: dev.is_none().then_some(previous_key).flatten(),
             audience: non_empty(&raw.auth.audience).map(str::to_owned),
             issuer: non_empty(&raw.auth.issuer).map(str::to_owned),
         };
@@ -948,12 +1024,24 @@ impl Config {
         } else {
             ""
         };
-        let key = match &self.token.key {
+        let describe = |key: &TokenKey| match key {
             TokenKey::Hmac(_) => format!("HMAC secret (HS256/HS384/HS512) <redacted{generated}>"),
             TokenKey::RsaPem(_) => "RSA public key (RS*/PS*)".to_owned(),
             TokenKey::EcdsaPem(_) => "ECDSA public key (ES256/ES384)".to_owned(),
+            TokenKey::Jwks(jwks) => format!(
+                "JWKS at {} (RSA/EC keys by kid), refreshed every {}",
+                redact_url(&jwks.url),
+                d(jwks.refresh_interval)
+            ),
         };
-        let _ = writeln!(s, "  token key:        {key}");
+        let _ = writeln!(s, "  token key:        {}", describe(&self.token.key));
+        if let Some(previous) = &self.token.previous_key {
+            let _ = writeln!(
+                s,
+                "  previous key:     {} (rotating: its tokens still verify)",
+                describe(previous)
+            );
+        }
         let _ = writeln!(
             s,
             "  audience:         {}",
@@ -1109,6 +1197,7 @@ impl Config {
             },
             token: TokenConfig {
                 key: TokenKey::Hmac(b"test-secret-0123456789abcdef0123456789".to_vec()),
+                previous_key: None,
                 audience: None,
                 issuer: None,
             },
@@ -1265,6 +1354,29 @@ fn check_pem(key: &str, pem: &str, kind: PemKind, problems: &mut Vec<String>) ->
             None
         }
     }
+}
+
+/// A plain-http URL to a host other than the loopback: anyone on the way could swap what it
+/// serves. (The URL has passed `check_jwks_url`.)
+fn plain_http_to_another_host(url: &str) -> bool {
+    let Some(rest) = url
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
+        .map(|_| &url[7..])
+    else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
 }
 
 fn parse_listen(value: &str, problems: &mut Vec<String>) -> Option<SocketAddr> {

@@ -23,8 +23,12 @@ fn main() -> anyhow::Result<()> {
             channels,
             info,
             private_key,
+            kid,
         } => {
-            let signer = signer(&config, private_key.as_deref())?;
+            let mut signer = signer(&config, private_key.as_deref())?;
+            if let Some(kid) = kid {
+                signer = signer.with_kid(kid);
+            }
             let info = info.map(|i| serde_json::from_str(&i)).transpose()?;
             let token = signer.sign(&NewConnectToken {
                 sub: user,
@@ -79,6 +83,10 @@ fn signer(config: &Config, private_key: Option<&std::path::Path>) -> anyhow::Res
     }
     match &config.token.key {
         TokenKey::Hmac(secret) => Ok(TokenSigner::hmac(secret, HmacAlg::HS256)),
+        TokenKey::Jwks(_) => bail!(
+            "the node verifies tokens with the keys of a JWKS: pass --private-key FILE (and \
+             --kid, the key's ID in the JWKS) to sign"
+        ),
         _ => bail!("the node verifies RSA/ECDSA tokens: pass --private-key FILE to sign"),
     }
 }

@@ -235,6 +235,10 @@ pub async fn serve(
     actix_web::rt::spawn(async move { presence.run_presence().await });
     let logs = node.clone();
     actix_web::rt::spawn(async move { logs.run_channel_logs().await });
+    // The first JWKS fetch (auth.jwks_url) starts with the server; a connection that comes
+    // before it ends waits for it.
+    let token_keys = node.clone();
+    actix_web::rt::spawn(async move { token_keys.run_token_keys().await });
     let mut server = std::pin::pin!(server);
     tokio::select! {
         result = &mut server => return result.context("http server"),

@@ -69,6 +69,7 @@ fn gentoken_signs_with_the_configured_secret() {
     let token = String::from_utf8(out.stdout).unwrap();
     let verifier = TokenVerifier::new(&TokenConfig {
         key: TokenKey::Hmac(secret.as_bytes().to_vec()),
+        previous_key: None,
         audience: None,
         issuer: None,
     })
@@ -89,6 +90,72 @@ fn gentoken_without_keys_refuses_instead_of_printing_a_useless_token() {
     let out = herald().args(["gentoken", "--user", "a"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("hmac_secret"));
+}
+
+#[test]
+fn gentoken_for_a_jwks_node_signs_with_a_private_key_and_names_its_kid() {
+    let jwks_node = || {
+        let mut cmd = herald();
+        cmd.env("HERALD_AUTH__JWKS_URL", "https://auth.example/jwks.json")
+            .env("HERALD_API__KEY", "k");
+        cmd
+    };
+    // No private key: refused, saying what to pass.
+    let out = jwks_node()
+        .args(["gentoken", "--user", "a"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("JWKS") && stderr.contains("--private-key"),
+        "{stderr}"
+    );
+
+    let key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/rsa_private.pem"
+    );
+    let out = jwks_node()
+        .args([
+            "gentoken",
+            "--user",
+            "alice",
+            "--private-key",
+            key,
+            "--kid",
+            "rsa-7",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let header = token.trim().split('.').next().unwrap();
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], "rsa-7");
+    assert_eq!(header["alg"], "RS256");
+    let verifier = TokenVerifier::new(&TokenConfig {
+        key: TokenKey::RsaPem(include_bytes!("fixtures/rsa_public.pem").to_vec()),
+        previous_key: None,
+        audience: None,
+        issuer: None,
+    })
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(
+        verifier.verify_connect(token.trim(), now).unwrap().sub,
+        "alice"
+    );
 }
 
 fn free_port() -> u16 {

@@ -13,6 +13,11 @@ pub enum AuthError {
     /// check (audience, issuer, missing channel, ...).
     #[error("invalid token: {0}")]
     Invalid(String),
+    /// The token names a key (`kid`) the node's JWKS does not hold, or the node has no JWKS
+    /// keys yet. The client is refused as for an invalid token; the node fetches the JWKS
+    /// again first (see [`crate::auth::TokenVerifier::verify_connect_fetching`]).
+    #[error("invalid token: unknown key: {0}")]
+    UnknownKey(String),
     /// A configured or supplied key could not be used.
     #[error("bad key: {0}")]
     BadKey(String),

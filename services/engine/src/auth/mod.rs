@@ -1,7 +1,7 @@
 //! Connection and subscription tokens (Centrifugo-compatible JWTs).
 //!
-//! Owns: verifying connection and subscription JWTs against the configured key
-//! ([`TokenVerifier`]), the claims a session gets out of them ([`ConnectClaims`],
+//! Owns: verifying connection and subscription JWTs against the configured key, or the keys of
+//! a JWKS endpoint fetched and cached here ([`TokenVerifier`]), the claims a session gets out of them ([`ConnectClaims`],
 //! [`SubscribeClaims`]), and signing tokens for the `herald gentoken` CLI and for tests
 //! ([`TokenSigner`], [`NewConnectToken`], [`NewSubscribeToken`]).
 //!
@@ -19,11 +19,19 @@
 //! HS256/HS384/HS512, an RSA public key only RS256/384/512 and PS256/384/512, an EC public key
 //! only ES256 (P-256) or ES384 (P-384). Anything else is [`AuthError::Invalid`].
 //!
+//! The same holds for the keys of a JWKS: the token's `kid` picks a key, and the key (its
+//! `kty`, its `crv`, its `alg` when the JWK names one) fixes the algorithms, so an HS256 token
+//! never verifies against a JWKS. Symmetric JWKs (`kty: oct`) are never taken. While keys
+//! rotate, a previous key may be configured beside the key: each keeps its own algorithms.
+//!
 //! Time checks (`exp`, `nbf`) are done here against the caller's `now_unix`, without leeway, so
 //! behaviour is deterministic and testable; `jsonwebtoken` only checks the signature.
 
 mod claims;
 mod error;
+mod jwk;
+mod jwks;
+mod key;
 mod sign;
 mod verify;
 
@@ -32,5 +40,6 @@ mod tests;
 
 pub use claims::{ConnectClaims, NewConnectToken, NewSubscribeToken, SubscribeClaims};
 pub use error::AuthError;
+pub use jwks::check_jwks_url;
 pub use sign::{HmacAlg, TokenSigner};
 pub use verify::TokenVerifier;

@@ -125,6 +125,13 @@ impl TokenSigner {
         ))
     }
 
+    /// Names the signing key in the token's header (`kid`), as a JWKS-verified node needs when
+    /// its JWKS holds several keys.
+    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
+        self.header.kid = Some(kid.into());
+        self
+    }
+
     /// The JWT `alg` this signer writes, e.g. `"RS256"`.
     pub fn alg_name(&self) -> &'static str {
         self.alg_name

@@ -21,6 +21,7 @@ const NOW: u64 = 1_700_000_000;
 fn verifier(key: TokenKey) -> TokenVerifier {
     TokenVerifier::new(&TokenConfig {
         key,
+        previous_key: None,
         audience: None,
         issuer: None,
     })
@@ -388,6 +389,7 @@ fn expire_at_comes_through_the_token() {
 fn audience_is_checked_only_when_configured() {
     let v = TokenVerifier::new(&TokenConfig {
         key: TokenKey::Hmac(SECRET.to_vec()),
+        previous_key: None,
         audience: Some("herald".into()),
         issuer: None,
     })
@@ -445,6 +447,7 @@ fn audience_is_checked_only_when_configured() {
 fn issuer_is_checked_only_when_configured() {
     let v = TokenVerifier::new(&TokenConfig {
         key: TokenKey::Hmac(SECRET.to_vec()),
+        previous_key: None,
         audience: None,
         issuer: Some("https://auth.example".into()),
     })
@@ -550,6 +553,7 @@ fn unusable_keys_fail_at_start_naming_the_key_kind() {
     let new = |key: TokenKey| {
         TokenVerifier::new(&TokenConfig {
             key,
+            previous_key: None,
             audience: None,
             issuer: None,
         })
@@ -616,10 +620,110 @@ fn a_broken_expired_subscription_token_is_invalid_not_expired() {
     );
     let v = TokenVerifier::new(&TokenConfig {
         key: TokenKey::Hmac(SECRET.to_vec()),
+        previous_key: None,
         audience: Some("herald".into()),
         issuer: None,
     })
     .unwrap();
     let token = hs256().sign(&json!({"aud": "other", "exp": 1})).unwrap();
     assert_invalid(v.verify_connect(&token, NOW), "wrong aud + expired");
+}
+
+fn rotating_verifier(key: TokenKey, previous: TokenKey) -> TokenVerifier {
+    TokenVerifier::new(&TokenConfig {
+        key,
+        previous_key: Some(previous),
+        audience: None,
+        issuer: None,
+    })
+    .unwrap()
+}
+
+#[test]
+fn while_hmac_secrets_rotate_tokens_of_either_secret_verify() {
+    const NEW: &[u8] = b"test-only-new-hmac-secret";
+    let v = rotating_verifier(
+        TokenKey::Hmac(NEW.to_vec()),
+        TokenKey::Hmac(SECRET.to_vec()),
+    );
+    let by_new = sign_raw(&TokenSigner::hmac(NEW, HmacAlg::HS256), PAYLOAD);
+    let by_previous = sign_raw(&TokenSigner::hmac(SECRET, HmacAlg::HS512), PAYLOAD);
+    assert_payload_claims(&v.verify_connect(&by_new, NOW).unwrap());
+    assert_payload_claims(&v.verify_connect(&by_previous, NOW).unwrap());
+    // Without the previous secret, its tokens fail: the rotation is what lets them through.
+    let why = assert_invalid(
+        verifier(TokenKey::Hmac(NEW.to_vec())).verify_connect(&by_previous, NOW),
+        "previous secret alone",
+    );
+    assert_eq!(why, "bad signature");
+
+    // A third secret verifies with neither; the reason is the current key's.
+    let by_other = sign_raw(
+        &TokenSigner::hmac(b"some-other-secret", HmacAlg::HS256),
+        PAYLOAD,
+    );
+    let why = assert_invalid(v.verify_connect(&by_other, NOW), "third secret");
+    assert_eq!(why, "bad signature");
+    // Time checks apply to tokens of the previous secret too.
+    assert_eq!(
+        v.verify_connect(&by_previous, NOW + 100),
+        Err(AuthError::Expired)
+    );
+    // Subscription tokens rotate the same way.
+    let sub = TokenSigner::hmac(SECRET, HmacAlg::HS256)
+        .sign(&NewSubscribeToken {
+            sub: "42".into(),
+            channel: "news".into(),
+            exp: None,
+            info: None,
+        })
+        .unwrap();
+    assert_eq!(v.verify_subscribe(&sub, NOW).unwrap().channel, "news");
+}
+
+#[test]
+fn each_key_of_a_rotation_keeps_its_algorithms() {
+    // An RSA key with an HMAC secret as the previous key: an HS256 token made with the RSA
+    // public key's PEM as its secret still fails (neither key takes it).
+    let v = rotating_verifier(
+        TokenKey::RsaPem(RSA_PUBLIC.to_vec()),
+        TokenKey::Hmac(SECRET.to_vec()),
+    );
+    let confused = sign_raw(&TokenSigner::hmac(RSA_PUBLIC, HmacAlg::HS256), PAYLOAD);
+    assert_invalid(
+        v.verify_connect(&confused, NOW),
+        "public key as HMAC secret",
+    );
+    let rs256 = sign_raw(&TokenSigner::from_pem(RSA_PRIVATE).unwrap(), PAYLOAD);
+    assert_payload_claims(&v.verify_connect(&rs256, NOW).unwrap());
+    assert_payload_claims(&v.verify_connect(&sign_raw(&hs256(), PAYLOAD), NOW).unwrap());
+}
+
+#[test]
+fn a_jwks_takes_no_previous_key() {
+    use crate::config::JwksConfig;
+    let jwks = || TokenKey::Jwks(JwksConfig::new("https://auth.example/jwks.json"));
+    for (key, previous) in [
+        (jwks(), TokenKey::Hmac(SECRET.to_vec())),
+        (TokenKey::Hmac(SECRET.to_vec()), jwks()),
+    ] {
+        let result = TokenVerifier::new(&TokenConfig {
+            key,
+            previous_key: Some(previous),
+            audience: None,
+            issuer: None,
+        });
+        assert!(matches!(result, Err(AuthError::BadKey(_))), "{result:?}");
+    }
+}
+
+#[test]
+fn a_bad_previous_key_fails_at_start() {
+    let result = TokenVerifier::new(&TokenConfig {
+        key: TokenKey::Hmac(SECRET.to_vec()),
+        previous_key: Some(TokenKey::Hmac(Vec::new())),
+        audience: None,
+        issuer: None,
+    });
+    assert!(matches!(result, Err(AuthError::BadKey(_))), "{result:?}");
 }

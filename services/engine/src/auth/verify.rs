@@ -1,70 +1,69 @@
 //! Verifying connection and subscription tokens.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use super::AuthError;
 use super::claims::{ConnectClaims, SubscribeClaims, WireClaims};
+use super::jwks::Jwks;
+use super::key::PinnedKey;
 use crate::config::{TokenConfig, TokenKey};
 
-/// Checks tokens against the configured key. Built once at start (key parsing, allowed
+/// Checks tokens against the configured key(s). Built once at start (key parsing, allowed
 /// algorithms, validation options), then shared: verification takes `&self`, so one verifier
 /// serves every connect without per-call setup.
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {
-    key: DecodingKey,
-    /// Signature and algorithm checks only; claim and time checks are done here, after it.
-    validation: Validation,
+    keys: Keys,
     audience: Option<String>,
     issuer: Option<String>,
 }
 
+#[derive(Debug, Clone)]
+enum Keys {
+    /// Configured keys, tried in order: the key, then (while keys rotate) the previous one.
+    Static(Vec<PinnedKey>),
+    /// Keys of a JWKS, picked by the token's `kid`.
+    Jwks(Arc<Jwks>),
+}
+
 impl TokenVerifier {
-    /// Parses the key and pins the accepted algorithms to its kind. A key that cannot be used
-    /// is [`AuthError::BadKey`], naming the kind of key.
+    /// Parses the key(s) and pins the accepted algorithms to their kind. A key that cannot be
+    /// used is [`AuthError::BadKey`], naming the kind of key. A JWKS is not fetched here: see
+    /// [`TokenVerifier::refresh_keys`].
     pub fn new(config: &TokenConfig) -> Result<Self, AuthError> {
-        let (key, algorithms) = match &config.key {
-            TokenKey::Hmac(secret) => {
-                if secret.is_empty() {
-                    return Err(AuthError::BadKey("HMAC secret is empty".into()));
-                }
-                let algorithms = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
-                (DecodingKey::from_secret(secret), algorithms)
+        let keys = match (&config.key, &config.previous_key) {
+            (TokenKey::Jwks(_), Some(_)) | (_, Some(TokenKey::Jwks(_))) => {
+                return Err(AuthError::BadKey(
+                    "a JWKS rotates by serving several keys; it takes no previous key".into(),
+                ));
             }
-            TokenKey::RsaPem(pem) => rsa_public_key(pem)?,
-            TokenKey::EcdsaPem(pem) => ec_public_key(pem)?,
+            (TokenKey::Jwks(jwks), None) => Keys::Jwks(Arc::new(Jwks::new(jwks)?)),
+            (key, previous) => {
+                let mut keys = vec![pin(key)?];
+                if let Some(previous) = previous {
+                    keys.push(pin(previous)?);
+                }
+                Keys::Static(keys)
+            }
         };
-
-        let mut validation = Validation::new(algorithms[0]);
-        validation.algorithms = algorithms;
-        validation.required_spec_claims.clear();
-        validation.leeway = 0;
-        validation.reject_tokens_expiring_in_less_than = 0;
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.aud = None;
-        validation.iss = None;
-        validation.sub = None;
-
         Ok(Self {
-            key,
-            validation,
+            keys,
             audience: config.audience.clone(),
             issuer: config.issuer.clone(),
         })
     }
 
-    /// Verifies a connection token at `now_unix` (seconds).
+    /// Verifies a connection token at `now_unix` (seconds) with the keys at hand; never waits.
+    /// With a JWKS, a token whose `kid` is not cached is [`AuthError::UnknownKey`].
     pub fn verify_connect(&self, token: &str, now_unix: u64) -> Result<ConnectClaims, AuthError> {
         self.verify(token, now_unix)
     }
 
-    /// Verifies a subscription token at `now_unix` (seconds). A missing or empty `channel`
-    /// claim is invalid.
+    /// Verifies a subscription token at `now_unix` (seconds) with the keys at hand; never
+    /// waits. A missing or empty `channel` claim is invalid.
     pub fn verify_subscribe(
         &self,
         token: &str,
@@ -73,13 +72,63 @@ impl TokenVerifier {
         self.verify(token, now_unix)
     }
 
+    /// [`TokenVerifier::verify_connect`], but a token signed with a JWKS key the node does not
+    /// hold yet (the issuer published a new key) waits for a fetch of the JWKS and is checked
+    /// again. Such fetches are shared by every token that waits and rate-limited
+    /// ([`crate::config::JwksConfig::min_refresh_interval`]). A token whose key is cached is
+    /// checked at once, without waiting on anything.
+    pub async fn verify_connect_fetching(
+        &self,
+        token: &str,
+        now_unix: u64,
+    ) -> Result<ConnectClaims, AuthError> {
+        self.verify_fetching(token, now_unix).await
+    }
+
+    /// [`TokenVerifier::verify_subscribe`], fetching an unknown JWKS key as
+    /// [`TokenVerifier::verify_connect_fetching`] does.
+    pub async fn verify_subscribe_fetching(
+        &self,
+        token: &str,
+        now_unix: u64,
+    ) -> Result<SubscribeClaims, AuthError> {
+        self.verify_fetching(token, now_unix).await
+    }
+
+    /// With a JWKS: fetches its keys now (or waits for the fetch under way) and returns when
+    /// the next scheduled fetch is due. `None` for configured keys, which never change. The
+    /// node calls it in a loop ([`crate::Node::run_token_keys`]).
+    pub async fn refresh_keys(&self) -> Option<std::time::Duration> {
+        match &self.keys {
+            Keys::Jwks(jwks) => Some(jwks.refresh().await),
+            Keys::Static(_) => None,
+        }
+    }
+
+    async fn verify_fetching<C>(&self, token: &str, now_unix: u64) -> Result<C, AuthError>
+    where
+        C: TryFrom<WireClaims, Error = AuthError>,
+    {
+        match (self.verify(token, now_unix), &self.keys) {
+            (Err(AuthError::UnknownKey(_)), Keys::Jwks(jwks)) => {
+                jwks.refresh_for_unknown_key().await;
+                self.verify(token, now_unix)
+            }
+            (result, _) => result,
+        }
+    }
+
     fn verify<C>(&self, token: &str, now_unix: u64) -> Result<C, AuthError>
     where
         C: TryFrom<WireClaims, Error = AuthError>,
     {
-        let wire = jsonwebtoken::decode::<WireClaims>(token, &self.key, &self.validation)
-            .map_err(|e| describe(e, token))?
-            .claims;
+        let wire = match &self.keys {
+            Keys::Static(keys) => decode_with_any(keys, token)?,
+            Keys::Jwks(jwks) => {
+                let kid = header_kid(token)?;
+                jwks.cached().select(kid.as_deref())?.decode(token)?
+            }
+        };
         self.check_audience_and_issuer(&wire)?;
         let (exp, nbf) = (wire.exp, wire.nbf);
         let claims = C::try_from(wire)?;
@@ -134,78 +183,40 @@ fn check_time(exp: Option<u64>, nbf: Option<u64>, now_unix: u64) -> Result<(), A
     Ok(())
 }
 
-/// RSA public key (PKCS#1 `RSA PUBLIC KEY` or SPKI `PUBLIC KEY`): RS256/384/512, PS256/384/512.
-/// The key is decoded to its modulus and exponent here, so a private key, an EC key or
-/// garbage fails at start rather than on every token.
-fn rsa_public_key(pem: &[u8]) -> Result<(DecodingKey, Vec<Algorithm>), AuthError> {
-    let bad = |why: String| AuthError::BadKey(format!("RSA public key PEM: {why}"));
-    let key = DecodingKey::from_rsa_pem(pem).map_err(|e| bad(e.to_string()))?;
-    let der = key.try_get_as_bytes().map_err(|e| bad(e.to_string()))?;
-    let (n, e) = (DEFAULT_PROVIDER
-        .key_utils
-        .rsa_pub_components_from_public_key)(der)
-    .map_err(|e| bad(format!("not an RSA public key ({e})")))?;
-    let algorithms = vec![
-        Algorithm::RS256,
-        Algorithm::RS384,
-        Algorithm::RS512,
-        Algorithm::PS256,
-        Algorithm::PS384,
-        Algorithm::PS512,
-    ];
-    Ok((DecodingKey::from_rsa_raw_components(&n, &e), algorithms))
+fn pin(key: &TokenKey) -> Result<PinnedKey, AuthError> {
+    match key {
+        TokenKey::Hmac(secret) => PinnedKey::hmac(secret),
+        TokenKey::RsaPem(pem) => PinnedKey::rsa_pem(pem),
+        TokenKey::EcdsaPem(pem) => PinnedKey::ec_pem(pem),
+        TokenKey::Jwks(_) => unreachable!("a JWKS is not a static key"),
+    }
 }
 
-/// EC public key (SPKI `PUBLIC KEY`): P-256 → ES256 only, P-384 → ES384 only.
-fn ec_public_key(pem: &[u8]) -> Result<(DecodingKey, Vec<Algorithm>), AuthError> {
-    let bad = |why: String| AuthError::BadKey(format!("ECDSA public key PEM: {why}"));
-    let key = DecodingKey::from_ec_pem(pem).map_err(|e| bad(e.to_string()))?;
-    let point = key.try_get_as_bytes().map_err(|e| bad(e.to_string()))?;
-    let algorithm = match point.len() {
-        65 => Algorithm::ES256,
-        97 => Algorithm::ES384,
-        _ => return Err(bad("unsupported curve (expected P-256 or P-384)".into())),
-    };
-    // Building a verifier parses the curve point; a bad point fails here, not per token.
-    jsonwebtoken::crypto::verify("", b"", &key, algorithm)
-        .map_err(|e| bad(format!("not a valid curve point ({e})")))?;
-    Ok((key, vec![algorithm]))
+/// The claims of a token signed with any of `keys` (the current key first). When none
+/// verifies it, the current key's reason is reported: the previous key is only a grace.
+fn decode_with_any(keys: &[PinnedKey], token: &str) -> Result<WireClaims, AuthError> {
+    let (current, previous) = keys.split_first().expect("at least one key");
+    match current.decode(token) {
+        Ok(claims) => Ok(claims),
+        Err(e) => previous
+            .iter()
+            .find_map(|key| key.decode(token).ok())
+            .ok_or(e),
+    }
 }
 
-/// Why `jsonwebtoken` refused a token, for logs. Runs on the error path only.
-fn describe(err: jsonwebtoken::errors::Error, token: &str) -> AuthError {
-    let why = match err.kind() {
-        ErrorKind::InvalidSignature => "bad signature".to_owned(),
-        ErrorKind::InvalidAlgorithm
-        | ErrorKind::InvalidAlgorithmName
-        | ErrorKind::UnsupportedAlgorithm
-        | ErrorKind::MissingAlgorithm => "algorithm not allowed for the configured key".to_owned(),
-        ErrorKind::InvalidToken => "malformed token (expected header.payload.signature)".to_owned(),
-        ErrorKind::Base64(e) => format!("malformed token (base64: {e})"),
-        ErrorKind::Json(e) => match header_alg(token) {
-            // `alg: none` and other unknown names fail while parsing the header.
-            Some(alg) if alg.parse::<Algorithm>().is_err() => {
-                let alg: String = alg.chars().take(32).collect();
-                format!("algorithm {alg:?} not allowed")
-            }
-            _ => format!("malformed token (json: {e})"),
-        },
-        ErrorKind::Utf8(e) => format!("malformed token (utf-8: {e})"),
-        ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidKeyFormat => {
-            "configured key cannot verify this algorithm".to_owned()
-        }
-        _ => err.to_string(),
-    };
-    AuthError::Invalid(why)
-}
-
-/// The `alg` of a token's header, if the header decodes at all.
-fn header_alg(token: &str) -> Option<String> {
+/// The `kid` of a token's header (`None` when it names none). A header that does not decode
+/// is invalid here already: there is no key to pick for it.
+fn header_kid(token: &str) -> Result<Option<String>, AuthError> {
     #[derive(serde::Deserialize)]
     struct Header {
-        alg: String,
+        kid: Option<String>,
     }
-    let header = token.split('.').next()?;
-    let json = URL_SAFE_NO_PAD.decode(header).ok()?;
-    serde_json::from_slice::<Header>(&json).ok().map(|h| h.alg)
+    let header = token.split('.').next().unwrap_or_default();
+    URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|json| serde_json::from_slice::<Header>(&json).ok())
+        .map(|h| h.kid)
+        .ok_or_else(|| AuthError::invalid("malformed token header"))
 }

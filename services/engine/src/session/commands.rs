@@ -148,8 +148,8 @@ impl Session {
             // No handler for asynchronous messages: accepted and dropped, as Centrifugo does.
             Method::Send => Ok(None),
             Method::Ping => reply(|r| r.ping = Some(PingResult {})),
-            Method::Refresh(r) => self.handle_refresh(r),
-            Method::SubRefresh(r) => self.handle_sub_refresh(r),
+            Method::Refresh(r) => self.handle_refresh(r).await,
+            Method::SubRefresh(r) => self.handle_sub_refresh(r).await,
         }
     }
 
@@ -182,7 +182,11 @@ impl Session {
             }
             ConnectClaims::default()
         } else {
-            match inner.verifier.verify_connect(&req.token, now) {
+            match inner
+                .verifier
+                .verify_connect_fetching(&req.token, now)
+                .await
+            {
                 Ok(claims) => claims,
                 Err(e) => {
                     tracing::debug!(error = %e, "connect token rejected");
@@ -443,7 +447,8 @@ impl Session {
         if !req.token.is_empty() {
             let claims = inner
                 .verifier
-                .verify_subscribe(&req.token, now)
+                .verify_subscribe_fetching(&req.token, now)
+                .await
                 .map_err(|e| subscribe_token_error(&e))?;
             if claims.sub != *c.user || claims.channel != channel {
                 return Err(codes::PERMISSION_DENIED.into());
@@ -714,10 +719,14 @@ impl Session {
         reply(|r| r.publish = Some(PublishResult {}))
     }
 
-    fn handle_refresh(&mut self, req: RefreshRequest) -> CommandResult {
+    async fn handle_refresh(&mut self, req: RefreshRequest) -> CommandResult {
         let now = now_unix();
         let inner = self.node.inner();
-        let claims = match inner.verifier.verify_connect(&req.token, now) {
+        let claims = match inner
+            .verifier
+            .verify_connect_fetching(&req.token, now)
+            .await
+        {
             Ok(claims) => claims,
             Err(crate::auth::AuthError::Expired) => {
                 return Err(codes::disconnect::EXPIRED.into());
@@ -745,7 +754,7 @@ impl Session {
         })
     }
 
-    fn handle_sub_refresh(&mut self, req: SubRefreshRequest) -> CommandResult {
+    async fn handle_sub_refresh(&mut self, req: SubRefreshRequest) -> CommandResult {
         let now = now_unix();
         let inner = self.node.inner();
         let c = self.connected();
@@ -754,7 +763,8 @@ impl Session {
         }
         let claims = inner
             .verifier
-            .verify_subscribe(&req.token, now)
+            .verify_subscribe_fetching(&req.token, now)
+            .await
             .map_err(|e| subscribe_token_error(&e))?;
         if claims.sub != *c.user || claims.channel != req.channel {
             return Err(codes::PERMISSION_DENIED.into());

@@ -19,6 +19,7 @@ pub fn node_config(channels: ChannelConfig) -> NodeConfig {
         channels,
         token: TokenConfig {
             key: TokenKey::Hmac(TEST_SECRET.to_vec()),
+            previous_key: None,
             audience: None,
             issuer: None,
         },

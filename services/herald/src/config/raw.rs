@@ -67,19 +67,49 @@ impl Default for RawServer {
 }
 
 /// `[auth]`: how connection and subscription tokens are verified.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawAuth {
     /// Shared secret for HS256/HS384/HS512 tokens.
     pub hmac_secret: Option<String>,
+    /// While rotating the HMAC secret: the secret being retired, whose tokens still verify.
+    /// Only with `hmac_secret`.
+    pub previous_hmac_secret: Option<String>,
     /// PEM public key for RS256/RS384/RS512 (and PS*) tokens.
     pub rsa_public_key: Option<String>,
     /// PEM public key for ES256/ES384 tokens.
     pub ecdsa_public_key: Option<String>,
+    /// `http(s)://` URL of a JWKS whose RSA and EC keys verify tokens, picked by `kid`.
+    pub jwks_url: Option<String>,
+    /// How often the JWKS is fetched again. Default `5m` (set: only with `jwks_url`).
+    pub jwks_refresh_interval: Option<String>,
     /// When set, the token's `aud` claim must contain it.
     pub audience: Option<String>,
     /// When set, the token's `iss` claim must equal it.
     pub issuer: Option<String>,
+}
+
+impl fmt::Debug for RawAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Secrets never reach a log, not even a debug one.
+        let redact = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("RawAuth")
+            .field("hmac_secret", &redact(&self.hmac_secret))
+            .field("previous_hmac_secret", &redact(&self.previous_hmac_secret))
+            .field("rsa_public_key", &self.rsa_public_key)
+            .field("ecdsa_public_key", &self.ecdsa_public_key)
+            .field(
+                "jwks_url",
+                &self
+                    .jwks_url
+                    .as_deref()
+                    .map(herald_engine::config::redact_url),
+            )
+            .field("jwks_refresh_interval", &self.jwks_refresh_interval)
+            .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
+            .finish()
+    }
 }
 
 /// `[api]`: the server API.

@@ -99,6 +99,7 @@ fn load_str(ext: &str, contents: &str, vars: &[(&str, &str)]) -> Result<Config, 
         "hmac_secret",
         "rsa_public_key",
         "ecdsa_public_key",
+        "jwks_url",
         "[api]",
         "api:",
         "\"api\"",
@@ -1320,7 +1321,7 @@ fn only_one_of_api_key_and_token_key() {
     assert_one_problem(
         load_toml("[api]\nkey = \"k\"\n"),
         "auth",
-        "a token key (hmac_secret, rsa_public_key or ecdsa_public_key) is required when api.key is set",
+        "a token key (hmac_secret, rsa_public_key, ecdsa_public_key or jwks_url) is required when api.key is set",
     );
     assert_one_problem(
         load_str(
@@ -1681,4 +1682,227 @@ fn redis_tls_ca_file_without_tls_is_a_warning() {
     assert_eq!(cfg.broker, BrokerConfig::Memory);
     assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
     assert!(cfg.warnings[0].starts_with("broker.tls_ca_file is ignored"));
+}
+
+#[test]
+fn a_jwks_url_is_the_token_key() {
+    let cfg = load_toml(
+        "[auth]\njwks_url = \"https://auth.example/.well-known/jwks.json\"\n[api]\nkey = \"k\"\n",
+    )
+    .unwrap();
+    assert!(
+        cfg.dev.is_none(),
+        "a JWKS and an API key are a production node"
+    );
+    assert_eq!(
+        cfg.token.key,
+        TokenKey::Jwks(JwksConfig {
+            url: "https://auth.example/.well-known/jwks.json".into(),
+            refresh_interval: Duration::from_secs(300),
+            min_refresh_interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+        })
+    );
+    assert_eq!(cfg.token.previous_key, None);
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    let s = cfg.summary();
+    assert!(
+        s.contains(
+            "token key:        JWKS at https://auth.example/.well-known/jwks.json (RSA/EC keys by kid), refreshed every 5m"
+        ),
+        "{s}"
+    );
+
+    // From the environment, with its own refresh interval.
+    let cfg = Config::load(
+        None,
+        env(&[
+            ("HERALD_AUTH__JWKS_URL", "http://127.0.0.1:9000/jwks"),
+            ("HERALD_AUTH__JWKS_REFRESH_INTERVAL", "1m"),
+            ("HERALD_API__KEY", "k"),
+        ]),
+        &Overrides::default(),
+    )
+    .unwrap();
+    let TokenKey::Jwks(jwks) = &cfg.token.key else {
+        panic!("{:?}", cfg.token.key);
+    };
+    assert_eq!(jwks.url, "http://127.0.0.1:9000/jwks");
+    assert_eq!(jwks.refresh_interval, Duration::from_secs(60));
+    // Plain http to the loopback is no warning.
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+
+    // Still needs the API key.
+    assert_one_problem(
+        load_toml("[auth]\njwks_url = \"https://auth.example/jwks\"\n"),
+        "api.key",
+        "is required when auth is configured",
+    );
+}
+
+#[test]
+fn jwks_url_problems_name_the_key() {
+    let with = |auth: &str| load_toml(&format!("[auth]\n{auth}\n[api]\nkey = \"k\"\n"));
+    for (url, why) in [
+        (
+            "ftp://auth.example/jwks",
+            "scheme \"ftp\" is not http or https",
+        ),
+        ("auth.example/jwks", "not a URL"),
+        ("https://", "not a URL"),
+        ("file:///etc/jwks.json", "is not http or https"),
+    ] {
+        assert_one_problem(with(&format!("jwks_url = \"{url}\"")), "auth.jwks_url", why);
+    }
+    assert_one_problem(
+        with("jwks_url = \"https://auth.example/jwks\"\njwks_refresh_interval = \"soon\""),
+        "auth.jwks_refresh_interval",
+        "is not a duration",
+    );
+    assert_one_problem(
+        with("jwks_url = \"https://auth.example/jwks\"\njwks_refresh_interval = \"1s\""),
+        "auth.jwks_refresh_interval",
+        "too short (at least 10s)",
+    );
+    // One key kind: a JWKS instead of a static key, not beside it.
+    assert_one_problem(
+        with(
+            "jwks_url = \"https://auth.example/jwks\"\nhmac_secret = \"0123456789abcdef0123456789abcdef\"",
+        ),
+        "auth",
+        "set only one of hmac_secret, rsa_public_key, ecdsa_public_key, jwks_url",
+    );
+
+    // Plain http to another host works, with a warning.
+    let cfg = with("jwks_url = \"http://auth.internal/jwks\"").unwrap();
+    assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+    assert!(
+        cfg.warnings[0].starts_with("auth.jwks_url http://auth.internal/jwks is plain http"),
+        "{:?}",
+        cfg.warnings
+    );
+    // A refresh interval without a JWKS is a warning.
+    let cfg =
+        with("hmac_secret = \"0123456789abcdef0123456789abcdef\"\njwks_refresh_interval = \"1m\"")
+            .unwrap();
+    assert_eq!(
+        cfg.warnings,
+        ["auth.jwks_refresh_interval is ignored without auth.jwks_url"]
+    );
+}
+
+#[test]
+fn jwks_url_credentials_are_never_shown() {
+    let url = "https://herald:jwks-pass@auth.example/jwks";
+    let cfg = load_toml(&format!(
+        "[auth]\njwks_url = \"{url}\"\n[api]\nkey = \"k\"\n"
+    ))
+    .unwrap();
+    let s = cfg.summary();
+    assert!(
+        s.contains("JWKS at https://herald:***@auth.example/jwks"),
+        "{s}"
+    );
+    let debug = format!("{cfg:?}");
+    assert!(
+        !s.contains("jwks-pass") && !debug.contains("jwks-pass"),
+        "{s}\n{debug}"
+    );
+    let problems = problems(load_toml(
+        "[auth]\njwks_url = \"ftp://herald:jwks-pass@auth.example/jwks\"\n[api]\nkey = \"k\"\n",
+    ));
+    assert!(!problems[0].contains("jwks-pass"), "{problems:?}");
+}
+
+#[test]
+fn a_previous_hmac_secret_rotates_with_the_hmac_secret() {
+    const CURRENT: &str = "current-0123456789abcdef0123456789abcdef";
+    const PREVIOUS: &str = "previous-0123456789abcdef0123456789abcdef";
+    let cfg = load_toml(&format!(
+        "[auth]\nhmac_secret = \"{CURRENT}\"\nprevious_hmac_secret = \"{PREVIOUS}\"\n[api]\nkey = \"k\"\n"
+    ))
+    .unwrap();
+    assert_eq!(cfg.token.key, TokenKey::Hmac(CURRENT.as_bytes().to_vec()));
+    assert_eq!(
+        cfg.token.previous_key,
+        Some(TokenKey::Hmac(PREVIOUS.as_bytes().to_vec()))
+    );
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    // Never printed.
+    let s = cfg.summary();
+    assert!(
+        s.contains("previous key:     HMAC secret (HS256/HS384/HS512) <redacted> (rotating"),
+        "{s}"
+    );
+    let debug = format!("{cfg:?}");
+    for shown in [&s, &debug] {
+        assert!(
+            !shown.contains(PREVIOUS) && !shown.contains(CURRENT),
+            "{shown}"
+        );
+    }
+    let raw = super::raw::RawAuth {
+        hmac_secret: Some(CURRENT.into()),
+        previous_hmac_secret: Some(PREVIOUS.into()),
+        ..Default::default()
+    };
+    let debug = format!("{raw:?}");
+    assert!(
+        !debug.contains(PREVIOUS) && !debug.contains(CURRENT),
+        "{debug}"
+    );
+
+    // From the environment; a short one is a warning, as for hmac_secret.
+    let cfg = Config::load(
+        None,
+        env(&[
+            ("HERALD_AUTH__HMAC_SECRET", CURRENT),
+            ("HERALD_AUTH__PREVIOUS_HMAC_SECRET", "short"),
+            ("HERALD_API__KEY", "k"),
+        ]),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.token.previous_key,
+        Some(TokenKey::Hmac(b"short".to_vec()))
+    );
+    assert_eq!(
+        cfg.warnings,
+        ["auth.previous_hmac_secret is 5 bytes; use at least 32 random bytes"]
+    );
+}
+
+#[test]
+fn a_previous_hmac_secret_needs_the_hmac_secret() {
+    let previous = format!("previous_hmac_secret = \"{}\"", "p".repeat(32));
+    for other in [
+        format!("rsa_public_key = \"\"\"{RSA_PUBLIC}\"\"\""),
+        "jwks_url = \"https://auth.example/jwks\"".to_owned(),
+    ] {
+        assert_one_problem(
+            load_toml(&format!(
+                "[auth]\n{previous}\n{other}\n[api]\nkey = \"k\"\n"
+            )),
+            "auth.previous_hmac_secret",
+            "only valid together with auth.hmac_secret",
+        );
+    }
+    // Alone, it is no token key either.
+    let found = problems(load_toml(&format!(
+        "[auth]\n{previous}\n[api]\nkey = \"k\"\n"
+    )));
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].starts_with("auth.previous_hmac_secret:"),
+        "{found:?}"
+    );
+    assert!(found[1].contains("a token key"), "{found:?}");
+    // Dev mode generates its own secret: a previous one is a configured key it refuses.
+    let found = problems(Config::load(
+        None,
+        env(&[("HERALD_AUTH__PREVIOUS_HMAC_SECRET", &"p".repeat(32))]),
+        &dev_flag(),
+    ));
+    assert!(found.iter().any(|p| p.starts_with("--dev:")), "{found:?}");
 }
