@@ -52,6 +52,7 @@ fn verifier(key: TokenKey, audience: Option<&str>, issuer: Option<&str>) -> Toke
         key,
         audience: audience.map(str::to_owned),
         issuer: issuer.map(str::to_owned),
+        previous_key: None,
     })
     .expect("the fuzz keys are valid")
 }
