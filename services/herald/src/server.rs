@@ -27,6 +27,8 @@ use crate::transport::{TransportConfig, cors, emulated, emulation_endpoint};
 
 /// The version clients see in the connect reply.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The commit the binary was built from (build.rs), or "unknown".
+pub const COMMIT: &str = env!("HERALD_COMMIT");
 
 /// Builds the node (engine and broker) a configuration describes.
 pub fn build_node(config: &Config) -> anyhow::Result<Node> {
