@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Client command names, in the order of [`Metrics::commands`].
 pub const COMMANDS: [&str; 12] = [
@@ -43,9 +44,48 @@ pub const LIMITS: [&str; 4] = [
     "command_rate_limit",
 ];
 
+/// Broker operations, in the order of [`Metrics::broker_errors`]: the `op` label of
+/// `herald_broker_errors_total`.
+pub const BROKER_OPS: [&str; 12] = [
+    "publish",
+    "history",
+    "remove_history",
+    "add_presence",
+    "remove_presence",
+    "presence",
+    "presence_stats",
+    "join_leave",
+    "command",
+    "send_to_node",
+    "subscribe",
+    "unsubscribe",
+];
+
+/// A broker operation, by its position in [`BROKER_OPS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerOp {
+    Publish,
+    History,
+    RemoveHistory,
+    AddPresence,
+    RemovePresence,
+    Presence,
+    PresenceStats,
+    JoinLeave,
+    Command,
+    SendToNode,
+    Subscribe,
+    Unsubscribe,
+}
+
 #[derive(Default)]
 pub struct Metrics {
     connects: AtomicU64,
+    /// How long a connect command took to answer (token check, limits, token channels).
+    pub connect_duration: Histogram,
+    /// How long the broker took to publish (and, with history, to store) a publication.
+    pub broker_publish_duration: Histogram,
+    broker_errors: [AtomicU64; BROKER_OPS.len()],
     commands: [AtomicU64; COMMANDS.len()],
     /// Publications this node accepted for publishing (server API and clients).
     published: AtomicU64,
@@ -69,6 +109,8 @@ pub struct MetricsSnapshot {
     pub deliveries: u64,
     /// What each limit refused: (label, count).
     pub limited: Vec<(&'static str, u64)>,
+    /// Failed broker operations: (op, count).
+    pub broker_errors: Vec<(&'static str, u64)>,
     pub command_errors: BTreeMap<u32, u64>,
     pub disconnects: BTreeMap<u16, u64>,
 }
@@ -94,6 +136,10 @@ impl Metrics {
 
     pub(crate) fn limited(&self, limit: Limit) {
         self.limited[limit as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn broker_error(&self, op: BrokerOp) {
+        self.broker_errors[op as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn published(&self) {
@@ -122,12 +168,123 @@ impl Metrics {
                 .zip(&self.limited)
                 .map(|(name, c)| (*name, c.load(Ordering::Relaxed)))
                 .collect(),
+            broker_errors: BROKER_OPS
+                .iter()
+                .zip(&self.broker_errors)
+                .map(|(name, c)| (*name, c.load(Ordering::Relaxed)))
+                .collect(),
             command_errors: lock(&self.command_errors).clone(),
             disconnects: lock(&self.disconnects).clone(),
         }
     }
 }
 
+/// Upper bounds of [`Histogram`]'s buckets, in seconds: from half a millisecond (a publish to a
+/// local Redis) to ten seconds (a JWKS fetch that nearly timed out).
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A latency histogram with the fixed [`LATENCY_BUCKETS`]: an observation is three relaxed
+/// adds, no lock and no allocation, so it may sit on any path.
+pub struct Histogram {
+    /// Per bucket, not cumulative; the last one counts what is above every bound.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+/// A copy of a [`Histogram`] in Prometheus' shape.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistogramSnapshot {
+    /// (upper bound in seconds, observations at or below it), cumulative, without `+Inf`.
+    pub buckets: Vec<(f64, u64)>,
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut cumulative = 0;
+        let buckets = LATENCY_BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(bound, c)| {
+                cumulative += c.load(Ordering::Relaxed);
+                (*bound, cumulative)
+            })
+            .collect();
+        let above = self.buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
+        HistogramSnapshot {
+            buckets,
+            // Read with the buckets, not from `count`, so +Inf is never below the last bucket
+            // of the same scrape.
+            count: cumulative + above,
+            sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_count_what_is_above_them() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(100)); // first bucket
+        h.observe(Duration::from_millis(1)); // exactly on the 1 ms bound
+        h.observe(Duration::from_millis(30)); // 0.05 bucket
+        h.observe(Duration::from_secs(60)); // above every bound
+        let s = h.snapshot();
+        assert_eq!(s.count, 4);
+        assert_eq!(s.buckets.len(), LATENCY_BUCKETS.len());
+        let at = |bound: f64| s.buckets.iter().find(|(b, _)| *b == bound).unwrap().1;
+        assert_eq!(at(0.0005), 1);
+        assert_eq!(at(0.001), 2);
+        assert_eq!(at(0.025), 2);
+        assert_eq!(at(0.05), 3);
+        assert_eq!(at(10.0), 3);
+        assert!((s.sum_seconds - 60.0311).abs() < 1e-9, "{}", s.sum_seconds);
+    }
+
+    #[test]
+    fn broker_errors_are_counted_by_op() {
+        let m = Metrics::default();
+        m.broker_error(BrokerOp::Publish);
+        m.broker_error(BrokerOp::Publish);
+        m.broker_error(BrokerOp::Unsubscribe);
+        let s = m.snapshot();
+        assert_eq!(s.broker_errors.len(), BROKER_OPS.len());
+        let get = |op| s.broker_errors.iter().find(|(o, _)| *o == op).unwrap().1;
+        assert_eq!(get("publish"), 2);
+        assert_eq!(get("unsubscribe"), 1);
+        assert_eq!(get("history"), 0);
+    }
 }

@@ -13,7 +13,7 @@ use herald_protocol::proto::{ClientInfo, Join, Leave, Publication, Push, Reply};
 use crate::auth::{AuthError, TokenVerifier};
 use crate::broker::{
     Broker, BrokerError, BrokerEventHandler, HistoryOptions, HistoryPage, HistoryQuery,
-    NodeCommand, NodeStats, Presence, StreamPosition,
+    MeasuredBroker, NodeCommand, NodeStats, Presence, StreamPosition,
 };
 use crate::channel::ChannelRules;
 use crate::channel_log::LogReader;
@@ -77,7 +77,7 @@ pub(crate) struct Inner {
     /// This node's emulated (HTTP streaming, SSE) sessions, by session id.
     pub(crate) emulated: emulation::Sessions,
     pub(crate) broker: Arc<dyn Broker>,
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: Arc<Metrics>,
     /// Other live nodes, by uid, with when they were last heard of.
     peers: std::sync::Mutex<std::collections::HashMap<String, (NodeStats, Instant)>>,
     /// Who this node's connections are in channels with presence or join/leave:
@@ -117,6 +117,8 @@ pub struct NodeInfo {
 
 impl Node {
     pub fn new(config: NodeConfig, broker: Arc<dyn Broker>) -> Result<Node, AuthError> {
+        let metrics = Arc::new(Metrics::default());
+        let broker = Arc::new(MeasuredBroker::new(broker, metrics.clone()));
         let inner = Arc::new(Inner {
             uid: uuid::Uuid::new_v4().to_string(),
             name: config.name,
@@ -129,7 +131,7 @@ impl Node {
             connection_rate: ConnectionRate::new(config.client.connection_rate_limit),
             emulated: emulation::Sessions::new(),
             broker,
-            metrics: Metrics::default(),
+            metrics,
             members: Default::default(),
             peers: Default::default(),
             heartbeat_interval: config.heartbeat_interval,
@@ -202,6 +204,11 @@ impl Node {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Times the broker re-established a lost delivery connection.
+    pub fn broker_reconnects(&self) -> u64 {
+        self.inner.broker.reconnects()
     }
 
     pub fn client_config(&self) -> &ClientConfig {

@@ -29,6 +29,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "HOST:PORT")]
     pub listen: Option<String>,
 
+    /// Log format: text or json (overrides server.log_format)
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
     /// Dev mode: generated token secret and API key, any client may use any channel.
     /// Loopback listen and memory broker only. Implied when no subcommand is given.
     #[arg(long, global = true)]
@@ -95,6 +99,7 @@ impl Cli {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             listen: self.listen.clone(),
+            log_format: self.log_format.clone(),
             dev: self.dev || self.command.is_none(),
             ..Overrides::default()
         }

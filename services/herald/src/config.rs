@@ -42,6 +42,11 @@
 //! # /metrics and the detailed /ready. With it, the public listener carries the client
 //! # endpoints, /health and a /ready that says only ready or not. Default: none (all on one).
 //! # internal_listen = "0.0.0.0:9000"
+//! # Log lines as "text" (for people; colour only on a terminal and without NO_COLOR) or
+//! # "json" (one object per line, for log collectors; the container image's default). The
+//! # level comes from HERALD_LOG (or RUST_LOG), e.g. "info" or "info,herald::access=debug" for
+//! # the access log (a line per API call, connect and disconnect, with request ids).
+//! log_format = "text"
 //!
 //! [auth]
 //! # Exactly one token key: a shared secret for HS256/384/512 (at least 32 bytes recommended),
@@ -293,6 +298,32 @@ pub struct ServerConfig {
     /// The listener of the server API, `/metrics` and the detailed `/ready`, when they are
     /// kept off the public one.
     pub internal_listen: Option<SocketAddr>,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+}
+
+/// `server.log_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!(
+                "server.log_format: {s:?} is not a log format (expected \"text\" or \"json\")"
+            )),
+        }
+    }
 }
 
 /// `server.websocket_engine`: what runs the WebSocket transport. Both run the same connection
@@ -385,6 +416,8 @@ pub struct Overrides {
     pub api_key: Option<String>,
     /// `auth.hmac_secret`
     pub hmac_secret: Option<String>,
+    /// `server.log_format`
+    pub log_format: Option<String>,
     /// `--dev`: run in dev mode (generated keys, open channels; loopback and memory broker only)
     pub dev: bool,
 }
@@ -396,6 +429,7 @@ impl fmt::Debug for Overrides {
             .field("listen", &self.listen)
             .field("api_key", &redact(&self.api_key))
             .field("hmac_secret", &redact(&self.hmac_secret))
+            .field("log_format", &self.log_format)
             .field("dev", &self.dev)
             .finish()
     }
@@ -457,6 +491,7 @@ impl Config {
             ("server.listen", &overrides.listen),
             ("api.key", &overrides.api_key),
             ("auth.hmac_secret", &overrides.hmac_secret),
+            ("server.log_format", &overrides.log_format),
         ];
         for (key, value) in flags {
             if let Some(value) = value {
@@ -546,6 +581,14 @@ impl Config {
             .unwrap_or_else(|why| {
                 problems.push(why);
                 WebSocketEngine::default()
+            });
+        let log_format = raw
+            .server
+            .log_format
+            .parse::<LogFormat>()
+            .unwrap_or_else(|why| {
+                problems.push(why);
+                LogFormat::default()
             });
         if heartbeat_interval.is_some_and(|d| d < Duration::from_millis(100)) {
             problems.push(format!(
@@ -916,6 +959,7 @@ impl Config {
                 sse: raw.server.sse,
                 websocket_engine,
                 internal_listen,
+                log_format,
             },
             token,
             api,
@@ -1194,6 +1238,7 @@ impl Config {
                 sse: true,
                 websocket_engine: WebSocketEngine::under_test(),
                 internal_listen: None,
+                log_format: LogFormat::Text,
             },
             token: TokenConfig {
                 key: TokenKey::Hmac(b"test-secret-0123456789abcdef0123456789".to_vec()),

@@ -12,10 +12,12 @@
 //! Must not know: protocol rules. Commands, permissions and fan-out live in `herald-engine`;
 //! transports only carry bytes and the close code a session asks for.
 
+pub mod access;
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod devmode;
+pub mod logging;
 pub mod metrics;
 pub mod server;
 pub mod transport;

@@ -9,8 +9,8 @@ use herald_engine::config::TokenKey;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
     let config = Config::load(cli.config.as_deref(), None, &cli.overrides())?;
+    herald::logging::init(config.server.log_format);
     match cli.command_or_run() {
         Command::Run => run(config),
         Command::CheckConfig => {
@@ -51,14 +51,6 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("HERALD_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
 }
 
 fn expiry(ttl: Duration) -> u64 {

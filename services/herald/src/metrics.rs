@@ -1,24 +1,65 @@
 //! Metrics export: the engine's counters and the node's live counts, as OpenTelemetry
-//! instruments read at scrape time, served in Prometheus text format on `GET /metrics`.
+//! instruments read at scrape time, the latency histograms (engine and server API), the
+//! process' own figures, served in Prometheus text format on `GET /metrics`.
+//!
+//! Every label has a fixed set of values (API methods, broker operations, limits, codes the
+//! node itself chooses), so no client can grow the number of series.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use herald_engine::Node;
+use herald_engine::metrics::{Histogram, HistogramSnapshot};
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, MeterProvider as _};
+use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder as _, TextEncoder};
 
+use crate::api::METHODS;
 use crate::config::WebSocketEngine;
+use crate::server::{COMMIT, VERSION};
 use crate::transport::socket::SocketConfig;
 
 pub struct Telemetry {
     registry: prometheus::Registry,
     // Keeps the instruments and their callbacks alive.
     _provider: SdkMeterProvider,
-    api_requests: Counter<u64>,
+    node: Node,
+    api: Arc<ApiMetrics>,
+}
+
+/// `method` label values of the API metrics beyond [`METHODS`].
+const LEGACY: &str = "legacy";
+const UNKNOWN: &str = "unknown";
+
+/// The server API's counts and latencies by method; indexed like [`ApiMetrics::labels`].
+struct ApiMetrics {
+    requests: Vec<AtomicU64>,
+    durations: Vec<Histogram>,
+}
+
+impl ApiMetrics {
+    fn new() -> Self {
+        let n = Self::labels().count();
+        Self {
+            requests: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            durations: (0..n).map(|_| Histogram::default()).collect(),
+        }
+    }
+
+    /// [`METHODS`], then `legacy` (`POST /api`), then `unknown` (any other name).
+    fn labels() -> impl Iterator<Item = &'static str> {
+        METHODS.iter().copied().chain([LEGACY, UNKNOWN])
+    }
+
+    fn index(method: &str) -> usize {
+        Self::labels()
+            .position(|m| m == method)
+            .unwrap_or(METHODS.len() + 1)
+    }
 }
 
 impl Telemetry {
@@ -30,6 +71,11 @@ impl Telemetry {
         engine: WebSocketEngine,
     ) -> anyhow::Result<Telemetry> {
         let registry = prometheus::Registry::new();
+        // process_cpu_seconds_total, process_open_fds, process_resident_memory_bytes, ...
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         let exporter = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
             .without_target_info()
@@ -153,21 +199,70 @@ impl Telemetry {
             .with_description("What serves /connection/websocket (server.websocket_engine): 1 for the engine in use")
             .with_callback(move |o| o.observe(1, &[KeyValue::new("engine", engine.name())]))
             .build();
-        let api_requests = meter
-            .u64_counter("herald_api_requests")
-            .with_description("Server API calls by method")
+        let n = node.clone();
+        meter
+            .u64_observable_counter("herald_broker_errors")
+            .with_description("Failed broker operations by operation")
+            .with_callback(move |o| {
+                for (op, count) in n.metrics().snapshot().broker_errors {
+                    o.observe(count, &[KeyValue::new("op", op)]);
+                }
+            })
+            .build();
+        let n = node.clone();
+        meter
+            .u64_observable_counter("herald_broker_reconnects")
+            .with_description(
+                "Broker connections that deliver publications, established again after being lost",
+            )
+            .with_callback(move |o| o.observe(n.broker_reconnects(), &[]))
+            .build();
+        meter
+            .u64_observable_gauge("herald_build_info")
+            .with_description("The running build: always 1, labelled with its version and commit")
+            .with_callback(|o| {
+                o.observe(
+                    1,
+                    &[
+                        KeyValue::new("version", VERSION),
+                        KeyValue::new("commit", COMMIT),
+                    ],
+                )
+            })
+            .build();
+        let api = Arc::new(ApiMetrics::new());
+        let counts = api.clone();
+        meter
+            .u64_observable_counter("herald_api_requests")
+            .with_description(
+                "Server API calls by method (legacy: POST /api; unknown: any other name)",
+            )
+            .with_callback(move |o| {
+                for (method, count) in ApiMetrics::labels().zip(&counts.requests) {
+                    o.observe(
+                        count.load(Ordering::Relaxed),
+                        &[KeyValue::new("method", method)],
+                    );
+                }
+            })
             .build();
 
         Ok(Telemetry {
             registry,
             _provider: provider,
-            api_requests,
+            node: node.clone(),
+            api,
         })
     }
 
+    /// An authorized API call of `method` (a name from the request; bounded here).
     pub fn api_request(&self, method: &str) {
-        self.api_requests
-            .add(1, &[KeyValue::new("method", method.to_string())]);
+        self.api.requests[ApiMetrics::index(method)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How long an API request took to answer, whatever the answer.
+    pub fn api_duration(&self, method: &str, elapsed: Duration) {
+        self.api.durations[ApiMetrics::index(method)].observe(elapsed);
     }
 
     pub fn render(&self) -> Vec<u8> {
@@ -175,7 +270,57 @@ impl Telemetry {
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::warn!(error = %e, "metrics encoding failed");
         }
+        let metrics = self.node.metrics();
+        let mut text = String::new();
+        histogram(
+            &mut text,
+            "herald_api_request_duration_seconds",
+            "Time to answer a server API request, by method",
+            ApiMetrics::labels()
+                .zip(&self.api.durations)
+                .map(|(method, h)| (Some(("method", method)), h.snapshot())),
+        );
+        histogram(
+            &mut text,
+            "herald_broker_publish_duration_seconds",
+            "Time the broker took to publish a publication (and store it, with history)",
+            [(None, metrics.broker_publish_duration.snapshot())],
+        );
+        histogram(
+            &mut text,
+            "herald_client_connect_duration_seconds",
+            "Time to answer a client's connect command (token check, limits, token channels)",
+            [(None, metrics.connect_duration.snapshot())],
+        );
+        out.extend_from_slice(text.as_bytes());
         out
+    }
+}
+
+/// Appends one histogram family in the Prometheus text format: a series per label value.
+fn histogram<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Option<(&'a str, &'a str)>, HistogramSnapshot)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (label, h) in series {
+        let label = label
+            .map(|(k, v)| format!("{k}=\"{v}\","))
+            .unwrap_or_default();
+        for (bound, count) in &h.buckets {
+            let _ = writeln!(out, "{name}_bucket{{{label}le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{label}le=\"+Inf\"}} {}", h.count);
+        let label = label.trim_end_matches(',');
+        let braces = if label.is_empty() {
+            String::new()
+        } else {
+            format!("{{{label}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", h.sum_seconds);
+        let _ = writeln!(out, "{name}_count{braces} {}", h.count);
     }
 }
 
@@ -183,4 +328,52 @@ pub async fn handler(telemetry: web::Data<Telemetry>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(telemetry.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_api_method_is_not_a_new_series() {
+        assert_eq!(ApiMetrics::index("publish"), 0);
+        assert_eq!(ApiMetrics::index(LEGACY), METHODS.len());
+        assert_eq!(ApiMetrics::index("made_up"), METHODS.len() + 1);
+        assert_eq!(ApiMetrics::index("another"), METHODS.len() + 1);
+        assert_eq!(ApiMetrics::labels().nth(METHODS.len() + 1), Some(UNKNOWN));
+    }
+
+    #[test]
+    fn histograms_render_in_the_prometheus_text_format() {
+        let h = Histogram::default();
+        h.observe(Duration::from_millis(3));
+        let mut out = String::new();
+        histogram(
+            &mut out,
+            "x_seconds",
+            "help",
+            [(Some(("method", "info")), h.snapshot())],
+        );
+        histogram(&mut out, "y_seconds", "help", [(None, h.snapshot())]);
+        assert!(out.contains("# TYPE x_seconds histogram\n"), "{out}");
+        assert!(
+            out.contains("x_seconds_bucket{method=\"info\",le=\"0.0025\"} 0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{method=\"info\",le=\"0.005\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{method=\"info\",le=\"+Inf\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_count{method=\"info\"} 1\n"),
+            "{out}"
+        );
+        assert!(out.contains("y_seconds_bucket{le=\"0.005\"} 1\n"), "{out}");
+        assert!(out.contains("y_seconds_sum 0.003\n"), "{out}");
+        assert!(out.contains("y_seconds_count 1\n"), "{out}");
+    }
 }

@@ -516,6 +516,121 @@ async fn metrics_count_clients_commands_deliveries_and_disconnects() {
     assert_eq!(m("herald_api_requests_total", "method=\"publish\""), 3.0);
 }
 
+/// The latency histograms count what they time; API labels stay bounded whatever the path
+/// says; the build and the process describe themselves.
+#[tokio::test]
+async fn metrics_time_api_calls_connects_and_publishes_with_bounded_labels() {
+    let node = node();
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let mut a = connected(&node, "alice").await;
+    let _b = connected(&node, "bob").await;
+    a.subscribe(2, "chat:1").await;
+    for _ in 0..3 {
+        api.call("publish", json!({"channel":"chat:1","data":{}}))
+            .await;
+    }
+    for method in ["made_up", "another_one"] {
+        assert_eq!(api.post(method, "{}").await.0, 404);
+    }
+    let legacy = r#"{"method":"info","params":{}}"#;
+    let (status, _) = api
+        .request("POST", "/api", &[("X-API-Key", TEST_API_KEY)], legacy)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(Api::new(node.addr, "wrong").post("info", "{}").await.0, 401);
+
+    let (status, text) = api.request("GET", "/metrics", &[], "").await;
+    assert_eq!(status, 200);
+    let m = |name: &str, labels: &str| {
+        metric(&text, name, labels).unwrap_or_else(|| panic!("no {name}{{{labels}}} in\n{text}"))
+    };
+    let api_count = "herald_api_request_duration_seconds_count";
+    assert_eq!(m(api_count, "method=\"publish\""), 3.0);
+    // Two unknown names, one series; the refused key is timed under its method.
+    assert_eq!(m(api_count, "method=\"unknown\""), 2.0);
+    assert_eq!(m("herald_api_requests_total", "method=\"unknown\""), 2.0);
+    assert!(
+        !text.contains("made_up") && !text.contains("another_one"),
+        "{text}"
+    );
+    assert_eq!(m(api_count, "method=\"legacy\""), 1.0);
+    assert_eq!(m("herald_api_requests_total", "method=\"info\""), 1.0);
+    assert_eq!(m(api_count, "method=\"info\""), 1.0);
+    assert_eq!(m("herald_client_connect_duration_seconds_count", ""), 2.0);
+    assert_eq!(m("herald_broker_publish_duration_seconds_count", ""), 3.0);
+    assert!(m("herald_broker_publish_duration_seconds_sum", "") > 0.0);
+    assert_eq!(m("herald_broker_errors_total", "op=\"publish\""), 0.0);
+    assert_eq!(m("herald_broker_reconnects_total", ""), 0.0);
+    // Buckets rise to +Inf, which is the count.
+    for (name, labels) in [
+        ("herald_api_request_duration_seconds", "method=\"publish\","),
+        ("herald_client_connect_duration_seconds", ""),
+        ("herald_broker_publish_duration_seconds", ""),
+    ] {
+        let buckets: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}_bucket{{{labels}le=")))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(buckets.len(), 15, "{name}: {buckets:?}");
+        assert!(
+            buckets.windows(2).all(|w| w[0] <= w[1]),
+            "{name}: {buckets:?}"
+        );
+        let count = m(&format!("{name}_count"), labels.trim_end_matches(','));
+        assert_eq!(*buckets.last().unwrap(), count, "{name}");
+    }
+    let build = text
+        .lines()
+        .find(|l| l.starts_with("herald_build_info{"))
+        .unwrap_or_else(|| panic!("no herald_build_info in\n{text}"));
+    assert!(
+        build.contains(&format!("version=\"{}\"", herald::server::VERSION)),
+        "{build}"
+    );
+    assert!(
+        build.contains(&format!("commit=\"{}\"", herald::server::COMMIT)),
+        "{build}"
+    );
+    assert!(build.ends_with(" 1"), "{build}");
+    assert!(m("process_resident_memory_bytes", "") > 1e6);
+    assert!(m("process_open_fds", "") >= 3.0);
+    assert!(
+        metric(&text, "process_cpu_seconds_total", "").is_some(),
+        "{text}"
+    );
+}
+
+/// Every API response carries a request id: the request's own `X-Request-Id` when it has a
+/// usable one, else a new one.
+#[tokio::test]
+async fn api_responses_carry_the_request_id() {
+    let node = node();
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let id = |headers: &[(String, String)]| {
+        headers
+            .iter()
+            .find(|(k, _)| k == "x-request-id")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no x-request-id in {headers:?}"))
+    };
+    let key = ("X-API-Key", TEST_API_KEY);
+    let given = [key, ("X-Request-Id", "trace-me-42")];
+    let (status, headers, _) = api.exchange("POST", "/api/info", &given, "{}").await;
+    assert_eq!((status, id(&headers).as_str()), (200, "trace-me-42"));
+    let (status, headers, _) = api.exchange("POST", "/api/info", &[key], "{}").await;
+    assert_eq!(status, 200);
+    let fresh = id(&headers);
+    assert!(
+        fresh.len() == 16 && fresh.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{fresh}"
+    );
+    // Refusals too: they are what an operator goes looking for.
+    let (status, headers, _) = api.exchange("POST", "/api/info", &[], "{}").await;
+    assert_eq!(status, 401);
+    id(&headers);
+}
+
 /// With `server.internal_listen` the public listener carries client endpoints only: the server
 /// API and metrics are on the internal one, and the public `/ready` says ready or not, never why.
 #[tokio::test]

@@ -471,6 +471,13 @@ async fn redis_restarted_mid_stream_heals_without_clients_reconnecting() {
         )
         .await;
     assert_eq!(status, 503);
+    assert_eq!(
+        a2.metric("herald_broker_errors_total", "op=\"publish\"")
+            .await,
+        2.0,
+        "both failed publishes are counted"
+    );
+    assert_eq!(a2.metric("herald_broker_reconnects_total", "").await, 0.0);
 
     redis.restart();
     eventually("both nodes ready again", || async {
@@ -478,6 +485,8 @@ async fn redis_restarted_mid_stream_heals_without_clients_reconnecting() {
             && b2.request("GET", "/ready", &[], "").await.0 == 200
     })
     .await;
+    // Every PUB/SUB connection of the node came back (the test nodes have two).
+    assert!(a2.metric("herald_broker_reconnects_total", "").await >= 2.0);
     // Nodes resubscribed by themselves: the same connection receives again.
     for n in 10..20 {
         api(&a)

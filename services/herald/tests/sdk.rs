@@ -23,8 +23,8 @@ use herald::testing::Api;
 use herald::testing::process::HeraldProcess;
 use herald_engine::auth::{HmacAlg, NewConnectToken, NewSubscribeToken, TokenSigner};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
 
 /// Publications per test.
@@ -206,6 +206,8 @@ struct Program {
     name: String,
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
+    /// What the program reads, for the ones that take input (sub_token.mjs's tokens).
+    stdin: ChildStdin,
     stderr: Option<JoinHandle<String>>,
     /// Every stdout line so far, for failure messages.
     seen: Vec<String>,
@@ -217,7 +219,7 @@ impl Program {
             .args(args)
             .current_dir(dir)
             .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -229,6 +231,7 @@ impl Program {
                 )
             });
         let stdout = child.stdout.take().expect("piped stdout");
+        let stdin = child.stdin.take().expect("piped stdin");
         let mut stderr = child.stderr.take().expect("piped stderr");
         let stderr = tokio::spawn(async move {
             let mut buf = Vec::new();
@@ -239,6 +242,7 @@ impl Program {
             name: name.to_owned(),
             child,
             lines: BufReader::new(stdout).lines(),
+            stdin,
             stderr: Some(stderr),
             seen: Vec::new(),
         }
@@ -294,6 +298,25 @@ impl Program {
             &python_dir(),
             &args,
         )
+    }
+
+    /// Writes one line to the program's stdin.
+    async fn send_line(&mut self, line: &str) {
+        let written = async {
+            self.stdin.write_all(line.as_bytes()).await?;
+            self.stdin.write_all(b"\n").await?;
+            self.stdin.flush().await
+        };
+        written
+            .await
+            .unwrap_or_else(|e| panic!("{}: writing stdin: {e}", self.name));
+    }
+
+    /// Answers the program's next `get_token` request (it must be the `n`th) with a
+    /// subscription token for `user` and `channel` that expires `ttl` seconds from now.
+    async fn give_sub_token(&mut self, n: u64, user: &str, channel: &str, ttl: u64) {
+        assert_eq!(self.expect_event("get_token").await["n"], n);
+        self.send_line(&sub_token(user, channel, ttl)).await;
     }
 
     /// The next stdout line, parsed; fails the test (with the program's stderr) at end of output.
@@ -755,31 +778,25 @@ async fn js_sees_joins_and_leaves_it_asked_for() {
     .await;
 }
 
-/// Subscription tokens of `user` for `channel`, expiring `ttls` seconds from now, comma-joined
-/// as sub_token.mjs takes them.
-fn sub_tokens(user: &str, channel: &str, ttls: &[u64]) -> String {
+/// A subscription token for `user` and `channel` that expires `ttl` seconds from now (whole
+/// seconds, so it lives between `ttl - 1` and `ttl` seconds).
+fn sub_token(user: &str, channel: &str, ttl: u64) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_secs();
-    let signer = TokenSigner::hmac(HMAC_SECRET.as_bytes(), HmacAlg::HS256);
-    ttls.iter()
-        .map(|ttl| {
-            signer
-                .sign(&NewSubscribeToken {
-                    sub: user.to_owned(),
-                    channel: channel.to_owned(),
-                    exp: Some(now + ttl),
-                    info: None,
-                })
-                .expect("sign subscription token")
+    TokenSigner::hmac(HMAC_SECRET.as_bytes(), HmacAlg::HS256)
+        .sign(&NewSubscribeToken {
+            sub: user.to_owned(),
+            channel: channel.to_owned(),
+            exp: Some(now + ttl),
+            info: None,
         })
-        .collect::<Vec<_>>()
-        .join(",")
+        .expect("sign subscription token")
 }
 
-/// Subscription tokens that expire in 2 s, and a node that ends an expired subscription 2 s
-/// after its token's expiry.
+/// For subscription tokens that live 2 to 3 s (see `sub_token`): a node that ends an expired
+/// subscription 2 s after its token's expiry.
 const SUB_EXPIRY: &str = "[client]\nexpired_sub_close_delay = \"2s\"\n";
 
 /// centrifuge-js with `getToken` refreshes its subscription token before the node would end
@@ -793,24 +810,18 @@ async fn js_get_token_refreshes_a_subscription_past_its_expiry() {
         "js_get_token_refreshes_a_subscription_past_its_expiry",
         async {
             let node = start_node_with(SUB_EXPIRY);
-            // Signed now: each expires 2 s after the one before.
-            let tokens = sub_tokens("alice", "$vip", &[2, 4, 6, 3600]);
-            let args = [
-                "--channel",
-                "$vip",
-                "--count",
-                "1",
-                "--get-token",
-                "--sub-tokens",
-                &tokens,
-            ];
+            let args = ["--channel", "$vip", "--count", "1", "--get-token"];
             let mut js = Program::js("sub_token.mjs", &node, "alice", false, &args);
-            assert_eq!(js.expect_event("get_token").await["n"], 1);
+            // Each token at least 2 s, signed when the SDK asks: the SDK refreshes before each
+            // expires.
+            js.give_sub_token(1, "alice", "$vip", 3).await;
             js.expect_event("subscribed").await;
-            for n in 2..=4 {
-                assert_eq!(js.expect_event("get_token").await["n"], n);
+            for n in 2..=3 {
+                js.give_sub_token(n, "alice", "$vip", 3).await;
             }
-            // The fourth call comes ~6 s in: past the first token's expiry (2 s) and grace (2 s).
+            js.give_sub_token(4, "alice", "$vip", 3600).await;
+            // The fourth call comes after three tokens of at least 2 s each: past the first
+            // token's expiry (at most 3 s) and grace (2 s).
             let (status, reply) = api_call(
                 &node,
                 "publish",
@@ -832,9 +843,9 @@ async fn js_without_get_token_loses_the_subscription_when_its_token_expires() {
         "js_without_get_token_loses_the_subscription_when_its_token_expires",
         async {
             let node = start_node_with(SUB_EXPIRY);
-            let tokens = sub_tokens("alice", "$vip", &[2]);
-            let args = ["--channel", "$vip", "--sub-tokens", &tokens];
+            let args = ["--channel", "$vip"];
             let mut js = Program::js("sub_token.mjs", &node, "alice", false, &args);
+            js.give_sub_token(1, "alice", "$vip", 3).await;
             js.expect_event("subscribed").await;
             let ended = loop {
                 let v = js.next_event().await;

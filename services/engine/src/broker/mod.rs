@@ -6,6 +6,7 @@
 //! broker serves a single node; the Redis broker (scale-out) implements the same trait.
 
 mod command;
+mod measured;
 mod memory;
 mod once;
 mod redis;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use herald_protocol::proto::{ClientInfo, Publication};
 
 pub use command::{NodeCommand, NodeStats};
+pub(crate) use measured::MeasuredBroker;
 pub use memory::MemoryBroker;
 pub use redis::RedisBroker;
 
@@ -166,4 +168,9 @@ pub trait Broker: Send + Sync + 'static {
     async fn unsubscribe(&self, channel: &str) -> Result<(), BrokerError>;
     /// Ok when the broker can serve publishes and subscriptions right now.
     async fn health(&self) -> Result<(), BrokerError>;
+    /// How many times a connection that delivers publications to this node was established
+    /// again after it was lost (`herald_broker_reconnects_total`).
+    fn reconnects(&self) -> u64 {
+        0
+    }
 }

@@ -221,6 +221,7 @@ impl Session {
             return Err(codes::disconnect::CONNECTION_LIMIT.into());
         }
         inner.metrics.connected();
+        tracing::debug!(target: crate::ACCESS_LOG, client = %client_id, user = %user, "client connected");
         if self.node.is_shutting_down() {
             // The shutdown went through the registry before this connection was in it.
             self.outbound.close(codes::disconnect::SHUTDOWN);

@@ -175,7 +175,15 @@ impl Session {
             return Flow::Close(codes::disconnect::BAD_REQUEST);
         }
         let result = match (&self.state, method) {
-            (State::Connecting, commands::Method::Connect(req)) => self.handle_connect(req).await,
+            (State::Connecting, commands::Method::Connect(req)) => {
+                let started = Instant::now();
+                let result = self.handle_connect(req).await;
+                self.node
+                    .metrics()
+                    .connect_duration
+                    .observe(started.elapsed());
+                result
+            }
             (State::Connected(_), commands::Method::Connect(_))
             | (State::Connecting | State::Failed, _) => {
                 return Flow::Close(codes::disconnect::BAD_REQUEST);
@@ -516,9 +524,12 @@ impl Session {
     /// Ends the session, counting how it ended (`None`: the client went away). Dropping a
     /// session cleans up just the same, without the count.
     pub fn close(self, disconnect: Option<&Disconnect>) {
-        self.node
-            .metrics()
-            .disconnected(disconnect.map_or(codes::disconnect::CONNECTION_CLOSED.code, |d| d.code));
+        let code = disconnect.map_or(codes::disconnect::CONNECTION_CLOSED.code, |d| d.code);
+        self.node.metrics().disconnected(code);
+        if let State::Connected(c) = &self.state {
+            let reason = disconnect.map_or("connection closed", |d| d.reason.as_ref());
+            tracing::debug!(target: crate::ACCESS_LOG, client = %c.client_id, user = %c.user, code, reason, "client disconnected");
+        }
     }
 }
 

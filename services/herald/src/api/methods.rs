@@ -13,6 +13,23 @@ use serde_json::{Value, json};
 use super::error::{ApiErrorBody, bad_request};
 use super::types::*;
 
+/// Every method of `POST /api/<method>`: the values of the API metrics' `method` label (any
+/// other name counts as `unknown`, so a client cannot grow the series).
+pub const METHODS: [&str; 12] = [
+    "publish",
+    "broadcast",
+    "subscribe",
+    "unsubscribe",
+    "disconnect",
+    "info",
+    "channels",
+    "history",
+    "history_remove",
+    "presence",
+    "presence_stats",
+    "batch",
+];
+
 #[derive(Debug)]
 pub enum CallError {
     /// The body is not JSON of the method's shape (HTTP 400).
@@ -376,7 +393,26 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::{CallError, METHODS, call, glob_match};
+    use herald_engine::config::ChannelConfig;
+    use herald_engine::testing::node::node_config;
+    use herald_engine::{MemoryBroker, Node};
+
+    /// The metrics label only the methods in METHODS: each must be one `call` serves.
+    #[tokio::test]
+    async fn every_listed_method_is_served_and_no_other() {
+        let broker = std::sync::Arc::new(MemoryBroker::new());
+        let node = Node::new(node_config(ChannelConfig::default()), broker).unwrap();
+        for method in METHODS.iter().filter(|m| **m != "batch") {
+            let outcome = call(&node, method, b"[not json").await;
+            assert!(
+                !matches!(outcome, Err(CallError::UnknownMethod)),
+                "{method} is listed but not served"
+            );
+        }
+        let outcome = call(&node, "no_such_method", b"{}").await;
+        assert!(matches!(outcome, Err(CallError::UnknownMethod)));
+    }
 
     #[test]
     fn glob() {

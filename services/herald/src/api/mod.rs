@@ -5,6 +5,8 @@ pub mod error;
 mod methods;
 pub mod types;
 
+use std::time::Instant;
+
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use herald_engine::Node;
@@ -13,7 +15,9 @@ use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
 
 use error::{ApiErrorBody, http_status};
-pub use methods::CallError;
+pub use methods::{CallError, METHODS};
+
+use crate::access;
 
 /// The header that switches errors to HTTP statuses (Centrifugo ≥ 5.1).
 const ERROR_MODE_HEADER: &str = "x-centrifugo-error-mode";
@@ -88,15 +92,26 @@ async fn call(
     body: web::Bytes,
     state: web::Data<ApiState>,
 ) -> HttpResponse {
-    if !authorized(&req, &state.key) {
+    let started = Instant::now();
+    let method = method.into_inner();
+    let response = call_method(&req, &method, &body, &state).await;
+    finish(&req, &state, &method, started, response)
+}
+
+async fn call_method(
+    req: &HttpRequest,
+    method: &str,
+    body: &[u8],
+    state: &ApiState,
+) -> HttpResponse {
+    if !authorized(req, &state.key) {
         return HttpResponse::Unauthorized().finish();
     }
-    let method = method.into_inner();
-    state.telemetry.api_request(&method);
+    state.telemetry.api_request(method);
     let outcome = if method == "batch" {
-        methods::batch(&state.node, &body).await
+        methods::batch(&state.node, body).await
     } else {
-        methods::call(&state.node, &method, &body).await
+        methods::call(&state.node, method, body).await
     };
     match outcome {
         Ok(value) if method == "batch" => HttpResponse::Ok().json(value),
@@ -107,8 +122,38 @@ async fn call(
         Err(CallError::UnknownMethod) => HttpResponse::NotFound()
             .content_type("text/plain; charset=utf-8")
             .body(format!("unknown API method {method:?}\n")),
-        Err(CallError::Api(e)) => error_response(&req, e),
+        Err(CallError::Api(e)) => error_response(req, e),
     }
+}
+
+/// What every API response gets: its request id, its time in the method's histogram, and an
+/// access-log line. `method` is the path's; the metrics label only the ones that exist.
+fn finish(
+    req: &HttpRequest,
+    state: &ApiState,
+    method: &str,
+    started: Instant,
+    mut response: HttpResponse,
+) -> HttpResponse {
+    let elapsed = started.elapsed();
+    state.telemetry.api_duration(method, elapsed);
+    let request_id = access::request_id(req.headers());
+    tracing::debug!(
+        target: herald_engine::ACCESS_LOG,
+        request_id = %request_id,
+        method,
+        status = response.status().as_u16(),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        remote = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+        "api call"
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(
+            header::HeaderName::from_static(access::REQUEST_ID_HEADER),
+            value,
+        );
+    }
+    response
 }
 
 fn error_response(req: &HttpRequest, e: ApiErrorBody) -> HttpResponse {
@@ -136,7 +181,16 @@ struct LegacyCommand<'a> {
 
 /// `POST /api` with newline-delimited `{"method":…,"params":…}` commands; one reply line each.
 async fn legacy(req: HttpRequest, body: web::Bytes, state: web::Data<ApiState>) -> HttpResponse {
-    if !authorized(&req, &state.key) {
+    let started = Instant::now();
+    let response = legacy_commands(&req, &body, &state).await;
+    finish(&req, &state, LEGACY, started, response)
+}
+
+/// The method label of `POST /api` requests (each may carry several commands).
+const LEGACY: &str = "legacy";
+
+async fn legacy_commands(req: &HttpRequest, body: &[u8], state: &ApiState) -> HttpResponse {
+    if !authorized(req, &state.key) {
         return HttpResponse::Unauthorized().finish();
     }
     let mut lines = Vec::new();
@@ -151,6 +205,7 @@ async fn legacy(req: HttpRequest, body: web::Bytes, state: web::Data<ApiState>) 
                     .body(format!("bad request: {e}\n"));
             }
         };
+        state.telemetry.api_request(&command.method);
         let params = command.params.map(|p| p.get().as_bytes()).unwrap_or(b"{}");
         let reply = match methods::call(&state.node, &command.method, params).await {
             Ok(v) => Wrapped::Result(v),

@@ -46,6 +46,8 @@ pub(crate) struct RawServer {
     /// A second listener, `host:port`, for the server API, `/metrics` and the detailed
     /// `/ready`; the public one then carries client endpoints only. Default: none.
     pub internal_listen: Option<String>,
+    /// `text` or `json`. Default `text`.
+    pub log_format: String,
 }
 
 impl Default for RawServer {
@@ -62,6 +64,7 @@ impl Default for RawServer {
             sse: true,
             websocket_engine: "lean".to_owned(),
             internal_listen: None,
+            log_format: "text".to_owned(),
         }
     }
 }

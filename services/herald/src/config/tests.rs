@@ -397,6 +397,7 @@ fn flags_override_env_and_file() {
         listen: Some("127.0.0.1:7000".into()),
         api_key: Some("flag-key".into()),
         hmac_secret: Some("flag-secret-0123456789abcdef0123456789".into()),
+        log_format: None,
         dev: false,
     };
     let cfg = Config::load(
@@ -483,6 +484,31 @@ fn the_websocket_engine_is_lean_unless_asked_otherwise() {
             .expect("valid")
             .summary()
             .contains("websocket_engine: lean")
+    );
+}
+
+#[test]
+fn logs_are_text_unless_json_is_asked_for() {
+    assert_eq!(
+        load_toml("").expect("valid").server.log_format,
+        LogFormat::Text
+    );
+    let cfg = load_toml("[server]\nlog_format = \"json\"\n").expect("valid");
+    assert_eq!(cfg.server.log_format, LogFormat::Json);
+    let cfg = load_str("toml", "", &[("HERALD_SERVER__LOG_FORMAT", "JSON")]).expect("valid");
+    assert_eq!(cfg.server.log_format, LogFormat::Json);
+    let flag = Overrides {
+        log_format: Some("text".to_owned()),
+        ..dev_flag()
+    };
+    let file = TempFile::new("toml", "[server]\nlog_format = \"json\"\n");
+    let vars = env(&[("HERALD_SERVER__LOG_FORMAT", "json")]);
+    let cfg = Config::load(Some(&file.0), vars, &flag).expect("valid");
+    assert_eq!(cfg.server.log_format, LogFormat::Text, "the flag wins");
+    assert_one_problem(
+        load_toml("[server]\nlog_format = \"logfmt\"\n"),
+        "server.log_format",
+        "expected \"text\" or \"json\"",
     );
 }
 

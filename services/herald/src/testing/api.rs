@@ -65,6 +65,18 @@ impl Api {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (u16, String) {
+        let (status, _, body) = self.exchange(verb, path, headers, body).await;
+        (status, body)
+    }
+
+    /// [`Api::request`], with the response's header lines too (names lower-cased).
+    pub async fn exchange(
+        &self,
+        verb: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, Vec<(String, String)>, String) {
         let mut stream = TcpStream::connect(self.addr).await.expect("connect api");
         let mut request = format!(
             "{verb} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
@@ -100,7 +112,13 @@ impl Api {
         } else {
             body.to_string()
         };
-        (status, body)
+        let header_lines = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        (status, header_lines, body)
     }
 }
 

@@ -10,9 +10,12 @@ use herald_engine::Node;
 use herald_protocol::Format;
 use serde::Deserialize;
 
+use tracing::Instrument as _;
+
 use super::TransportConfig;
 use super::cors;
 use super::stream::{self, Framing};
+use crate::access;
 
 /// `POST /connection/http_stream`.
 pub async fn http_stream(
@@ -105,7 +108,11 @@ async fn start(
         ));
     }
     let (mut session, inbox) = node.emulated_session(format);
-    let connected = session.handle_frame(connect).await;
+    let span = access::connection_span(req.headers(), framing.name());
+    let connected = match &span {
+        Some(span) => session.handle_frame(connect).instrument(span.clone()).await,
+        None => session.handle_frame(connect).await,
+    };
     let mut response = HttpResponse::Ok();
     cors::allow(&mut response, origin);
     response
@@ -118,7 +125,7 @@ async fn start(
         .insert_header((header::EXPIRES, "0"))
         // nginx would otherwise hold the stream back in its buffer.
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(stream::body(session, inbox, framing, connected))
+        .streaming(stream::body(session, inbox, framing, connected, span))
 }
 
 pub(super) fn is_protobuf(req: &HttpRequest) -> bool {

@@ -33,6 +33,14 @@ pub enum Framing {
 }
 
 impl Framing {
+    /// The transport's name in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Framing::HttpStream => "http_stream",
+            Framing::Sse => "sse",
+        }
+    }
+
     /// One drained frame (JSON replies joined by `\n`, or delimited Protobuf replies) as a
     /// chunk of the body; HTTP streaming sends the frame's own buffer.
     fn chunk(self, format: Format, mut frame: BytesMut) -> Bytes {
@@ -127,6 +135,7 @@ pub fn body(
     inbox: Inbox,
     framing: Framing,
     connected: Flow,
+    span: Option<tracing::Span>,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + 'static {
     let out = Slot::default();
     let io = StreamIo {
@@ -144,6 +153,7 @@ pub fn body(
         preface: (framing == Framing::Sse).then(|| Bytes::from_static(b"\r\n")),
         driver: Some(Box::pin(driver::run(session, io))),
         out,
+        span,
     }
 }
 
@@ -152,6 +162,8 @@ struct DriverBody<F> {
     /// `None` once the session has ended.
     driver: Option<Pin<Box<F>>>,
     out: Slot,
+    /// The connection's access-log span (crate::access), entered while the driver runs.
+    span: Option<tracing::Span>,
 }
 
 impl<F: Future<Output = ()>> Stream for DriverBody<F> {
@@ -161,11 +173,14 @@ impl<F: Future<Output = ()>> Stream for DriverBody<F> {
         if let Some(preface) = self.preface.take() {
             return Poll::Ready(Some(Ok(preface)));
         }
+        let span = self.span.clone();
+        let entered = span.as_ref().map(tracing::Span::enter);
         if let Some(driver) = self.driver.as_mut()
             && driver.as_mut().poll(cx).is_ready()
         {
             self.driver = None;
         }
+        drop(entered);
         if let Some(chunk) = self.out.take() {
             return Poll::Ready(Some(Ok(chunk)));
         }

@@ -14,6 +14,7 @@ mod presence;
 mod pubsub;
 mod standalone;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use herald_protocol::proto::{ClientInfo, Publication};
@@ -42,6 +43,8 @@ pub struct RedisBroker {
     command_channel: String,
     /// `<prefix>.node.`: followed by a node's uid, the channel of messages to that node alone.
     node_channel_prefix: String,
+    /// PUB/SUB connections established again after being lost, over every shard.
+    reconnects: Arc<AtomicU64>,
 }
 
 /// One independent Redis deployment holding a share of the channels.
@@ -227,6 +230,7 @@ impl RedisBroker {
             runtime: OwnedRuntime(Some(runtime)),
             shards,
             pubsubs: OnceLock::new(),
+            reconnects: Arc::default(),
         })
     }
 
@@ -451,6 +455,7 @@ impl Broker for RedisBroker {
                                 keep: keep.clone(),
                                 resubscribed: resubscribed.clone(),
                                 label: format!("{}#{i}", shard.label()),
+                                reconnects: self.reconnects.clone(),
                             },
                         )
                     })
@@ -632,6 +637,10 @@ impl Broker for RedisBroker {
             .await?;
         }
         Ok(())
+    }
+
+    fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
     }
 }
 

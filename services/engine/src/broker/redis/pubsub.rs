@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -72,6 +72,8 @@ pub(super) struct Worker {
     pub keep: Keep,
     pub resubscribed: Resubscribed,
     pub label: String,
+    /// Counts connections established after the first (`Broker::reconnects`).
+    pub reconnects: Arc<AtomicU64>,
 }
 
 impl PubSub {
@@ -104,8 +106,12 @@ impl Worker {
     async fn run(self, mut requests: mpsc::UnboundedReceiver<Request>, healthy: Arc<AtomicBool>) {
         let mut wanted: HashSet<String> = self.permanent.iter().cloned().collect();
         let mut backoff = BACKOFF_MIN;
+        let mut connected_before = false;
         loop {
-            match self.session(&mut requests, &mut wanted, &healthy).await {
+            match self
+                .session(&mut requests, &mut wanted, &healthy, &mut connected_before)
+                .await
+            {
                 Ended::Stopped => return,
                 Ended::Lost(reason) => {
                     if healthy.swap(false, Ordering::AcqRel) {
@@ -146,6 +152,7 @@ impl Worker {
         requests: &mut mpsc::UnboundedReceiver<Request>,
         wanted: &mut HashSet<String>,
         healthy: &AtomicBool,
+        connected_before: &mut bool,
     ) -> Ended {
         let (mut sink, mut stream) =
             match tokio::time::timeout(self.connect_timeout, self.connector.connect()).await {
@@ -164,6 +171,10 @@ impl Worker {
         if !all.is_empty() {
             tracing::info!(pubsub = %self.label, channels = all.len(), "redis pubsub (re)subscribed");
             (self.resubscribed)(&all);
+        }
+        // Counted before it shows as healthy: whoever sees the node ready sees the count.
+        if std::mem::replace(connected_before, true) {
+            self.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         healthy.store(true, Ordering::Release);
         let mut ping = tokio::time::interval(PING_EVERY);

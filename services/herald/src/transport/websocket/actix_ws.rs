@@ -14,6 +14,7 @@ use herald_protocol::Format;
 use herald_protocol::codes::{Disconnect, disconnect};
 
 use super::{SUBPROTOCOLS, format_for};
+use crate::access;
 use crate::transport::TransportConfig;
 use crate::transport::driver::{self, FrameIo, Inbound};
 
@@ -49,7 +50,8 @@ pub async fn handler(
         .max_continuation_size(config.max_message_size);
     let session = node.session(format);
     let io = ActixWsIo { ws, stream, format };
-    actix_web::rt::spawn(driver::run(session, io));
+    let span = access::connection_span(req.headers(), "websocket");
+    access::spawn_connection(span, driver::run(session, io));
     Ok(response)
 }
 

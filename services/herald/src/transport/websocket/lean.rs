@@ -22,6 +22,7 @@ use herald_engine::Node;
 use super::connection::LeanConnection;
 use super::open_connections::OpenConnections;
 use super::{PATH, choose_subprotocol, format_for};
+use crate::access;
 use crate::transport::TransportConfig;
 use crate::transport::driver;
 use crate::transport::socket::Socket;
@@ -96,7 +97,8 @@ pub async fn upgrade(
         engine.connections.enter(),
     );
     let session = engine.node.session(format);
-    actix_rt::spawn(driver::run(session, connection));
+    let span = access::connection_span(&head.headers, "websocket");
+    access::spawn_connection(span, driver::run(session, connection));
     Ok(())
 }
 

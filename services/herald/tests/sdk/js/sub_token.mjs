@@ -1,20 +1,22 @@
-// sub_token.mjs --url WS --token T --channel C --sub-tokens T1,T2,... [--get-token]
-//               [--count N] [--protobuf] [--timeout S] [--debug]
+// sub_token.mjs --url WS --token T --channel C [--get-token] [--count N] [--protobuf]
+//               [--timeout S] [--debug]
 //
-// A subscription that needs a subscription token, for the tests of token expiry. With
-// --get-token the SDK gets every token (first subscribe and each refresh) from a getToken that
-// hands out T1, T2, ... in turn and prints {"event":"get_token","n":k} per call; the
-// subscription must then stay: leaving it ({"event":"subscribing"} after being subscribed, or
-// unsubscribed) fails the program, which exits 0 after N publications. Without --get-token the
-// subscription is made with T1 alone and the program exits 0 at its end, printing
+// A subscription that needs a subscription token, for the tests of token expiry. Tokens come
+// from stdin, one line each, asked for by a {"event":"get_token","n":k} line: the test signs
+// each when asked, so a short-lived token's clock starts when the SDK needs it, however slow
+// the machine was to start the program. With --get-token the SDK gets every token (first
+// subscribe and each refresh) from a getToken that asks; the subscription must then stay:
+// leaving it ({"event":"subscribing"} after being subscribed, or unsubscribed) fails the
+// program, which exits 0 after N publications. Without --get-token the subscription is made
+// with the first token alone and the program exits 0 at its end, printing
 // {"event":"unsubscribed","code":...,"reason":...}.
+import { createInterface } from 'node:readline';
 import { parseArgs, emit, fail, succeed, deadline, newClient, decodeData } from './common.mjs';
 
 const args = parseArgs({
   url: undefined,
   token: undefined,
   channel: undefined,
-  'sub-tokens': undefined,
   'get-token': false,
   count: 1,
   protobuf: false,
@@ -22,22 +24,21 @@ const args = parseArgs({
   timeout: 30,
   debug: false,
 });
-const tokens = args['sub-tokens'].split(',');
 let calls = 0;
 let received = 0;
 deadline(args.timeout, () => `${calls} token calls, ${received} of ${args.count} publications`);
 
+const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+async function nextToken() {
+  calls++;
+  emit({ event: 'get_token', n: calls });
+  const { value, done } = await stdin.next();
+  if (done) fail(`stdin ended before token ${calls}`);
+  return value.trim();
+}
+
 const { client } = await newClient(args);
-const options = args['get-token']
-  ? {
-      getToken: async () => {
-        calls++;
-        emit({ event: 'get_token', n: calls });
-        if (calls > tokens.length) fail(`getToken called ${calls} times, only ${tokens.length} tokens`);
-        return tokens[calls - 1];
-      },
-    }
-  : { token: tokens[0] };
+const options = args['get-token'] ? { getToken: nextToken } : { token: await nextToken() };
 const sub = client.newSubscription(args.channel, options);
 let subscribed = false;
 sub.on('subscribed', (ctx) => {
