@@ -601,6 +601,48 @@ async fn metrics_time_api_calls_connects_and_publishes_with_bounded_labels() {
     );
 }
 
+/// The dashboard (deploy/grafana-dashboard.json) and the alerts
+/// (k8s/overlays/production/prometheusrule.yaml) may only use the names listed in
+/// .ci/deploy/metrics.py's NODE_METRICS, which .ci/validate-deploy checks; this holds the list
+/// to what a node really serves.
+#[tokio::test]
+async fn every_metric_the_dashboard_and_alerts_may_use_is_served() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/deploy/metrics.py");
+    let script = std::fs::read_to_string(script).expect("read .ci/deploy/metrics.py");
+    let start = script
+        .find("NODE_METRICS = {")
+        .expect("NODE_METRICS in metrics.py");
+    let end = start + script[start..].find('}').expect("end of NODE_METRICS");
+    let names: Vec<&str> = script[start..end].split('"').skip(1).step_by(2).collect();
+    assert!(names.len() > 20, "{names:?}");
+
+    // Traffic that gives every labelled counter at least one series.
+    let node = node();
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let mut a = connected(&node, "alice").await;
+    a.subscribe(2, "chat:1").await;
+    assert_eq!(a.subscribe(3, "nope:1").await.error.unwrap().code, 102);
+    api.call("publish", json!({"channel":"chat:1","data":{}}))
+        .await;
+    a.publication().await;
+    api.call("disconnect", json!({"user":"alice"})).await;
+    a.closed().await;
+
+    let (_, text) = api.request("GET", "/metrics", &[], "").await;
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|name| {
+            let served = |n: &str| {
+                text.lines()
+                    .any(|l| l.starts_with(n) && l[n.len()..].starts_with(['{', ' ']))
+            };
+            !(served(name) || served(&format!("{name}_bucket")))
+        })
+        .collect();
+    assert!(missing.is_empty(), "not served: {missing:?}\n{text}");
+}
+
 /// Every API response carries a request id: the request's own `X-Request-Id` when it has a
 /// usable one, else a new one.
 #[tokio::test]
