@@ -655,3 +655,64 @@ async fn subtoken_signs_with_rsa_and_ecdsa_private_keys_for_a_node_with_the_publ
         node.stop().unwrap();
     }
 }
+
+/// With `auth.jwks_url`, checktoken fetches the key set and verifies by `kid`, as a node does.
+#[tokio::test]
+async fn checktoken_fetches_the_jwks_of_a_jwks_configured_node() {
+    use herald_engine::testing::jwks::JwksServer;
+    // The public half of tests/fixtures/rsa_private.pem (see tests/jwks.rs for its derivation).
+    const RSA_N: &str = "0XT_vSb9nDU7Whnwit6mM7Qo8Hf-B2hiYPdhvYWqCzXlor8-9xW8_FvUizsaGBwt5rPWnDQxElTU4FVdn3-0P211KT12zb-QH-g6naBKp-11w_LELq_7tqsiiP29Cbur7ReOd4PWnmIq2SJ8H3Y3jcYwl6UaYBBYpnr8-jKjjEzVif8W_jiROEAhZBj2GiLRWpYrogTHAne4Znu4AWd5xOkRvH82EUm6OI0woZNqb-vWqLFvlqu2cqX-iQAmAhzZPoXUvuo-brCN7VN2dYdP65vQn8kHgvokIV9nFE5sEau-NKQmHSOYBHUJrAimlPdgrtbivhw1srszH0ENU2K09w";
+    let jwks = JwksServer::start(serde_json::json!({"keys": [
+        {"kty": "RSA", "kid": "rsa-1", "use": "sig", "alg": "RS256", "n": RSA_N, "e": "AQAB"}
+    ]}))
+    .await;
+    let key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/rsa_private.pem"
+    );
+    let jwks_node = || {
+        let mut cmd = herald();
+        cmd.env("HERALD_AUTH__JWKS_URL", jwks.url())
+            .env("HERALD_API__KEY", "k");
+        tokio::process::Command::from(cmd)
+    };
+    // The JWKS server runs on this test's runtime: the commands are awaited, not blocked on.
+    let sign = |kid: &'static str| {
+        let mut cmd = jwks_node();
+        cmd.args([
+            "gentoken",
+            "--user",
+            "alice",
+            "--private-key",
+            key,
+            "--kid",
+            kid,
+        ]);
+        async move {
+            let out = cmd.output().await.unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+            stdout(&out).trim().to_owned()
+        }
+    };
+    let good = sign("rsa-1").await;
+    let out = jwks_node()
+        .args(["checktoken", &good])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("sub:       alice"),
+        "{}",
+        stdout(&out)
+    );
+
+    let unknown_kid = sign("rsa-9").await;
+    let out = jwks_node()
+        .args(["checktoken", &unknown_kid])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unknown key"), "{}", stderr(&out));
+}
