@@ -7,7 +7,9 @@
 //! Every key can also be set in the environment as `HERALD_<SECTION>__<KEY>` (e.g.
 //! `HERALD_AUTH__HMAC_SECRET`, `HERALD_SERVER__LISTEN`); lists are comma-separated there
 //! (`HERALD_SERVER__ALLOWED_ORIGINS=https://a.example,https://b.example`) and booleans are
-//! `true`/`false`. Unknown keys are errors.
+//! `true`/`false`. Unknown keys are errors. Every key with its type, default, environment
+//! variable and checks: docs/configuration.md. `herald genconfig` writes the block below with
+//! fresh secrets.
 //!
 //! ```toml
 //! [server]

@@ -89,12 +89,15 @@ fn init_tracing() {
     tracing_subscriber::fmt().with_env_filter(filter).init();
 }
 
-fn expiry(ttl: Duration) -> u64 {
+fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-        + ttl.as_secs()
+}
+
+fn expiry(ttl: Duration) -> u64 {
+    unix_now() + ttl.as_secs()
 }
 
 /// Tokens are signed with the configured HMAC secret, or with a private key for RSA/ECDSA setups.
@@ -134,7 +137,7 @@ fn checktoken(config: &Config, token: &str) -> anyhow::Result<()> {
         token.to_owned()
     };
     let verifier = herald_engine::auth::TokenVerifier::new(&config.token)?;
-    let now = expiry(Duration::ZERO);
+    let now = unix_now();
     let verdict = actix_web::rt::System::new().block_on(checktoken::check(&verifier, &token, now));
     match &verdict {
         Verdict::Valid(claims) => print!("valid {}", claims.describe(now)),

@@ -1,7 +1,10 @@
-//! Keeps docs/configuration.md complete: every key the configuration accepts has a row there
-//! with its environment variable, and every row names a key that exists.
+//! Keeps the documentation of the keys complete: every key the configuration accepts has a row
+//! in docs/configuration.md with its environment variable (and every row names a key that
+//! exists), and a line in the reference of config.rs (what `herald genconfig` writes) and in the
+//! README's configuration block.
 
-use crate::config::keys::{self, Key};
+use crate::config::generate::{self, header};
+use crate::config::keys::{self, Key, NAMESPACES};
 
 const DOC_PATH: &str = "docs/configuration.md";
 const DOC: &str = include_str!("../../../../docs/configuration.md");
@@ -54,5 +57,76 @@ fn every_row_names_a_key_that_exists() {
         stale.is_empty(),
         "{DOC_PATH} has rows for keys the configuration does not accept: {}",
         stale.join(", ")
+    );
+}
+
+/// `(section, key)` of every key line of a TOML block, commented out or not.
+fn key_lines(block: &str) -> Vec<(String, String)> {
+    let mut section = String::new();
+    let mut found = Vec::new();
+    for line in block.lines() {
+        if let Some(name) = header(line) {
+            section = name.to_owned();
+            continue;
+        }
+        let line = line.trim_start_matches(['#', ' ']);
+        let name: String = line
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        if !name.is_empty() && line[name.len()..].trim_start().starts_with('=') {
+            found.push((section.clone(), name));
+        }
+    }
+    found
+}
+
+/// The keys a TOML block shows no line for. A namespace's keys are covered by the same key in
+/// `[channels]`: a namespace takes the same options, and the blocks say so.
+fn missing_from(block: &str) -> Vec<String> {
+    let found = key_lines(block);
+    let has = |section: &str, name: &str| found.iter().any(|(s, n)| s == section && n == name);
+    keys::all()
+        .into_iter()
+        .filter(|key| {
+            let covered = if key.path() == NAMESPACES {
+                block.contains("[[channels.namespaces]]")
+            } else if key.section == format!("{NAMESPACES}[]") {
+                has(NAMESPACES, key.name) || has("channels", key.name)
+            } else {
+                has(&key.section, key.name)
+            };
+            !covered
+        })
+        .map(|key| key.path())
+        .collect()
+}
+
+#[test]
+fn the_reference_names_every_key() {
+    let missing = missing_from(&generate::reference().unwrap());
+    assert!(
+        missing.is_empty(),
+        "keys missing from the configuration reference (the ```toml block of the doc comment of \
+         services/herald/src/config.rs, which `herald genconfig` writes; a commented-out \
+         `# key = value` line counts): {}",
+        missing.join(", ")
+    );
+}
+
+#[test]
+fn the_readme_names_every_key() {
+    let readme = include_str!("../../../../README.md");
+    let block = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("README.md has a ```toml configuration block");
+    let missing = missing_from(block);
+    assert!(
+        missing.is_empty(),
+        "keys missing from the configuration block (```toml) of README.md (a commented-out \
+         `# key = value` line counts): {}",
+        missing.join(", ")
     );
 }

@@ -223,60 +223,7 @@ fn emit(config: &serde_json::Value, syntax: Syntax) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::keys::NAMESPACES;
     use super::*;
-
-    /// `(section, key)` of every key line of the reference, commented out or not.
-    fn reference_keys(reference: &str) -> Vec<(String, String)> {
-        let mut section = String::new();
-        let mut found = Vec::new();
-        for line in reference.lines() {
-            if let Some(name) = header(line) {
-                section = name.to_owned();
-                continue;
-            }
-            let line = line.trim_start_matches(['#', ' ']);
-            let name: String = line
-                .chars()
-                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-                .collect();
-            if !name.is_empty() && line[name.len()..].trim_start().starts_with('=') {
-                found.push((section.clone(), name));
-            }
-        }
-        found
-    }
-
-    #[test]
-    fn the_reference_names_every_key() {
-        let reference = reference().unwrap();
-        let found = reference_keys(&reference);
-        let mut missing = Vec::new();
-        for key in keys::all() {
-            let covered = if key.path() == NAMESPACES {
-                reference.contains("[[channels.namespaces]]")
-            } else if key.section == format!("{NAMESPACES}[]") {
-                // A namespace takes the options of [channels]; the reference shows a few and
-                // says so.
-                found
-                    .iter()
-                    .any(|(s, n)| (s == NAMESPACES || s == "channels") && n == key.name)
-            } else {
-                found
-                    .iter()
-                    .any(|(s, n)| *s == key.section && n == key.name)
-            };
-            if !covered {
-                missing.push(key.path());
-            }
-        }
-        assert!(
-            missing.is_empty(),
-            "keys missing from the configuration reference (the ```toml block of the doc \
-             comment in services/herald/src/config.rs, which `herald genconfig` writes): {}",
-            missing.join(", ")
-        );
-    }
 
     #[test]
     fn headers() {
