@@ -48,7 +48,7 @@ pub enum Command {
     /// Run the node (with no subcommand: `run --dev`)
     Run,
 
-    /// Print a connection JWT signed with the configured HMAC key
+    /// Print a connection JWT signed with the configured HMAC secret (or --private-key)
     Gentoken {
         /// User ID (the `sub` claim); an empty string makes an anonymous token
         #[arg(long)]
@@ -101,8 +101,11 @@ pub enum Command {
         kid: Option<String>,
     },
 
-    /// Verify a connection or subscription token with the configured key and print its claims.
-    /// Exit status: 0 valid, 3 invalid (signature, format, claims), 4 expired, 1 other errors
+    /// Verify a connection or subscription token with the configured key; print its claims
+    ///
+    /// Verifies as a node would (HMAC secret, public key, or the JWKS, fetched first) and
+    /// prints the kind of token and its claims. Exit status: 0 valid, 3 invalid (signature,
+    /// format, claims; the reason on stderr), 4 expired (claims still printed), 1 other errors.
     #[command(visible_alias = "checksubtoken")]
     Checktoken {
         /// The token; `-` reads it from standard input
