@@ -13,27 +13,24 @@ use herald_engine::config::TokenKey;
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
-    // These need no configuration: they work on a machine that has none yet.
-    match &cli.command {
-        Some(Command::Version { json }) => {
+    // Loaded only by the commands that need it: `version` and `genconfig` work on a machine
+    // with no (or a broken) configuration.
+    let load = || Config::load(cli.config.as_deref(), None, &cli.overrides());
+    match cli.command_or_run() {
+        Command::Version { json } => {
             let info = BuildInfo::current();
-            print!("{}", if *json { info.json() } else { info.text() });
-            return Ok(());
+            print!("{}", if json { info.json() } else { info.text() });
+            Ok(())
         }
-        Some(Command::Genconfig {
+        Command::Genconfig {
             output,
             format,
             force,
-        }) => return genconfig(output.as_deref(), *format, *force),
-        _ => {}
-    }
-    let config = Config::load(cli.config.as_deref(), None, &cli.overrides())?;
-    match cli.command_or_run() {
-        Command::Version { .. } | Command::Genconfig { .. } => unreachable!("handled above"),
-        Command::Checktoken { token } => checktoken(&config, &token),
-        Command::Run => run(config),
+        } => genconfig(output.as_deref(), format, force),
+        Command::Checktoken { token } => checktoken(&load()?, &token),
+        Command::Run => run(load()?),
         Command::CheckConfig => {
-            println!("configuration is valid\n{}", config.summary());
+            println!("configuration is valid\n{}", load()?.summary());
             Ok(())
         }
         Command::Gentoken {
@@ -44,7 +41,7 @@ fn main() -> anyhow::Result<()> {
             private_key,
             kid,
         } => {
-            let mut signer = signer(&config, private_key.as_deref())?;
+            let mut signer = signer(&load()?, private_key.as_deref())?;
             if let Some(kid) = kid {
                 signer = signer.with_kid(kid);
             }
@@ -65,7 +62,7 @@ fn main() -> anyhow::Result<()> {
             private_key,
             kid,
         } => {
-            let mut signer = signer(&config, private_key.as_deref())?;
+            let mut signer = signer(&load()?, private_key.as_deref())?;
             if let Some(kid) = kid {
                 signer = signer.with_kid(kid);
             }
