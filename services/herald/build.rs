@@ -1,6 +1,7 @@
 //! Stamps the binary with the commit it was built from (`herald version`, `herald_build_info`):
 //! `HERALD_COMMIT` when the build sets it (the Docker build, whose context has no .git), else
-//! `git rev-parse`, else "unknown".
+//! `git rev-parse`, else "unknown". Also the target triple, profile and compiler, which
+//! `herald version` reports.
 
 use std::path::Path;
 use std::process::Command;
@@ -13,6 +14,20 @@ fn main() {
         .or_else(git_commit)
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=HERALD_COMMIT={}", commit.trim());
+    // Cargo sets these for build scripts only; hand them on to the crate.
+    for (from, to) in [("TARGET", "HERALD_TARGET"), ("PROFILE", "HERALD_PROFILE")] {
+        let value = std::env::var(from).unwrap_or_else(|_| "unknown".to_string());
+        println!("cargo:rustc-env={to}={value}");
+    }
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let rustc_version = Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string());
+    println!("cargo:rustc-env=HERALD_RUSTC={rustc_version}");
 }
 
 fn git_commit() -> Option<String> {

@@ -1,10 +1,15 @@
-//! Command-line interface of the `herald` binary (parsing only; `main.rs` dispatches).
+//! Command-line interface of the `herald` binary (parsing here; `main.rs` dispatches, and the
+//! submodules hold what the tool subcommands compute).
+
+pub mod checktoken;
+pub mod version;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::Overrides;
+use crate::config::generate::Format;
 
 /// Herald: a real-time push server speaking the Centrifugo client protocol.
 #[derive(Debug, Clone, Parser)]
@@ -47,7 +52,7 @@ pub enum Command {
     /// Run the node (with no subcommand: `run --dev`)
     Run,
 
-    /// Print a connection JWT signed with the configured HMAC key
+    /// Print a connection JWT signed with the configured HMAC secret (or --private-key)
     Gentoken {
         /// User ID (the `sub` claim); an empty string makes an anonymous token
         #[arg(long)]
@@ -76,6 +81,7 @@ pub enum Command {
     },
 
     /// Print a subscription JWT for one channel
+    #[command(visible_alias = "gensubtoken")]
     Subtoken {
         /// User ID (the `sub` claim), must match the connection's user
         #[arg(long)]
@@ -88,10 +94,54 @@ pub enum Command {
         /// Lifetime of the token, e.g. 30m, 1h, 7d
         #[arg(long, default_value = "1h")]
         ttl: humantime::Duration,
+
+        /// PEM private key to sign with, for RSA/ECDSA and JWKS setups (default: the HMAC
+        /// secret)
+        #[arg(long, value_name = "PEM_FILE")]
+        private_key: Option<PathBuf>,
+
+        /// Key ID written in the token's header (`kid`): the JWKS key that verifies it
+        #[arg(long, requires = "private_key")]
+        kid: Option<String>,
+    },
+
+    /// Verify a connection or subscription token with the configured key; print its claims
+    ///
+    /// Verifies as a node would (HMAC secret, public key, or the JWKS, fetched first) and
+    /// prints the kind of token and its claims. Exit status: 0 valid, 3 invalid (signature,
+    /// format, claims; the reason on stderr), 4 expired (claims still printed), 1 other errors.
+    #[command(visible_alias = "checksubtoken")]
+    Checktoken {
+        /// The token; `-` reads it from standard input
+        token: String,
     },
 
     /// Validate the configuration and print a summary (secrets redacted)
+    #[command(visible_alias = "checkconfig")]
     CheckConfig,
+
+    /// Write a configuration file with every key at its default and fresh secrets
+    /// (auth.hmac_secret, api.key)
+    Genconfig {
+        /// File to write (default: standard output); an existing file is kept unless --force
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+
+        /// toml (commented), yaml or json. Default: the --output file's extension, else toml
+        #[arg(long, value_name = "FORMAT")]
+        format: Option<Format>,
+
+        /// Overwrite the --output file if it exists
+        #[arg(long, requires = "output")]
+        force: bool,
+    },
+
+    /// Print the version, the commit and build details
+    Version {
+        /// One JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Cli {
@@ -233,7 +283,13 @@ mod tests {
 
     #[test]
     fn subtoken() {
-        let Some(Command::Subtoken { user, channel, ttl }) = parse(&[
+        let Some(Command::Subtoken {
+            user,
+            channel,
+            ttl,
+            private_key,
+            kid,
+        }) = parse(&[
             "subtoken",
             "--user",
             "42",
@@ -249,16 +305,74 @@ mod tests {
         assert_eq!(user, "42");
         assert_eq!(channel, "chat:room1");
         assert_eq!(Duration::from(ttl), Duration::from_secs(7200));
+        assert_eq!((private_key, kid), (None, None));
+
+        let signed = parse(&[
+            "gensubtoken",
+            "--user",
+            "1",
+            "--channel",
+            "c",
+            "--private-key",
+            "ec.pem",
+            "--kid",
+            "ec-1",
+        ]);
+        let Some(Command::Subtoken {
+            private_key, kid, ..
+        }) = signed.command
+        else {
+            panic!("gensubtoken is not subtoken");
+        };
+        assert_eq!(private_key, Some(PathBuf::from("ec.pem")));
+        assert_eq!(kid.as_deref(), Some("ec-1"));
+    }
+
+    #[test]
+    fn aliases_and_tool_commands() {
+        assert_eq!(parse(&["checkconfig"]).command, Some(Command::CheckConfig));
+        assert_eq!(
+            parse(&["checktoken", "-"]).command,
+            Some(Command::Checktoken { token: "-".into() })
+        );
+        assert_eq!(
+            parse(&["checksubtoken", "t"]).command,
+            Some(Command::Checktoken { token: "t".into() })
+        );
+        assert_eq!(
+            parse(&["version", "--json"]).command,
+            Some(Command::Version { json: true })
+        );
+        assert_eq!(
+            parse(&["genconfig"]).command,
+            Some(Command::Genconfig {
+                output: None,
+                format: None,
+                force: false
+            })
+        );
+        assert_eq!(
+            parse(&["genconfig", "-o", "h.yml", "--format", "yaml", "--force"]).command,
+            Some(Command::Genconfig {
+                output: Some(PathBuf::from("h.yml")),
+                format: Some(Format::Yaml),
+                force: true
+            })
+        );
     }
 
     #[test]
     fn bad_input_is_rejected() {
         let bad: &[&[&str]] = &[
-            &["gentoken"],                                   // --user missing
-            &["gentoken", "--user", "1", "--ttl", "soon"],   // bad duration
-            &["gentoken", "--user", "1", "--info", "{oops"], // bad JSON
-            &["gentoken", "--user", "1", "--kid", "k"],      // a kid without a private key
-            &["subtoken", "--user", "1"],                    // --channel missing
+            &["gentoken"],                                                // --user missing
+            &["gentoken", "--user", "1", "--ttl", "soon"],                // bad duration
+            &["gentoken", "--user", "1", "--info", "{oops"],              // bad JSON
+            &["gentoken", "--user", "1", "--kid", "k"], // a kid without a private key
+            &["subtoken", "--user", "1"],               // --channel missing
+            &["subtoken", "--user", "1", "--channel", "c", "--kid", "k"], // kid without key
+            &["checktoken"],                            // no token
+            &["genconfig", "--format", "ini"],          // unknown format
+            &["genconfig", "--force"],                  // --force without --output
             &["frobnicate"],
         ];
         for args in bad {

@@ -7,7 +7,9 @@
 //! Every key can also be set in the environment as `HERALD_<SECTION>__<KEY>` (e.g.
 //! `HERALD_AUTH__HMAC_SECRET`, `HERALD_SERVER__LISTEN`); lists are comma-separated there
 //! (`HERALD_SERVER__ALLOWED_ORIGINS=https://a.example,https://b.example`) and booleans are
-//! `true`/`false`. Unknown keys are errors.
+//! `true`/`false`. Unknown keys are errors. Every key with its type, default, environment
+//! variable and checks: docs/configuration.md. `herald genconfig` writes the block below with
+//! fresh secrets.
 //!
 //! ```toml
 //! [server]
@@ -85,7 +87,7 @@
 //! #                                                  separated by "|" (rediss+cluster:// for TLS);
 //! #                                                  the first seed's user:password applies to all
 //! # Environment: HERALD_BROKER__REDIS_URLS=redis://a:6379,redis+cluster://:pw@b:7000|c:7001
-//! redis_urls = ["redis://127.0.0.1:6379"]
+//! # redis_urls = ["redis://127.0.0.1:6379"]   # the default with kind = "redis"
 //! prefix = "herald"             # of every Redis channel/key; ^[A-Za-z0-9_.:-]{1,64}$
 //! connect_timeout = "1s"        # (0, 60s]
 //! command_timeout = "1s"        # (0, 60s]; publish/subscribe fail after it
@@ -120,12 +122,14 @@
 //! max_channel_length = 255              # bytes
 //! max_channels_per_client = 128
 //!
-//! [[channels.namespaces]]               # channel "chat:room1" is in namespace "chat"
-//! name = "chat"                         # ^[-a-zA-Z0-9_]{2,}$, unique
-//! allow_subscribe_for_client = true     # same options as above, all off by default
-//! allow_publish_for_subscriber = true
-//! allow_publish_for_client = false
-//! allow_user_limited_channels = false
+//! # Namespaces: none by default. Channel "chat:room1" is in namespace "chat"; a namespace
+//! # takes the same options as [channels] above, all off by default. For example:
+//! # [[channels.namespaces]]
+//! # name = "chat"                       # ^[-a-zA-Z0-9_]{2,}$, unique
+//! # allow_subscribe_for_client = true
+//! # allow_publish_for_subscriber = true
+//! # history_size = 100
+//! # history_ttl = "300s"
 //!
 //! [client]
 //! ping_interval = "25s"        # server pings; must exceed pong_timeout
@@ -162,6 +166,10 @@
 //! of `auth.hmac_secret`, `auth.rsa_public_key`, `auth.ecdsa_public_key`, `auth.jwks_url`) and
 //! `api.key` are required, and a node without them does not start.
 
+#[cfg(test)]
+mod docs;
+pub mod generate;
+pub mod keys;
 mod raw;
 
 #[cfg(test)]

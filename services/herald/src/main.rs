@@ -2,19 +2,39 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
+use herald::cli::checktoken::{self, Verdict};
+use herald::cli::version::BuildInfo;
 use herald::cli::{Cli, Command};
 use herald::config::Config;
+use herald::config::generate::{self, Format};
 use herald_engine::auth::{HmacAlg, NewConnectToken, NewSubscribeToken, TokenSigner};
 use herald_engine::config::TokenKey;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref(), None, &cli.overrides())?;
-    herald::logging::init(config.server.log_format);
+    // Loaded only by the commands that need it: `version` and `genconfig` work on a machine
+    // with no (or a broken) configuration. Logging follows the configuration's format, so it
+    // starts with it (each command loads once).
+    let load = || -> anyhow::Result<Config> {
+        let config = Config::load(cli.config.as_deref(), None, &cli.overrides())?;
+        herald::logging::init(config.server.log_format);
+        Ok(config)
+    };
     match cli.command_or_run() {
-        Command::Run => run(config),
+        Command::Version { json } => {
+            let info = BuildInfo::current();
+            print!("{}", if json { info.json() } else { info.text() });
+            Ok(())
+        }
+        Command::Genconfig {
+            output,
+            format,
+            force,
+        } => genconfig(output.as_deref(), format, force),
+        Command::Checktoken { token } => checktoken(&load()?, &token),
+        Command::Run => run(load()?),
         Command::CheckConfig => {
-            println!("configuration is valid\n{}", config.summary());
+            println!("configuration is valid\n{}", load()?.summary());
             Ok(())
         }
         Command::Gentoken {
@@ -25,7 +45,7 @@ fn main() -> anyhow::Result<()> {
             private_key,
             kid,
         } => {
-            let mut signer = signer(&config, private_key.as_deref())?;
+            let mut signer = signer(&load()?, private_key.as_deref())?;
             if let Some(kid) = kid {
                 signer = signer.with_kid(kid);
             }
@@ -39,8 +59,17 @@ fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        Command::Subtoken { user, channel, ttl } => {
-            let signer = signer(&config, None)?;
+        Command::Subtoken {
+            user,
+            channel,
+            ttl,
+            private_key,
+            kid,
+        } => {
+            let mut signer = signer(&load()?, private_key.as_deref())?;
+            if let Some(kid) = kid {
+                signer = signer.with_kid(kid);
+            }
             let token = signer.sign(&NewSubscribeToken {
                 sub: user,
                 channel,
@@ -53,12 +82,15 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn expiry(ttl: Duration) -> u64 {
+fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-        + ttl.as_secs()
+}
+
+fn expiry(ttl: Duration) -> u64 {
+    unix_now() + ttl.as_secs()
 }
 
 /// Tokens are signed with the configured HMAC secret, or with a private key for RSA/ECDSA setups.
@@ -81,6 +113,100 @@ fn signer(config: &Config, private_key: Option<&std::path::Path>) -> anyhow::Res
         ),
         _ => bail!("the node verifies RSA/ECDSA tokens: pass --private-key FILE to sign"),
     }
+}
+
+/// Prints the claims of a token the node accepts; exits with [`checktoken::EXIT_INVALID`] or
+/// [`checktoken::EXIT_EXPIRED`] for one it refuses, so scripts can tell them from other errors.
+fn checktoken(config: &Config, token: &str) -> anyhow::Result<()> {
+    if config.dev.is_some() {
+        bail!(
+            "no token key is configured (dev mode generates a new one at every start); set the \
+             node's auth.hmac_secret (or public key, or jwks_url) to check its tokens"
+        );
+    }
+    let token = if token == "-" {
+        std::io::read_to_string(std::io::stdin()).context("read the token from stdin")?
+    } else {
+        token.to_owned()
+    };
+    let verifier = herald_engine::auth::TokenVerifier::new(&config.token)?;
+    let now = unix_now();
+    let verdict = actix_web::rt::System::new().block_on(checktoken::check(&verifier, &token, now));
+    match &verdict {
+        Verdict::Valid(claims) => print!("valid {}", claims.describe(now)),
+        Verdict::Expired(claims) => {
+            print!("expired {}", claims.describe(now));
+            eprintln!("token rejected: token expired");
+        }
+        Verdict::Invalid(err) => eprintln!("token rejected: {err}"),
+    }
+    match verdict.exit_code() {
+        0 => Ok(()),
+        code => {
+            // `exit` skips the flush that returning from main would do.
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            std::process::exit(code)
+        }
+    }
+}
+
+/// Writes the generated configuration to `output` (never over an existing file unless
+/// `force`), readable by its owner only since it holds secrets; or prints it.
+fn genconfig(
+    output: Option<&std::path::Path>,
+    format: Option<Format>,
+    force: bool,
+) -> anyhow::Result<()> {
+    let by_extension = output.map(|path| {
+        path.extension()
+            .and_then(|e| e.to_str())
+            .and_then(Format::from_extension)
+            .with_context(|| {
+                format!(
+                    "{}: the file name must end in .toml, .yaml, .yml or .json (--config picks \
+                     the format by the extension)",
+                    path.display()
+                )
+            })
+    });
+    let format = match (format, by_extension.transpose()?) {
+        (Some(asked), Some(by_ext)) if asked != by_ext => bail!(
+            "--format {} does not match the extension of {} (--config reads a .{} file as {})",
+            asked.extension(),
+            output.map(|p| p.display().to_string()).unwrap_or_default(),
+            by_ext.extension(),
+            by_ext.extension()
+        ),
+        (asked, by_ext) => asked.or(by_ext).unwrap_or_default(),
+    };
+    let text = generate::generate(format)?;
+    let Some(path) = output else {
+        print!("{text}");
+        return Ok(());
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = match options.open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("{} exists; pass --force to overwrite it", path.display())
+        }
+        other => other.with_context(|| format!("write {}", path.display()))?,
+    };
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .with_context(|| format!("write {}", path.display()))?;
+    eprintln!(
+        "wrote {} ({}); it holds the token secret and the API key: keep it private",
+        path.display(),
+        format.extension()
+    );
+    Ok(())
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
