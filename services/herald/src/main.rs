@@ -45,10 +45,7 @@ fn main() -> anyhow::Result<()> {
             private_key,
             kid,
         } => {
-            let mut signer = signer(&load()?, private_key.as_deref())?;
-            if let Some(kid) = kid {
-                signer = signer.with_kid(kid);
-            }
+            let signer = signer(&load()?, private_key.as_deref(), kid)?;
             let info = info.map(|i| serde_json::from_str(&i)).transpose()?;
             let token = signer.sign(&NewConnectToken {
                 sub: user,
@@ -66,10 +63,7 @@ fn main() -> anyhow::Result<()> {
             private_key,
             kid,
         } => {
-            let mut signer = signer(&load()?, private_key.as_deref())?;
-            if let Some(kid) = kid {
-                signer = signer.with_kid(kid);
-            }
+            let signer = signer(&load()?, private_key.as_deref(), kid)?;
             let token = signer.sign(&NewSubscribeToken {
                 sub: user,
                 channel,
@@ -94,10 +88,19 @@ fn expiry(ttl: Duration) -> u64 {
 }
 
 /// Tokens are signed with the configured HMAC secret, or with a private key for RSA/ECDSA setups.
-fn signer(config: &Config, private_key: Option<&std::path::Path>) -> anyhow::Result<TokenSigner> {
+/// `kid` goes in the header of what a private key signs (the JWKS key that verifies it).
+fn signer(
+    config: &Config,
+    private_key: Option<&std::path::Path>,
+    kid: Option<String>,
+) -> anyhow::Result<TokenSigner> {
     if let Some(path) = private_key {
         let pem = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-        return Ok(TokenSigner::from_pem(&pem)?);
+        let signer = TokenSigner::from_pem(&pem)?;
+        return Ok(match kid {
+            Some(kid) => signer.with_kid(kid),
+            None => signer,
+        });
     }
     if config.dev.is_some() {
         bail!(
