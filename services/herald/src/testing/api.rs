@@ -65,6 +65,18 @@ impl Api {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (u16, String) {
+        let (status, _, body) = self.request_with_head(verb, path, headers, body).await;
+        (status, body)
+    }
+
+    /// [`Api::request`], with the response head too (status line and headers, as sent).
+    pub async fn request_with_head(
+        &self,
+        verb: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String, String) {
         let mut stream = TcpStream::connect(self.addr).await.expect("connect api");
         let mut request = format!(
             "{verb} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
@@ -100,7 +112,7 @@ impl Api {
         } else {
             body.to_string()
         };
-        (status, body)
+        (status, head.to_string(), body)
     }
 }
 
