@@ -72,6 +72,11 @@ impl AdminState {
 pub fn configure(app: &mut web::ServiceConfig, state: web::Data<AdminState>) {
     app.app_data(state)
         .route("/", web::get().to(assets::index))
+        // The page has no icon: an empty answer instead of a 404 in the browser's console.
+        .route(
+            "/favicon.ico",
+            web::get().to(|| async { HttpResponse::NoContent().finish() }),
+        )
         .route("/admin/admin.js", web::get().to(assets::admin_js))
         .route("/admin/admin.css", web::get().to(assets::admin_css))
         .route("/admin/centrifuge.js", web::get().to(assets::centrifuge_js))

@@ -21,14 +21,19 @@ function parseArgs(argv) {
 
 const args = parseArgs(process.argv.slice(2));
 const step = (what) => process.stderr.write(`admin_page: ${what}\n`);
+// Script errors and console errors (a CSP violation, a failed load) fail the run at the end.
+const problems = [];
 
 async function openPage(browser, name) {
   const context = await browser.newContext({ viewport: { width: 1200, height: 860 } });
   const page = await context.newPage();
   page.setDefaultTimeout(Number(args.timeout));
-  page.on('pageerror', (e) => step(`${name}: page error: ${e.message}`));
+  page.on('pageerror', (e) => problems.push(`${name}: page error: ${e.message}`));
   page.on('console', (m) => {
-    if (m.type() === 'error') step(`${name}: console error: ${m.text()}`);
+    // With a login, 401s are expected: the page's first probe and the wrong password.
+    if (m.type() === 'error' && !(args.password !== undefined && m.text().includes('401'))) {
+      problems.push(`${name}: console error: ${m.text()} (${m.location().url})`);
+    }
   });
   await page.goto(args.url);
   if (args.password !== undefined) {
@@ -103,6 +108,7 @@ try {
   }
   await a.context.close();
   await b.context.close();
+  if (problems.length) throw new Error(`errors in the pages:\n${problems.join('\n')}`);
   process.stdout.write('admin page ok\n');
 } finally {
   await browser.close();
