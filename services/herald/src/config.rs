@@ -155,6 +155,18 @@
 //! command_rate_limit = 100      # commands per second per connection (average), 0 = none;
 //!                               # past it a command gets error 111 and is not run
 //! command_rate_burst = 200      # commands a connection may send at once above the average
+//!
+//! [admin]
+//! # The admin page at / on the operator listener (server.internal_listen when set, else
+//! # server.listen): node list and counts, a channel to watch, a publish box, a message log
+//! # (docs/admin.md). Default: on in dev mode, off otherwise.
+//! # enabled = true
+//! # The page's login password, at least 12 characters; required when the page is on outside
+//! # dev mode (in dev mode, set: a login is asked there too). Never printed.
+//! # Environment: HERALD_ADMIN__PASSWORD.
+//! # password = "..."
+//! # How long a login lasts (1m to 7d).
+//! session_ttl = "12h"
 //! ```
 //!
 //! # Dev mode
@@ -274,6 +286,7 @@ pub struct Config {
     pub broker: BrokerConfig,
     pub channels: ChannelConfig,
     pub client: ClientConfig,
+    pub admin: AdminConfig,
     /// `Some` when running in dev mode (no keys configured): the generated secrets.
     pub dev: Option<DevMode>,
     /// Non-fatal findings (e.g. a short HMAC secret) the binary should log at start.
@@ -383,6 +396,42 @@ impl fmt::Debug for ApiConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiConfig")
             .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `[admin]`, validated: the admin page at `/` on the operator listener.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Serve the page and its `/admin/...` endpoints.
+    pub enabled: bool,
+    /// The login password; `None` only in dev mode (loopback only), where no login is asked.
+    pub password: Option<String>,
+    /// How long a login lasts.
+    pub session_ttl: Duration,
+}
+
+impl AdminConfig {
+    /// Shortest accepted `admin.password`.
+    pub const MIN_PASSWORD_LEN: usize = 12;
+    const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+
+    /// The page off (the default outside dev mode).
+    pub fn disabled() -> AdminConfig {
+        AdminConfig {
+            enabled: false,
+            password: None,
+            session_ttl: Self::DEFAULT_SESSION_TTL,
+        }
+    }
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("enabled", &self.enabled)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("session_ttl", &self.session_ttl)
             .finish()
     }
 }
@@ -951,6 +1000,9 @@ impl Config {
             command_rate_burst,
         };
 
+        // [admin]
+        let admin = build_admin(&raw, dev.is_some(), &mut problems, &mut warnings);
+
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -974,6 +1026,7 @@ impl Config {
             broker,
             channels,
             client,
+            admin,
             dev,
             warnings,
         })
@@ -1202,6 +1255,18 @@ impl Config {
             d(c.presence_update_interval),
             d(c.presence_ttl)
         );
+        let _ = writeln!(s, "[admin]");
+        let page = if !self.admin.enabled {
+            "off".to_owned()
+        } else if self.admin.password.is_some() {
+            format!(
+                "on at / (login: password <redacted>, sessions last {})",
+                d(self.admin.session_ttl)
+            )
+        } else {
+            "on at / (dev mode: no login)".to_owned()
+        };
+        let _ = writeln!(s, "  page:             {page}");
         for w in &self.warnings {
             let _ = writeln!(s, "warning: {w}");
         }
@@ -1292,6 +1357,7 @@ impl Config {
                 ..ChannelConfig::default()
             },
             client: ClientConfig::default(),
+            admin: AdminConfig::disabled(),
             dev: None,
             warnings: Vec::new(),
         }
@@ -1357,6 +1423,55 @@ fn config_env_vars(env: HashMap<String, String>) -> (HashMap<String, String>, Ve
     }
     warnings.sort();
     (vars, warnings)
+}
+
+/// `[admin]`: on by default in dev mode only; outside it, on only with a password long enough.
+fn build_admin(
+    raw: &RawConfig,
+    dev: bool,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> AdminConfig {
+    let a = &raw.admin;
+    let enabled = a.enabled.unwrap_or(dev);
+    let session_ttl = parse_duration("admin.session_ttl", &a.session_ttl, problems);
+    if let Some(ttl) = session_ttl
+        && !(Duration::from_secs(60)..=Duration::from_secs(7 * 24 * 3600)).contains(&ttl)
+    {
+        problems.push(format!(
+            "admin.session_ttl: {} is out of range (1m to 7d)",
+            humantime::format_duration(ttl)
+        ));
+    }
+    // The password's value is never part of a message.
+    let password = match &a.password {
+        None => None,
+        Some(p) if p.trim().is_empty() => {
+            problems.push("admin.password: is empty".to_owned());
+            None
+        }
+        Some(p) if p.chars().count() < AdminConfig::MIN_PASSWORD_LEN => {
+            problems.push(format!(
+                "admin.password: too short (at least {} characters; e.g. `openssl rand -hex 16`)",
+                AdminConfig::MIN_PASSWORD_LEN
+            ));
+            None
+        }
+        Some(p) => Some(p.clone()),
+    };
+    if enabled && !dev && a.password.is_none() && !raw.failed.contains(&"admin") {
+        problems.push(
+            "admin.password: is required when admin.enabled is true outside dev mode (the page publishes to any channel); set it, or HERALD_ADMIN__PASSWORD".to_owned(),
+        );
+    }
+    if !enabled && a.password.is_some() {
+        warnings.push("admin.password is set but the admin page is off (admin.enabled)".to_owned());
+    }
+    AdminConfig {
+        enabled,
+        password,
+        session_ttl: session_ttl.unwrap_or(AdminConfig::DEFAULT_SESSION_TTL),
+    }
 }
 
 fn non_empty(value: &Option<String>) -> Option<&str> {

@@ -48,6 +48,15 @@ pub fn banner(config: &Config, dev: &DevMode) -> String {
         format!("  API key     : {}", dev.api_key),
         format!("  WebSocket   : ws://{addr}/connection/websocket"),
         format!("  Fallbacks   : {fallbacks}"),
+        format!(
+            "  Admin page  : {}",
+            if config.admin.enabled {
+                // The page is on the operator listener.
+                format!("http://{}/", config.server.internal_listen.unwrap_or(addr))
+            } else {
+                "off (admin.enabled)".to_owned()
+            }
+        ),
         "  Client token (user \"dev-user\", valid 24h):".into(),
         format!("    {token}"),
         String::new(),

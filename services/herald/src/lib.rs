@@ -6,13 +6,14 @@
 //! actix-server and actix-http's HTTP/1 service running the actix-web application for every
 //! route, and the lean WebSocket engine on actix-http's upgrade hook), transports that move
 //! frames between sockets and engine sessions, all through one connection driver
-//! (`transport`), the Centrifugo-compatible server API (`api`), health and readiness, and the
-//! process lifecycle.
+//! (`transport`), the Centrifugo-compatible server API (`api`), the admin page (`admin`),
+//! health and readiness, and the process lifecycle.
 //!
 //! Must not know: protocol rules. Commands, permissions and fan-out live in `herald-engine`;
 //! transports only carry bytes and the close code a session asks for.
 
 pub mod access;
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -17,6 +17,7 @@ use anyhow::Context as _;
 use herald_engine::broker::RedisBroker;
 use herald_engine::{Broker, MemoryBroker, Node, NodeConfig};
 
+use crate::admin::AdminState;
 use crate::api::{self, ApiState};
 use crate::config::{BrokerConfig, Config, ServerConfig, WebSocketEngine};
 use crate::metrics::{self, Telemetry};
@@ -133,6 +134,9 @@ pub async fn serve(
     let server_config = config.server.clone();
     let addr = listener.local_addr()?;
 
+    // The admin page (`[admin]`) goes where the server API goes: the operator's listener.
+    let admin = AdminState::new(&config, &node).map(web::Data::new);
+    let internal_admin = admin.clone();
     let internal_apps = (node_data.clone(), api_state.clone(), telemetry.clone());
     let mut builder = actix_server::Server::build();
     let graceful_shutdown = builder.graceful_shutdown_signal();
@@ -156,7 +160,7 @@ pub async fn serve(
             .route("/health", web::get().to(health))
             .configure(|app| {
                 if operator_routes_public {
-                    operator_routes(app);
+                    operator_routes(app, admin.clone());
                 } else {
                     app.route("/ready", web::get().to(ready_brief));
                 }
@@ -212,7 +216,7 @@ pub async fn serve(
                     .app_data(telemetry.clone())
                     .app_data(web::PayloadConfig::new(max_body))
                     .route("/health", web::get().to(health))
-                    .configure(operator_routes);
+                    .configure(|app| operator_routes(app, internal_admin.clone()));
                 let signal = graceful_shutdown.clone();
                 HttpService::build()
                     .graceful_shutdown_signal(move || {
@@ -220,6 +224,9 @@ pub async fn serve(
                         async move { signal.notified().await }
                     })
                     .client_request_timeout(Duration::from_secs(5))
+                    // The admin page's HTTP-streaming connection lives here: it ends when the
+                    // page goes away, as on the public listener.
+                    .h1_allow_half_closed(false)
                     .local_addr(addr)
                     .finish(map_config(app, |_| AppConfig::default()))
                     .tcp()
@@ -318,12 +325,15 @@ fn fallbacks(app: &mut web::ServiceConfig, server: &ServerConfig, max_message_si
     }
 }
 
-/// What only the operator's side should reach: the server API, metrics and the detailed
-/// readiness.
-fn operator_routes(app: &mut web::ServiceConfig) {
+/// What only the operator's side should reach: the server API, metrics, the detailed
+/// readiness, and the admin page when it is on.
+fn operator_routes(app: &mut web::ServiceConfig, admin: Option<web::Data<AdminState>>) {
     app.route("/ready", web::get().to(ready))
         .route("/metrics", web::get().to(metrics::handler))
         .configure(api::configure);
+    if let Some(admin) = admin {
+        crate::admin::configure(app, admin);
+    }
 }
 
 /// Process alive.

@@ -41,6 +41,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// One server API method without the HTTP around it, for the admin page's endpoints.
+pub(crate) async fn call_node_method(
+    node: &Node,
+    method: &str,
+    params: &[u8],
+) -> Result<serde_json::Value, CallError> {
+    methods::call(node, method, params).await
+}
+
 async fn method_not_allowed() -> HttpResponse {
     HttpResponse::MethodNotAllowed()
         .insert_header((header::ALLOW, "POST"))

@@ -7,7 +7,9 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::value::MapDeserializer;
 
-use super::raw::{RawApi, RawAuth, RawBroker, RawChannels, RawClient, RawNamespace, RawServer};
+use super::raw::{
+    RawAdmin, RawApi, RawAuth, RawBroker, RawChannels, RawClient, RawNamespace, RawServer,
+};
 
 /// Path of the namespace entries, whose keys are listed as `channels.namespaces[].<key>`.
 pub const NAMESPACES: &str = "channels.namespaces";
@@ -44,7 +46,7 @@ impl Key {
 
 /// Every accepted key, section by section in documentation order.
 pub fn all() -> Vec<Key> {
-    let sections: [(&str, &[&'static str]); 7] = [
+    let sections: [(&str, &[&'static str]); 8] = [
         ("server", fields::<RawServer>()),
         ("auth", fields::<RawAuth>()),
         ("api", fields::<RawApi>()),
@@ -52,6 +54,7 @@ pub fn all() -> Vec<Key> {
         ("channels", fields::<RawChannels>()),
         ("channels.namespaces[]", fields::<RawNamespace>()),
         ("client", fields::<RawClient>()),
+        ("admin", fields::<RawAdmin>()),
     ];
     sections
         .into_iter()

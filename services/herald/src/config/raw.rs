@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 /// Names of the top-level sections, in the order they are documented.
-pub(crate) const SECTIONS: &[&str] = &["server", "auth", "api", "broker", "channels", "client"];
+pub(crate) const SECTIONS: &[&str] = &[
+    "server", "auth", "api", "broker", "channels", "client", "admin",
+];
 
 /// `[server]`: the HTTP listener.
 #[derive(Debug, Clone, Deserialize)]
@@ -372,6 +374,38 @@ impl Default for RawClient {
     }
 }
 
+/// `[admin]`: the admin page at `/` on the operator listener.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawAdmin {
+    /// Serve the admin page. Default: on in dev mode, off otherwise.
+    pub enabled: Option<bool>,
+    /// The page's login password; required when the page is on outside dev mode.
+    pub password: Option<String>,
+    /// How long a login lasts. Default `12h`.
+    pub session_ttl: String,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            password: None,
+            session_ttl: "12h".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for RawAdmin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawAdmin")
+            .field("enabled", &self.enabled)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("session_ttl", &self.session_ttl)
+            .finish()
+    }
+}
+
 /// All sections. A section that failed to deserialize keeps its defaults and is listed in
 /// `failed`, so checks that span sections can stay quiet about it.
 #[derive(Debug, Clone, Default)]
@@ -382,6 +416,7 @@ pub(crate) struct RawConfig {
     pub broker: RawBroker,
     pub channels: RawChannels,
     pub client: RawClient,
+    pub admin: RawAdmin,
     /// `--dev` was given: generate the keys and open the channels (not a file or env key).
     pub dev: bool,
     /// Sections that could not be read (their problems are in `problems`).
@@ -419,6 +454,7 @@ impl RawConfig {
         section(&mut raw, &mut top, "broker", |raw, v| raw.broker = v);
         section(&mut raw, &mut top, "channels", |raw, v| raw.channels = v);
         section(&mut raw, &mut top, "client", |raw, v| raw.client = v);
+        section(&mut raw, &mut top, "admin", |raw, v| raw.admin = v);
         raw
     }
 }

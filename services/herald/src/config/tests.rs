@@ -1932,3 +1932,114 @@ fn a_previous_hmac_secret_needs_the_hmac_secret() {
     ));
     assert!(found.iter().any(|p| p.starts_with("--dev:")), "{found:?}");
 }
+
+#[test]
+fn the_admin_page_is_on_in_dev_mode_and_off_otherwise_unless_enabled() {
+    let dev = Config::load(None, env(&[]), &dev_flag()).unwrap();
+    assert!(dev.admin.enabled);
+    assert_eq!(dev.admin.password, None);
+    assert_eq!(dev.admin.session_ttl, Duration::from_secs(12 * 3600));
+    let dev_off = Config::load(
+        None,
+        env(&[("HERALD_ADMIN__ENABLED", "false")]),
+        &dev_flag(),
+    );
+    assert!(!dev_off.unwrap().admin.enabled);
+
+    let production = load_toml(AUTH).unwrap();
+    assert_eq!(production.admin, AdminConfig::disabled());
+    assert!(production.summary().contains("page:             off"));
+
+    let on = load_toml(&format!(
+        "{AUTH}[admin]\nenabled = true\npassword = \"a-long-enough-password\"\nsession_ttl = \"30m\"\n"
+    ))
+    .unwrap();
+    assert!(on.admin.enabled);
+    assert_eq!(on.admin.password.as_deref(), Some("a-long-enough-password"));
+    assert_eq!(on.admin.session_ttl, Duration::from_secs(1800));
+    assert!(on.warnings.is_empty(), "{:?}", on.warnings);
+
+    let from_env = load_str(
+        "toml",
+        AUTH,
+        &[
+            ("HERALD_ADMIN__ENABLED", "true"),
+            ("HERALD_ADMIN__PASSWORD", "from-the-environment"),
+        ],
+    )
+    .unwrap();
+    assert!(from_env.admin.enabled);
+    assert_eq!(
+        from_env.admin.password.as_deref(),
+        Some("from-the-environment")
+    );
+}
+
+#[test]
+fn the_admin_page_needs_a_password_outside_dev_mode_and_never_shows_it() {
+    assert_one_problem(
+        load_toml(&format!("{AUTH}[admin]\nenabled = true\n")),
+        "admin.password",
+        "is required when admin.enabled is true outside dev mode",
+    );
+    assert_one_problem(
+        load_toml(&format!(
+            "{AUTH}[admin]\nenabled = true\npassword = \"short-pw\"\n"
+        )),
+        "admin.password",
+        "too short (at least 12 characters",
+    );
+    assert_one_problem(
+        load_toml(&format!(
+            "{AUTH}[admin]\nenabled = true\npassword = \"   \"\n"
+        )),
+        "admin.password",
+        "is empty",
+    );
+    for ttl in ["10s", "30d"] {
+        assert_one_problem(
+            load_toml(&format!(
+                "{AUTH}[admin]\nenabled = true\npassword = \"a-long-enough-password\"\nsession_ttl = \"{ttl}\"\n"
+            )),
+            "admin.session_ttl",
+            "out of range (1m to 7d)",
+        );
+    }
+    assert_one_problem(
+        load_toml(&format!("{AUTH}[admin]\npasword = \"x\"\n")),
+        "admin.pasword",
+        "did you mean `password`",
+    );
+    // A password in dev mode asks for a login there too.
+    let dev = Config::load(
+        None,
+        env(&[("HERALD_ADMIN__PASSWORD", "a-long-enough-password")]),
+        &dev_flag(),
+    )
+    .unwrap();
+    assert!(dev.admin.enabled);
+    assert!(dev.admin.password.is_some());
+
+    let off = load_toml(&format!(
+        "{AUTH}[admin]\npassword = \"a-long-enough-password\"\n"
+    ))
+    .unwrap();
+    assert!(!off.admin.enabled);
+    assert_eq!(
+        off.warnings,
+        ["admin.password is set but the admin page is off (admin.enabled)"]
+    );
+
+    let on = load_toml(&format!(
+        "{AUTH}[admin]\nenabled = true\npassword = \"a-long-enough-password\"\n"
+    ))
+    .unwrap();
+    let summary = on.summary();
+    assert!(
+        summary.contains("on at / (login: password <redacted>"),
+        "{summary}"
+    );
+    for shown in [summary, format!("{on:?}")] {
+        assert!(!shown.contains("a-long-enough-password"), "{shown}");
+    }
+}

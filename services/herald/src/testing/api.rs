@@ -65,11 +65,11 @@ impl Api {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (u16, String) {
-        let (status, _, body) = self.exchange(verb, path, headers, body).await;
+        let (status, _, body) = self.request_with_head(verb, path, headers, body).await;
         (status, body)
     }
 
-    /// [`Api::request`], with the response's header lines too (names lower-cased).
+    /// [`Api::request`], with the response's header lines (names lower-cased).
     pub async fn exchange(
         &self,
         verb: &str,
@@ -77,6 +77,24 @@ impl Api {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (u16, Vec<(String, String)>, String) {
+        let (status, head, body) = self.request_with_head(verb, path, headers, body).await;
+        let header_lines = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        (status, header_lines, body)
+    }
+
+    /// [`Api::request`], with the response head too (status line and headers, as sent).
+    pub async fn request_with_head(
+        &self,
+        verb: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String, String) {
         let mut stream = TcpStream::connect(self.addr).await.expect("connect api");
         let mut request = format!(
             "{verb} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
@@ -112,13 +130,7 @@ impl Api {
         } else {
             body.to_string()
         };
-        let header_lines = head
-            .lines()
-            .skip(1)
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        (status, header_lines, body)
+        (status, head.to_string(), body)
     }
 }
 
