@@ -57,7 +57,8 @@ impl Api {
         super::metric(&text, name, labels).unwrap_or(0.0)
     }
 
-    /// Any request; `Connection: close`, so the body is whatever comes until EOF.
+    /// Any request; `Connection: close`, so the body is whatever comes until EOF. Every
+    /// exchange with `/api` is checked against docs/openapi.yaml ([`super::openapi`]).
     pub async fn request(
         &self,
         verb: &str,
@@ -65,6 +66,31 @@ impl Api {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (u16, String) {
+        let (status, content_type, response) = self.exchange(verb, path, headers, body).await;
+        if path == "/api" || path.starts_with("/api/") || path.starts_with("/api?") {
+            let exchange = super::openapi::Exchange {
+                verb,
+                target: path,
+                request_body: body,
+                status,
+                content_type: content_type.as_deref(),
+                response_body: &response,
+            };
+            if let Err(e) = super::openapi::Spec::served().check(&exchange) {
+                panic!("docs/openapi.yaml: {e}");
+            }
+        }
+        (status, response)
+    }
+
+    /// A request as it goes: status, Content-Type and body, unchecked.
+    pub async fn exchange(
+        &self,
+        verb: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, Option<String>, String) {
         let mut stream = TcpStream::connect(self.addr).await.expect("connect api");
         let mut request = format!(
             "{verb} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
@@ -92,15 +118,18 @@ impl Api {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let chunked = head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked");
+        let head_lower = head.to_ascii_lowercase();
+        let chunked = head_lower.contains("transfer-encoding: chunked");
+        let content_type = head_lower
+            .lines()
+            .find_map(|l| l.strip_prefix("content-type:"))
+            .map(|v| v.trim().to_string());
         let body = if chunked {
             dechunk(body)
         } else {
             body.to_string()
         };
-        (status, body)
+        (status, content_type, body)
     }
 }
 
