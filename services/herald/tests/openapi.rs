@@ -485,13 +485,13 @@ fn schemathesis_bin() -> Option<PathBuf> {
 async fn schemathesis_finds_no_server_error() {
     let Some(bin) = schemathesis_bin() else {
         let why = "schemathesis is not installed in target/sdk-venv: run `bash .ci/install-test-deps` from the repository root (or set HERALD_TEST_SCHEMATHESIS)";
-        assert!(std::env::var_os("CI").is_none(), "{why}");
+        let in_ci = std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"));
+        assert!(!in_ci, "{why}");
         eprintln!("skipped: {why}");
         return;
     };
     let redis = RedisServer::start();
     let node = RunningNode::start(redis_config(&redis)).expect("start node");
-    let report_dir = std::env::temp_dir().join(format!("herald-schemathesis-{}", node.addr.port()));
     let output = tokio::process::Command::new(&bin)
         .arg("run")
         .arg(spec_path())
@@ -509,10 +509,11 @@ async fn schemathesis_finds_no_server_error() {
             "2",
             "--request-timeout",
             "10",
+            "--generation-database",
+            "none",
             "--no-color",
         ])
-        .env("SCHEMATHESIS_HOOKS", "")
-        .env("HOME", &report_dir)
+        // Not the repository: schemathesis reads a schemathesis.toml from where it runs.
         .current_dir(std::env::temp_dir())
         .stdin(Stdio::null())
         .kill_on_drop(true)
