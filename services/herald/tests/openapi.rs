@@ -470,12 +470,47 @@ async fn the_legacy_endpoint_matches_the_document() {
     assert_eq!(api.request("POST", "/api", &key, "[1]").await.0, 400);
 }
 
-fn schemathesis_bin() -> Option<PathBuf> {
-    let bin = match std::env::var_os("HERALD_TEST_SCHEMATHESIS") {
+/// A program of target/sdk-venv (or `env`'s override). Missing: `None` with the reason
+/// printed, outside CI; under CI (`CI` set) the test fails, so CI cannot pass without it.
+fn venv_tool(name: &str, env: &str) -> Option<PathBuf> {
+    let bin = match std::env::var_os(env) {
         Some(p) => PathBuf::from(p),
-        None => manifest_dir().join("../../target/sdk-venv/bin/schemathesis"),
+        None => manifest_dir().join("../../target/sdk-venv/bin").join(name),
     };
-    bin.exists().then_some(bin)
+    if bin.exists() {
+        return Some(bin);
+    }
+    let why = format!(
+        "{name} is not installed in target/sdk-venv: run `bash .ci/install-test-deps` from the repository root (or set {env})"
+    );
+    let in_ci = std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"));
+    assert!(!in_ci, "{why}");
+    eprintln!("skipped: {why}");
+    None
+}
+
+/// docs/openapi.yaml against the OpenAPI 3.1 schema (openapi-spec-validator): the structure
+/// the tools reading it expect, which the schema checks of the other tests do not cover.
+#[test]
+fn the_document_is_valid_openapi_3_1() {
+    let Some(python) = venv_tool("python", "HERALD_TEST_PYTHON") else {
+        return;
+    };
+    let check = "import sys\n\
+        from openapi_spec_validator import validate\n\
+        from openapi_spec_validator.readers import read_from_filename\n\
+        spec, _ = read_from_filename(sys.argv[1])\n\
+        validate(spec)\n";
+    let output = std::process::Command::new(python)
+        .args(["-c", check])
+        .arg(spec_path())
+        .output()
+        .expect("run openapi-spec-validator");
+    assert!(
+        output.status.success(),
+        "docs/openapi.yaml is not valid OpenAPI 3.1:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// schemathesis generates requests from docs/openapi.yaml (its examples, then generated and
@@ -483,11 +518,7 @@ fn schemathesis_bin() -> Option<PathBuf> {
 /// and checks that no answer is a server error and every answer matches the document.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error() {
-    let Some(bin) = schemathesis_bin() else {
-        let why = "schemathesis is not installed in target/sdk-venv: run `bash .ci/install-test-deps` from the repository root (or set HERALD_TEST_SCHEMATHESIS)";
-        let in_ci = std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"));
-        assert!(!in_ci, "{why}");
-        eprintln!("skipped: {why}");
+    let Some(bin) = venv_tool("schemathesis", "HERALD_TEST_SCHEMATHESIS") else {
         return;
     };
     let redis = RedisServer::start();
