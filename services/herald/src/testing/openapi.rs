@@ -43,10 +43,6 @@ impl Spec {
         }
     }
 
-    pub fn doc(&self) -> &Value {
-        &self.doc
-    }
-
     /// Whether `exchange` is what the document describes; the error says where it differs.
     pub fn check(&self, exchange: &Exchange) -> Result<(), String> {
         let path = exchange.target.split('?').next().unwrap_or_default();
