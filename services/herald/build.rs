@@ -1,9 +1,13 @@
 //! Stamps the binary with the commit it was built from (`herald version`, `herald_build_info`):
 //! `HERALD_COMMIT` when the build sets it (the Docker build, whose context has no .git), else
 //! `git rev-parse`, else "unknown". Also the target triple, profile and compiler, which
-//! `herald version` reports.
+//! `herald version` reports. Converts docs/openapi.yaml to the JSON served at
+//! `/api/openapi.json`, so the served document is the YAML and a YAML mistake fails the build.
 
-use std::path::Path;
+#[path = "build/yaml_json.rs"]
+mod yaml_json;
+
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
@@ -28,6 +32,21 @@ fn main() {
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=HERALD_RUSTC={rustc_version}");
+    openapi_json();
+}
+
+fn openapi_json() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let source = manifest.join("../../docs/openapi.yaml");
+    println!("cargo:rerun-if-changed={}", source.display());
+    println!("cargo:rerun-if-changed=build/yaml_json.rs");
+    let yaml = std::fs::read_to_string(&source)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", source.display()));
+    let json = yaml_json::convert(&yaml)
+        .unwrap_or_else(|e| panic!("{} is not a JSON document: {e}", source.display()));
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("openapi.json");
+    std::fs::write(&out, json.to_string())
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
 }
 
 fn git_commit() -> Option<String> {

@@ -307,6 +307,14 @@ async fn keeps_history(broker: Arc<dyn Broker>, recorder: Arc<Recorder>) {
         .await
         .unwrap();
     assert_eq!(offsets(&before), [4, 3]);
+    // A limit beyond any stream (the API takes any i64) reads everything kept.
+    for reverse in [false, true] {
+        let huge = broker
+            .history("h", &query(None, Some(usize::MAX - 1), reverse))
+            .await
+            .unwrap();
+        assert_eq!(offsets(&huge).len(), 3, "reverse: {reverse}");
+    }
     let top = broker
         .history("h", &query(None, Some(0), false))
         .await

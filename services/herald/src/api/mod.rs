@@ -1,8 +1,10 @@
 //! The server API: `POST /api/<method>` with Centrifugo's request and reply shapes, the legacy
-//! `POST /api` newline-delimited form (cent.js `pipeline()`), and the API key check.
+//! `POST /api` newline-delimited form (cent.js `pipeline()`), the API key check, and the API's
+//! OpenAPI document (docs/openapi.yaml) at `GET /api/openapi.json`.
 
 pub mod error;
 mod methods;
+pub mod openapi;
 pub mod types;
 
 use std::time::Instant;
@@ -29,7 +31,14 @@ pub struct ApiState {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // Before `/api/{method}`, which would otherwise take the path.
     cfg.service(
+        web::resource("/api/openapi.json")
+            .route(web::get().to(openapi::handler))
+            .route(web::head().to(openapi::handler))
+            .route(web::route().to(method_not_allowed_get)),
+    )
+    .service(
         web::resource("/api")
             .route(web::post().to(legacy))
             .route(web::route().to(method_not_allowed)),
@@ -53,6 +62,12 @@ pub(crate) async fn call_node_method(
 async fn method_not_allowed() -> HttpResponse {
     HttpResponse::MethodNotAllowed()
         .insert_header((header::ALLOW, "POST"))
+        .finish()
+}
+
+async fn method_not_allowed_get() -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, "GET, HEAD"))
         .finish()
 }
 
@@ -125,9 +140,7 @@ async fn call_method(
     match outcome {
         Ok(value) if method == "batch" => HttpResponse::Ok().json(value),
         Ok(value) => HttpResponse::Ok().json(Wrapped::Result(value)),
-        Err(CallError::Parse(msg)) => HttpResponse::BadRequest()
-            .content_type("text/plain; charset=utf-8")
-            .body(format!("bad request: {msg}\n")),
+        Err(CallError::Parse(msg)) => bad_request_text(&msg),
         Err(CallError::UnknownMethod) => HttpResponse::NotFound()
             .content_type("text/plain; charset=utf-8")
             .body(format!("unknown API method {method:?}\n")),
@@ -209,10 +222,7 @@ async fn legacy_commands(req: &HttpRequest, body: &[u8], state: &ApiState) -> Ht
         }
         let command: LegacyCommand = match serde_json::from_slice(line) {
             Ok(c) => c,
-            Err(e) => {
-                return HttpResponse::build(StatusCode::BAD_REQUEST)
-                    .body(format!("bad request: {e}\n"));
-            }
+            Err(e) => return bad_request_text(&e.to_string()),
         };
         state.telemetry.api_request(&command.method);
         let params = command.params.map(|p| p.get().as_bytes()).unwrap_or(b"{}");
@@ -226,9 +236,20 @@ async fn legacy_commands(req: &HttpRequest, body: &[u8], state: &ApiState) -> Ht
         };
         lines.push(serde_json::to_string(&reply).unwrap_or_default());
     }
+    // An empty 200 would not be JSON; Centrifugo answers a body without commands with 400.
+    if lines.is_empty() {
+        return bad_request_text("no commands");
+    }
     HttpResponse::Ok()
         .content_type("application/json")
         .body(lines.join("\n"))
+}
+
+/// HTTP 400 for a body that is not what the endpoint takes, with the reason in plain text.
+fn bad_request_text(reason: &str) -> HttpResponse {
+    HttpResponse::build(StatusCode::BAD_REQUEST)
+        .content_type("text/plain; charset=utf-8")
+        .body(format!("bad request: {reason}\n"))
 }
 
 #[cfg(test)]

@@ -57,7 +57,8 @@ impl Api {
         super::metric(&text, name, labels).unwrap_or(0.0)
     }
 
-    /// Any request; `Connection: close`, so the body is whatever comes until EOF.
+    /// Any request; `Connection: close`, so the body is whatever comes until EOF. Every
+    /// exchange with `/api` is checked against docs/openapi.yaml ([`super::openapi`]).
     pub async fn request(
         &self,
         verb: &str,
@@ -65,12 +66,41 @@ impl Api {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (u16, String) {
-        let (status, _, body) = self.request_with_head(verb, path, headers, body).await;
-        (status, body)
+        let (status, content_type, response) = self.exchange(verb, path, headers, body).await;
+        if path == "/api" || path.starts_with("/api/") || path.starts_with("/api?") {
+            let exchange = super::openapi::Exchange {
+                verb,
+                target: path,
+                request_body: body,
+                status,
+                content_type: content_type.as_deref(),
+                response_body: &response,
+            };
+            if let Err(e) = super::openapi::Spec::served().check(&exchange) {
+                panic!("docs/openapi.yaml: {e}");
+            }
+        }
+        (status, response)
     }
 
-    /// [`Api::request`], with the response's header lines (names lower-cased).
+    /// A request as it goes: status, Content-Type and body, unchecked.
     pub async fn exchange(
+        &self,
+        verb: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, Option<String>, String) {
+        let (status, head, body) = self.request_with_head(verb, path, headers, body).await;
+        let content_type = head.to_ascii_lowercase().lines().find_map(|l| {
+            l.strip_prefix("content-type:")
+                .map(|v| v.trim().to_string())
+        });
+        (status, content_type, body)
+    }
+
+    /// A request as it goes, with the response's header lines (names lower-cased), unchecked.
+    pub async fn with_headers(
         &self,
         verb: &str,
         path: &str,
@@ -87,7 +117,8 @@ impl Api {
         (status, header_lines, body)
     }
 
-    /// [`Api::request`], with the response head too (status line and headers, as sent).
+    /// A request as it goes, with the response head (status line and headers, as sent),
+    /// unchecked.
     pub async fn request_with_head(
         &self,
         verb: &str,

@@ -5,6 +5,7 @@
 
 mod api;
 mod client;
+pub mod openapi;
 pub mod process;
 pub mod raw_ws;
 pub mod stream;

@@ -62,6 +62,8 @@ return 1
 /// ("" = from the end the direction starts at), reverse ("1"). Returns `{top, epoch, entries}`.
 /// Ranges use whole ids (`(<offset>-0`): a bare `(5` as the upper end of XREVRANGE would mean
 /// `5-<max>` and include entry 5.
+/// COUNT is passed the limit as given: `tonumber` makes a Lua double, which Redis would get back
+/// as `9.2233720368547758e+18` for a limit beyond 2^53 and refuse as not an integer.
 pub(super) const READ: &str = r#"
 local epoch = redis.call("hget", KEYS[2], "e")
 if not epoch then
@@ -79,7 +81,7 @@ if ARGV[5] == "1" then
   local from = "+"
   if ARGV[4] ~= "" then from = "(" .. ARGV[4] .. "-0" end
   if limit > 0 then
-    entries = redis.call("xrevrange", KEYS[1], from, "-", "COUNT", limit)
+    entries = redis.call("xrevrange", KEYS[1], from, "-", "COUNT", ARGV[3])
   else
     entries = redis.call("xrevrange", KEYS[1], from, "-")
   end
@@ -87,7 +89,7 @@ else
   local from = "-"
   if ARGV[4] ~= "" then from = "(" .. ARGV[4] .. "-0" end
   if limit > 0 then
-    entries = redis.call("xrange", KEYS[1], from, "+", "COUNT", limit)
+    entries = redis.call("xrange", KEYS[1], from, "+", "COUNT", ARGV[3])
   else
     entries = redis.call("xrange", KEYS[1], from, "+")
   end
