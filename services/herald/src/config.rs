@@ -146,6 +146,17 @@
 //! command_rate_limit = 100      # commands per second per connection (average), 0 = none;
 //!                               # past it a command gets error 111 and is not run
 //! command_rate_burst = 200      # commands a connection may send at once above the average
+//!
+//! [telemetry]
+//! # OpenTelemetry traces (docs/tracing.md). Off unless otlp_endpoint is set: the base URL of an
+//! # OTLP/HTTP collector (protobuf bodies); spans are POSTed to <otlp_endpoint>/v1/traces (a URL
+//! # that already ends in /v1/traces is used as it is). http:// or https:// only.
+//! # Environment: HERALD_TELEMETRY__OTLP_ENDPOINT=http://otel-collector:4318
+//! # otlp_endpoint = "http://otel-collector:4318"
+//! service_name = "herald"        # service.name of the spans; not empty
+//! sampling_ratio = 1.0           # share of new traces recorded, 0.0 to 1.0; parent-based: an API
+//!                                # request with a W3C traceparent follows its caller's decision
+//! export_timeout = "10s"         # how long one export may take; (0, 60s]
 //! ```
 //!
 //! # Dev mode
@@ -261,10 +272,34 @@ pub struct Config {
     pub broker: BrokerConfig,
     pub channels: ChannelConfig,
     pub client: ClientConfig,
+    pub telemetry: TelemetryConfig,
     /// `Some` when running in dev mode (no keys configured): the generated secrets.
     pub dev: Option<DevMode>,
     /// Non-fatal findings (e.g. a short HMAC secret) the binary should log at start.
     pub warnings: Vec<String>,
+}
+
+/// `[telemetry]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// Where spans are POSTed (OTLP/HTTP, protobuf): the configured base URL with
+    /// `/v1/traces`. `None`: tracing off.
+    pub otlp_traces_url: Option<String>,
+    pub service_name: String,
+    /// Share of new traces recorded (parent-based: a sampled parent is followed).
+    pub sampling_ratio: f64,
+    pub export_timeout: Duration,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_traces_url: None,
+            service_name: "herald".to_owned(),
+            sampling_ratio: 1.0,
+            export_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// `[server]`, validated.
@@ -900,6 +935,8 @@ impl Config {
             command_rate_burst,
         };
 
+        let telemetry = telemetry(&raw.telemetry, &mut problems);
+
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -922,6 +959,7 @@ impl Config {
             broker,
             channels,
             client,
+            telemetry,
             dev,
             warnings,
         })
@@ -1150,6 +1188,20 @@ impl Config {
             d(c.presence_update_interval),
             d(c.presence_ttl)
         );
+        let t = &self.telemetry;
+        let _ = writeln!(s, "[telemetry]");
+        match &t.otlp_traces_url {
+            Some(url) => {
+                let _ = writeln!(
+                    s,
+                    "  traces:           OTLP to {url} as {:?}, sampling {} of new traces",
+                    t.service_name, t.sampling_ratio
+                );
+            }
+            None => {
+                let _ = writeln!(s, "  traces:           off");
+            }
+        }
         for w in &self.warnings {
             let _ = writeln!(s, "warning: {w}");
         }
@@ -1239,6 +1291,7 @@ impl Config {
                 ..ChannelConfig::default()
             },
             client: ClientConfig::default(),
+            telemetry: TelemetryConfig::default(),
             dev: None,
             warnings: Vec::new(),
         }
@@ -1400,6 +1453,54 @@ fn parse_duration(key: &str, value: &str, problems: &mut Vec<String>) -> Option<
             ));
             None
         }
+    }
+}
+
+/// Validates `[telemetry]`.
+fn telemetry(raw: &raw::RawTelemetry, problems: &mut Vec<String>) -> TelemetryConfig {
+    let otlp_traces_url = non_empty(&raw.otlp_endpoint).and_then(|url| {
+        let url = url.trim().trim_end_matches('/');
+        let host = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
+        match host {
+            Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {
+                Some(if url.ends_with("/v1/traces") {
+                    url.to_owned()
+                } else {
+                    format!("{url}/v1/traces")
+                })
+            }
+            _ => {
+                problems.push(format!(
+                    "telemetry.otlp_endpoint: {url:?} is not an http:// or https:// URL (expected the collector's OTLP/HTTP address, e.g. \"http://otel-collector:4318\")"
+                ));
+                None
+            }
+        }
+    });
+    let service_name = raw.service_name.trim();
+    if service_name.is_empty() {
+        problems.push("telemetry.service_name: must not be empty".to_owned());
+    }
+    if !(0.0..=1.0).contains(&raw.sampling_ratio) {
+        problems.push(format!(
+            "telemetry.sampling_ratio: {} is out of range (0.0 to 1.0)",
+            raw.sampling_ratio
+        ));
+    }
+    let export_timeout = parse_duration("telemetry.export_timeout", &raw.export_timeout, problems);
+    if export_timeout.is_some_and(|d| d.is_zero() || d > Duration::from_secs(60)) {
+        problems.push(format!(
+            "telemetry.export_timeout: {:?} is out of range (more than 0s, at most 60s)",
+            raw.export_timeout
+        ));
+    }
+    TelemetryConfig {
+        otlp_traces_url,
+        service_name: service_name.to_owned(),
+        sampling_ratio: raw.sampling_ratio,
+        export_timeout: export_timeout.unwrap_or(Duration::from_secs(10)),
     }
 }
 

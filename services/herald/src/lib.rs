@@ -18,6 +18,7 @@ pub mod config;
 pub mod devmode;
 pub mod metrics;
 pub mod server;
+pub mod telemetry;
 pub mod transport;
 
 pub use server::{RunningNode, build_node, serve};

@@ -84,6 +84,11 @@ pub struct HistoryPage {
 /// publications to the hub; it must never block (the broker's read loop calls it).
 pub trait BrokerEventHandler: Send + Sync + 'static {
     fn handle_publication(&self, channel: &str, publication: Publication);
+    /// A publication that came with a trace context (a W3C `traceparent`, see
+    /// [`crate::trace`]): the delivery continues that trace.
+    fn handle_traced_publication(&self, channel: &str, publication: Publication, _trace: &str) {
+        self.handle_publication(channel, publication);
+    }
     /// A client joined (`join`) or left `channel` on some node.
     fn handle_join_leave(&self, channel: &str, info: ClientInfo, join: bool);
     /// The broker subscribed `channels` again after losing its connection: publications made
@@ -122,6 +127,23 @@ pub trait Broker: Send + Sync + 'static {
         history: Option<&HistoryOptions>,
         key: &str,
     ) -> Result<Option<StreamPosition>, BrokerError>;
+    /// [`Broker::publish`], or with `key` [`Broker::publish_once`], carrying `trace` (a W3C
+    /// `traceparent`) with the publication to every node, whose handler gets it through
+    /// [`BrokerEventHandler::handle_traced_publication`]. A broker that cannot carry it
+    /// publishes without it.
+    async fn publish_traced(
+        &self,
+        channel: &str,
+        publication: Publication,
+        history: Option<&HistoryOptions>,
+        key: Option<&str>,
+        _trace: &str,
+    ) -> Result<Option<StreamPosition>, BrokerError> {
+        match key {
+            Some(key) => self.publish_once(channel, publication, history, key).await,
+            None => self.publish(channel, publication, history).await,
+        }
+    }
     /// Reads a channel's stream.
     async fn history(
         &self,

@@ -42,10 +42,37 @@ fn to_value<T: serde::Serialize>(v: T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-pub async fn call(node: &Node, method: &str, params: &[u8]) -> Result<Value, CallError> {
+/// The span name of each method (`None`: no such method). Static names keep the span names a
+/// bounded set whatever the requests say.
+pub fn span_name(method: &str) -> Option<&'static str> {
+    Some(match method {
+        "publish" => "api publish",
+        "broadcast" => "api broadcast",
+        "subscribe" => "api subscribe",
+        "unsubscribe" => "api unsubscribe",
+        "disconnect" => "api disconnect",
+        "info" => "api info",
+        "channels" => "api channels",
+        "history" => "api history",
+        "history_remove" => "api history_remove",
+        "presence" => "api presence",
+        "presence_stats" => "api presence_stats",
+        "batch" => "api batch",
+        _ => return None,
+    })
+}
+
+/// Runs one method. `trace`: the W3C `traceparent` of the API call's span, the parent of what
+/// the method publishes.
+pub async fn call(
+    node: &Node,
+    method: &str,
+    params: &[u8],
+    trace: Option<&str>,
+) -> Result<Value, CallError> {
     match method {
-        "publish" => publish(node, parse(params)?).await.map(to_value),
-        "broadcast" => Ok(to_value(broadcast(node, parse(params)?).await?)),
+        "publish" => publish(node, parse(params)?, trace).await.map(to_value),
+        "broadcast" => Ok(to_value(broadcast(node, parse(params)?, trace).await?)),
         "subscribe" => subscribe(node, parse(params)?).await.map(to_value),
         "unsubscribe" => unsubscribe(node, parse(params)?).await.map(to_value),
         "disconnect" => disconnect(node, parse(params)?).await.map(to_value),
@@ -60,13 +87,13 @@ pub async fn call(node: &Node, method: &str, params: &[u8]) -> Result<Value, Cal
 }
 
 /// `/api/batch`: every command in order (or concurrently with `parallel`), one reply each.
-pub async fn batch(node: &Node, body: &[u8]) -> Result<Value, CallError> {
+pub async fn batch(node: &Node, body: &[u8], trace: Option<&str>) -> Result<Value, CallError> {
     let request: BatchRequest = parse(body)?;
     let run = |command: std::collections::BTreeMap<String, Raw>| async move {
         let Some((method, params)) = command.into_iter().next() else {
             return json!({"error": bad_request()});
         };
-        match call(node, &method, params.get().as_bytes()).await {
+        match call(node, &method, params.get().as_bytes(), trace).await {
             Ok(v) => json!({ method: v }),
             Err(CallError::Api(e)) => json!({"error": e}),
             Err(CallError::Parse(_)) => json!({"error": bad_request()}),
@@ -100,13 +127,26 @@ fn payload(data: &Option<Raw>, b64data: &str) -> Result<Bytes, CallError> {
     Err(bad_request().into())
 }
 
-async fn publish(node: &Node, req: PublishRequest) -> Result<PublishResult, CallError> {
+async fn publish(
+    node: &Node,
+    req: PublishRequest,
+    trace: Option<&str>,
+) -> Result<PublishResult, CallError> {
     if req.channel.is_empty() {
         return Err(bad_request().into());
     }
     let data = payload(&req.data, &req.b64data)?;
     let key = (!req.idempotency_key.is_empty()).then_some(req.idempotency_key.as_str());
-    publish_one(node, &req.channel, data, &req.tags, req.skip_history, key).await
+    publish_one(
+        node,
+        &req.channel,
+        data,
+        &req.tags,
+        req.skip_history,
+        key,
+        trace,
+    )
+    .await
 }
 
 async fn publish_one(
@@ -116,6 +156,7 @@ async fn publish_one(
     tags: &std::collections::BTreeMap<String, String>,
     skip_history: bool,
     idempotency_key: Option<&str>,
+    trace: Option<&str>,
 ) -> Result<PublishResult, CallError> {
     let position = node
         .publish(
@@ -126,6 +167,7 @@ async fn publish_one(
                 tags: tags.clone(),
                 skip_history,
                 idempotency_key: idempotency_key.map(str::to_owned),
+                trace: trace.map(str::to_owned),
             },
         )
         .await
@@ -139,7 +181,11 @@ async fn publish_one(
     })
 }
 
-async fn broadcast(node: &Node, req: BroadcastRequest) -> Result<BroadcastResult, CallError> {
+async fn broadcast(
+    node: &Node,
+    req: BroadcastRequest,
+    trace: Option<&str>,
+) -> Result<BroadcastResult, CallError> {
     if req.channels.is_empty() {
         return Err(bad_request().into());
     }
@@ -156,6 +202,7 @@ async fn broadcast(node: &Node, req: BroadcastRequest) -> Result<BroadcastResult
                 &req.tags,
                 req.skip_history,
                 key,
+                trace,
             )
             .await
             {

@@ -93,11 +93,24 @@ async fn call(
     }
     let method = method.into_inner();
     state.telemetry.api_request(&method);
+    let mut span = state
+        .node
+        .tracer()
+        .and_then(|tracer| api_span(tracer, &req, &method));
+    let trace = span.as_ref().map(|span| span.traceparent());
     let outcome = if method == "batch" {
-        methods::batch(&state.node, &body).await
+        methods::batch(&state.node, &body, trace.as_deref()).await
     } else {
-        methods::call(&state.node, &method, &body).await
+        methods::call(&state.node, &method, &body, trace.as_deref()).await
     };
+    if let (Some(span), Err(e)) = (&mut span, &outcome) {
+        span.fail(&match e {
+            CallError::Parse(msg) => format!("bad request: {msg}"),
+            CallError::UnknownMethod => "unknown method".to_owned(),
+            CallError::Api(e) => format!("error {}: {}", e.code, e.message),
+        });
+    }
+    drop(span);
     match outcome {
         Ok(value) if method == "batch" => HttpResponse::Ok().json(value),
         Ok(value) => HttpResponse::Ok().json(Wrapped::Result(value)),
@@ -109,6 +122,26 @@ async fn call(
             .body(format!("unknown API method {method:?}\n")),
         Err(CallError::Api(e)) => error_response(&req, e),
     }
+}
+
+/// The server span of an API call, continuing the caller's trace when the request carries a
+/// W3C `traceparent` header. Only known methods get one (a span name per method, bounded).
+fn api_span(
+    tracer: &dyn herald_engine::trace::Tracer,
+    req: &HttpRequest,
+    method: &str,
+) -> Option<Box<dyn herald_engine::trace::Span>> {
+    let name = methods::span_name(method)?;
+    let parent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    tracer.start(herald_engine::trace::SpanStart {
+        name,
+        kind: herald_engine::trace::SpanKind::Server,
+        parent,
+        attributes: &[("rpc.system", "herald"), ("rpc.method", method)],
+    })
 }
 
 fn error_response(req: &HttpRequest, e: ApiErrorBody) -> HttpResponse {
@@ -152,7 +185,7 @@ async fn legacy(req: HttpRequest, body: web::Bytes, state: web::Data<ApiState>) 
             }
         };
         let params = command.params.map(|p| p.get().as_bytes()).unwrap_or(b"{}");
-        let reply = match methods::call(&state.node, &command.method, params).await {
+        let reply = match methods::call(&state.node, &command.method, params, None).await {
             Ok(v) => Wrapped::Result(v),
             Err(CallError::UnknownMethod) => {
                 Wrapped::Error(herald_protocol::codes::METHOD_NOT_FOUND.into())

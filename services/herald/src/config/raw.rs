@@ -11,7 +11,15 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 /// Names of the top-level sections, in the order they are documented.
-pub(crate) const SECTIONS: &[&str] = &["server", "auth", "api", "broker", "channels", "client"];
+pub(crate) const SECTIONS: &[&str] = &[
+    "server",
+    "auth",
+    "api",
+    "broker",
+    "channels",
+    "client",
+    "telemetry",
+];
 
 /// `[server]`: the HTTP listener.
 #[derive(Debug, Clone, Deserialize)]
@@ -369,6 +377,33 @@ impl Default for RawClient {
     }
 }
 
+/// `[telemetry]`: OpenTelemetry trace export.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawTelemetry {
+    /// Base URL of an OTLP/HTTP collector (`http://collector:4318`); spans go to
+    /// `<url>/v1/traces`. Default: none (tracing off).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans. Default `herald`.
+    pub service_name: String,
+    /// Share of new traces recorded, 0.0 to 1.0; a request that carries a trace context
+    /// follows its parent's decision. Default 1.0.
+    pub sampling_ratio: f64,
+    /// How long one export may take before it is given up. Default `10s`.
+    pub export_timeout: String,
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "herald".to_owned(),
+            sampling_ratio: 1.0,
+            export_timeout: "10s".to_owned(),
+        }
+    }
+}
+
 /// All sections. A section that failed to deserialize keeps its defaults and is listed in
 /// `failed`, so checks that span sections can stay quiet about it.
 #[derive(Debug, Clone, Default)]
@@ -379,6 +414,7 @@ pub(crate) struct RawConfig {
     pub broker: RawBroker,
     pub channels: RawChannels,
     pub client: RawClient,
+    pub telemetry: RawTelemetry,
     /// `--dev` was given: generate the keys and open the channels (not a file or env key).
     pub dev: bool,
     /// Sections that could not be read (their problems are in `problems`).
@@ -416,6 +452,7 @@ impl RawConfig {
         section(&mut raw, &mut top, "broker", |raw, v| raw.broker = v);
         section(&mut raw, &mut top, "channels", |raw, v| raw.channels = v);
         section(&mut raw, &mut top, "client", |raw, v| raw.client = v);
+        section(&mut raw, &mut top, "telemetry", |raw, v| raw.telemetry = v);
         raw
     }
 }

@@ -17,8 +17,9 @@ use super::super::{HistoryOptions, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, S
 
 /// KEYS: stream, meta[, idempotency result]. ARGV: payload, size, ttl (s), meta ttl (s),
 /// PUB/SUB channel, a fresh epoch (used if the stream has none), publish verb (PUBLISH or
-/// SPUBLISH)[, result ttl (s)]. Returns `{offset, epoch}` (the remembered ones for a repeated
-/// idempotency key).
+/// SPUBLISH), the trace field (`crate::trace`; empty without one: it goes into the PUB/SUB
+/// message only, never into the stream)[, result ttl (s)]. Returns `{offset, epoch}` (the
+/// remembered ones for a repeated idempotency key).
 pub(super) const PUBLISH: &str = r#"
 if #KEYS == 3 then
   local r = redis.call("hmget", KEYS[3], "o", "e")
@@ -38,10 +39,10 @@ if offset == 1 then
 end
 redis.call("xadd", KEYS[1], "MAXLEN", ARGV[2], offset, "d", ARGV[1])
 redis.call("expire", KEYS[1], ARGV[3])
-redis.call(ARGV[7], ARGV[5], "__p1:" .. offset .. ":" .. epoch .. "__" .. ARGV[1])
+redis.call(ARGV[7], ARGV[5], "__p1:" .. offset .. ":" .. epoch .. "__" .. ARGV[8] .. ARGV[1])
 if #KEYS == 3 then
   redis.call("hset", KEYS[3], "o", offset, "e", epoch)
-  redis.call("expire", KEYS[3], ARGV[8])
+  redis.call("expire", KEYS[3], ARGV[9])
 end
 return {offset, epoch}
 "#;
@@ -122,6 +123,7 @@ pub(super) fn publish_script(
     payload: Vec<u8>,
     options: &HistoryOptions,
     idempotency_key: Option<&str>,
+    trace_field: Vec<u8>,
 ) -> redis::ScriptInvocation<'static> {
     static SCRIPT: std::sync::LazyLock<redis::Script> =
         std::sync::LazyLock::new(|| redis::Script::new(PUBLISH));
@@ -135,7 +137,8 @@ pub(super) fn publish_script(
         .arg(META_TTL.max(options.ttl).as_secs())
         .arg(pubsub_channel)
         .arg(new_epoch())
-        .arg(publish_verb);
+        .arg(publish_verb)
+        .arg(trace_field);
     if let Some(key) = idempotency_key {
         invocation
             .key(result_key(prefix, channel, key))
