@@ -1194,8 +1194,10 @@ impl Config {
             Some(url) => {
                 let _ = writeln!(
                     s,
-                    "  traces:           OTLP to {url} as {:?}, sampling {} of new traces",
-                    t.service_name, t.sampling_ratio
+                    "  traces:           OTLP to {} as {:?}, sampling {} of new traces",
+                    redact_url(url),
+                    t.service_name,
+                    t.sampling_ratio
                 );
             }
             None => {

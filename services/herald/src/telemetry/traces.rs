@@ -4,7 +4,7 @@
 //! Each node gets a tracer provider of its own (its resource names the node), with the SDK's
 //! batch processor: spans are queued in memory and sent from the processor's thread every few
 //! seconds, so no request waits on the collector; a collector that is down costs dropped spans
-//! (and a warning from the SDK), never a failed publish. Sampling is parent-based: a request
+//! (and an error the SDK logs through `tracing`), never a failed publish. Sampling is parent-based: a request
 //! carrying a `traceparent` follows its caller's decision, a new trace is recorded with
 //! probability `telemetry.sampling_ratio`.
 

@@ -115,15 +115,21 @@ pub(super) fn new_epoch() -> String {
     format!("{:08x}", rand::random::<u32>())
 }
 
+/// What a publish with history sends: the encoded publication (kept in the stream and
+/// published) and the trace field that goes before it in the PUB/SUB message only.
+pub(super) struct Payload {
+    pub publication: Vec<u8>,
+    pub trace_field: Vec<u8>,
+}
+
 pub(super) fn publish_script(
     prefix: &str,
     channel: &str,
     pubsub_channel: &str,
     publish_verb: &str,
-    payload: Vec<u8>,
+    payload: Payload,
     options: &HistoryOptions,
     idempotency_key: Option<&str>,
-    trace_field: Vec<u8>,
 ) -> redis::ScriptInvocation<'static> {
     static SCRIPT: std::sync::LazyLock<redis::Script> =
         std::sync::LazyLock::new(|| redis::Script::new(PUBLISH));
@@ -131,14 +137,14 @@ pub(super) fn publish_script(
     invocation
         .key(stream_key(prefix, channel))
         .key(meta_key(prefix, channel))
-        .arg(payload)
+        .arg(payload.publication)
         .arg(options.size)
         .arg(options.ttl.as_secs().max(1))
         .arg(META_TTL.max(options.ttl).as_secs())
         .arg(pubsub_channel)
         .arg(new_epoch())
         .arg(publish_verb)
-        .arg(trace_field);
+        .arg(payload.trace_field);
     if let Some(key) = idempotency_key {
         invocation
             .key(result_key(prefix, channel, key))

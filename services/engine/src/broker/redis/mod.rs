@@ -327,10 +327,12 @@ impl RedisBroker {
             channel,
             &self.redis_channel(channel),
             shard.publish_verb(),
-            publication.encode_to_vec(),
+            history::Payload {
+                publication: publication.encode_to_vec(),
+                trace_field,
+            },
             options,
             idempotency_key,
-            trace_field,
         );
         let (offset, epoch): (u64, String) = self
             .on_runtime(async move { shard.invoke(&script).await })
