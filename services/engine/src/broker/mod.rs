@@ -129,21 +129,16 @@ pub trait Broker: Send + Sync + 'static {
     ) -> Result<Option<StreamPosition>, BrokerError>;
     /// [`Broker::publish`], or with `key` [`Broker::publish_once`], carrying `trace` (a W3C
     /// `traceparent`) with the publication to every node, whose handler gets it through
-    /// [`BrokerEventHandler::handle_traced_publication`]. A broker that cannot carry it
-    /// publishes without it.
+    /// [`BrokerEventHandler::handle_traced_publication`]. No default: a broker that wraps
+    /// another must hand the trace on, or traces would stop at it without a word.
     async fn publish_traced(
         &self,
         channel: &str,
         publication: Publication,
         history: Option<&HistoryOptions>,
         key: Option<&str>,
-        _trace: &str,
-    ) -> Result<Option<StreamPosition>, BrokerError> {
-        match key {
-            Some(key) => self.publish_once(channel, publication, history, key).await,
-            None => self.publish(channel, publication, history).await,
-        }
-    }
+        trace: &str,
+    ) -> Result<Option<StreamPosition>, BrokerError>;
     /// Reads a channel's stream.
     async fn history(
         &self,
