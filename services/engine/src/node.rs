@@ -27,7 +27,7 @@ use crate::limits::ConnectionRate;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::session::Session;
-use crate::trace::{Span, SpanKind, SpanStart, Tracer};
+use crate::trace::{Parent, Span, SpanKind, SpanStart, Tracer};
 
 /// Everything a node needs, validated by the binary.
 #[derive(Debug, Clone)]
@@ -103,9 +103,9 @@ pub struct PublishOptions {
     /// Publish at most once per key and channel within five minutes, on every node; a repeat
     /// returns the first result.
     pub idempotency_key: Option<String>,
-    /// The W3C `traceparent` of the caller's span (e.g. the server API's): the broker
-    /// publish span is its child. Ignored without a tracer.
-    pub trace: Option<String>,
+    /// The caller's span (e.g. the server API's): the broker publish span is its child.
+    /// Ignored without a tracer.
+    pub trace: Parent,
 }
 
 /// What `/api/info` reports about this node.
@@ -257,14 +257,20 @@ impl Node {
         };
         let broker = &self.inner.broker;
         let key = options.idempotency_key.as_deref();
-        let mut span = self.inner.tracer.as_ref().and_then(|tracer| {
-            tracer.start(SpanStart {
+        let parent = match &options.trace {
+            Parent::None => Some(None),
+            Parent::Span(traceparent) => Some(Some(traceparent.as_str())),
+            Parent::Unsampled => None,
+        };
+        let mut span = match (&self.inner.tracer, parent) {
+            (Some(tracer), Some(parent)) => tracer.start(SpanStart {
                 name: "broker publish",
                 kind: SpanKind::Producer,
-                parent: options.trace.as_deref(),
+                parent,
                 attributes: &[("messaging.destination.name", channel)],
-            })
-        });
+            }),
+            _ => None,
+        };
         let position = match (&span, key) {
             (Some(span), key) => {
                 let trace = span.traceparent();

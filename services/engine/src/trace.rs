@@ -40,6 +40,19 @@ pub struct SpanStart<'a> {
     pub attributes: &'a [(&'static str, &'a str)],
 }
 
+/// Where a span's caller stands, for spans started on a caller's behalf (the broker publish
+/// under an API call).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Parent {
+    /// No caller context: the span starts a new trace, if the tracer samples it.
+    #[default]
+    None,
+    /// The caller's span, as a W3C `traceparent`.
+    Span(String),
+    /// The caller's trace is not recorded: neither are its children, and nothing is handed on.
+    Unsampled,
+}
+
 /// Opens spans; the binary's implementation exports them.
 pub trait Tracer: Send + Sync + 'static {
     /// Starts a span. `None` when it is not sampled: nothing is recorded, and nothing needs to

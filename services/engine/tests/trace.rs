@@ -11,7 +11,7 @@ use bytes::Bytes;
 use herald_engine::config::{ChannelConfig, ChannelOptions, Namespace};
 use herald_engine::testing::node::node_config;
 use herald_engine::testing::session::{command, connected, drain_all};
-use herald_engine::trace::{Span, SpanKind, SpanStart, Tracer};
+use herald_engine::trace::{Parent, Span, SpanKind, SpanStart, Tracer};
 use herald_engine::{MemoryBroker, Node, PublishOptions};
 use serde_json::json;
 
@@ -113,12 +113,12 @@ fn node(tracer: Arc<Recorder>) -> Node {
     Node::with_tracer(config, Arc::new(MemoryBroker::new()), Some(tracer)).unwrap()
 }
 
-async fn publish(node: &Node, channel: &str, trace: Option<&str>) {
+async fn publish(node: &Node, channel: &str, trace: Parent) {
     node.publish(
         channel,
         Bytes::from_static(b"{}"),
         PublishOptions {
-            trace: trace.map(str::to_owned),
+            trace,
             ..Default::default()
         },
     )
@@ -143,7 +143,7 @@ async fn a_publication_is_traced_from_the_caller_to_the_delivery() {
     .await;
     assert!(refused[0]["error"].is_object(), "{refused:?}");
 
-    publish(&node, "chat:1", Some(CALLER)).await;
+    publish(&node, "chat:1", Parent::Span(CALLER.into())).await;
     for s in [&mut alice, &mut bob] {
         let pushed = drain_all(s).await;
         assert_eq!(pushed[0]["push"]["channel"], "chat:1", "{pushed:?}");
@@ -203,7 +203,34 @@ async fn an_unsampled_publication_opens_no_delivery_span() {
         json!({"id": 2, "subscribe": {"channel": "chat:1"}}),
     )
     .await;
-    publish(&node, "chat:1", Some(CALLER)).await;
+    publish(&node, "chat:1", Parent::Span(CALLER.into())).await;
     assert_eq!(drain_all(&mut alice).await.len(), 1);
     assert!(recorder.spans().is_empty());
+}
+
+#[tokio::test]
+async fn a_caller_that_is_not_sampled_gets_no_spans_below_it() {
+    let recorder = Arc::new(Recorder::default());
+    let node = node(recorder.clone());
+    let mut alice = connected(&node, "alice").await;
+    command(
+        &mut alice,
+        json!({"id": 2, "subscribe": {"channel": "chat:1"}}),
+    )
+    .await;
+    publish(&node, "chat:1", Parent::Unsampled).await;
+    assert_eq!(drain_all(&mut alice).await.len(), 1);
+    let names: Vec<&str> = recorder.spans().iter().map(|s| s.name).collect();
+    assert_eq!(
+        names,
+        ["connect", "subscribe"],
+        "no publish or delivery span"
+    );
+    // No caller at all: the publication starts a trace of its own.
+    publish(&node, "chat:1", Parent::None).await;
+    assert_eq!(drain_all(&mut alice).await.len(), 1);
+    let spans = recorder.spans();
+    assert_eq!(spans[2].name, "broker publish");
+    assert_eq!(spans[2].parent, None);
+    assert_eq!(spans[3].parent.as_ref(), Some(&spans[2].traceparent));
 }

@@ -501,3 +501,40 @@ async fn without_an_endpoint_no_trace_context_enters_redis() {
         "the payload is the publication alone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsampled_trace_records_nothing_and_carries_nothing() {
+    let redis = RedisServer::start();
+    let collector = Collector::start().await;
+    let a = node("node-a", &redis, Some(&collector)).await;
+    let channel = "chat:unsampled";
+    let mut on_a = subscriber(&a, "alice", channel).await;
+    let mut raw = RawSubscriber::start(&redis, channel).await;
+    let api = Api::new(a.addr, TEST_API_KEY);
+    // The caller decided not to sample (flags 00): parent-based sampling follows it.
+    let (status, reply) = api
+        .request(
+            "POST",
+            "/api/publish",
+            &[
+                ("X-API-Key", TEST_API_KEY),
+                ("traceparent", &format!("00-{TRACE_ID}-{CALLER_SPAN}-00")),
+            ],
+            &format!(r#"{{"channel":"{channel}","data":{{"n":3}}}}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    on_a.publication().await;
+    let (trace, _) = decode_payload(&raw.message().await);
+    assert_eq!(trace, None, "nothing to continue: no context in Redis");
+    let node = a.node.clone();
+    tokio::task::spawn_blocking(move || node.flush_traces())
+        .await
+        .unwrap();
+    let in_trace: Vec<Received> = collector
+        .spans()
+        .into_iter()
+        .filter(|s| s.trace_id == TRACE_ID)
+        .collect();
+    assert!(in_trace.is_empty(), "{in_trace:#?}");
+}

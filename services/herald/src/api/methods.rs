@@ -3,6 +3,7 @@
 use base64::Engine as _;
 use bytes::Bytes;
 use herald_engine::broker::{HistoryQuery, StreamPosition};
+use herald_engine::trace::Parent;
 use herald_engine::{Node, PublishOptions};
 use herald_protocol::codes::{self, Disconnect};
 use herald_protocol::proto::Publication;
@@ -62,13 +63,12 @@ pub fn span_name(method: &str) -> Option<&'static str> {
     })
 }
 
-/// Runs one method. `trace`: the W3C `traceparent` of the API call's span, the parent of what
-/// the method publishes.
+/// Runs one method. `trace`: the API call's span, the parent of what the method publishes.
 pub async fn call(
     node: &Node,
     method: &str,
     params: &[u8],
-    trace: Option<&str>,
+    trace: &Parent,
 ) -> Result<Value, CallError> {
     match method {
         "publish" => publish(node, parse(params)?, trace).await.map(to_value),
@@ -87,7 +87,7 @@ pub async fn call(
 }
 
 /// `/api/batch`: every command in order (or concurrently with `parallel`), one reply each.
-pub async fn batch(node: &Node, body: &[u8], trace: Option<&str>) -> Result<Value, CallError> {
+pub async fn batch(node: &Node, body: &[u8], trace: &Parent) -> Result<Value, CallError> {
     let request: BatchRequest = parse(body)?;
     let run = |command: std::collections::BTreeMap<String, Raw>| async move {
         let Some((method, params)) = command.into_iter().next() else {
@@ -130,7 +130,7 @@ fn payload(data: &Option<Raw>, b64data: &str) -> Result<Bytes, CallError> {
 async fn publish(
     node: &Node,
     req: PublishRequest,
-    trace: Option<&str>,
+    trace: &Parent,
 ) -> Result<PublishResult, CallError> {
     if req.channel.is_empty() {
         return Err(bad_request().into());
@@ -156,7 +156,7 @@ async fn publish_one(
     tags: &std::collections::BTreeMap<String, String>,
     skip_history: bool,
     idempotency_key: Option<&str>,
-    trace: Option<&str>,
+    trace: &Parent,
 ) -> Result<PublishResult, CallError> {
     let position = node
         .publish(
@@ -167,7 +167,7 @@ async fn publish_one(
                 tags: tags.clone(),
                 skip_history,
                 idempotency_key: idempotency_key.map(str::to_owned),
-                trace: trace.map(str::to_owned),
+                trace: trace.clone(),
             },
         )
         .await
@@ -184,7 +184,7 @@ async fn publish_one(
 async fn broadcast(
     node: &Node,
     req: BroadcastRequest,
-    trace: Option<&str>,
+    trace: &Parent,
 ) -> Result<BroadcastResult, CallError> {
     if req.channels.is_empty() {
         return Err(bad_request().into());

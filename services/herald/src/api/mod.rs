@@ -8,6 +8,7 @@ pub mod types;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use herald_engine::Node;
+use herald_engine::trace::Parent;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
@@ -97,11 +98,17 @@ async fn call(
         .node
         .tracer()
         .and_then(|tracer| api_span(tracer, &req, &method));
-    let trace = span.as_ref().map(|span| span.traceparent());
+    // Without a span of its own (tracing off, or this trace not sampled) an API call records
+    // nothing below it either.
+    let trace = match (state.node.tracer(), &span) {
+        (None, _) => Parent::None,
+        (Some(_), Some(span)) => Parent::Span(span.traceparent()),
+        (Some(_), None) => Parent::Unsampled,
+    };
     let outcome = if method == "batch" {
-        methods::batch(&state.node, &body, trace.as_deref()).await
+        methods::batch(&state.node, &body, &trace).await
     } else {
-        methods::call(&state.node, &method, &body, trace.as_deref()).await
+        methods::call(&state.node, &method, &body, &trace).await
     };
     if let (Some(span), Err(e)) = (&mut span, &outcome) {
         span.fail(&match e {
@@ -185,7 +192,7 @@ async fn legacy(req: HttpRequest, body: web::Bytes, state: web::Data<ApiState>) 
             }
         };
         let params = command.params.map(|p| p.get().as_bytes()).unwrap_or(b"{}");
-        let reply = match methods::call(&state.node, &command.method, params, None).await {
+        let reply = match methods::call(&state.node, &command.method, params, &Parent::None).await {
             Ok(v) => Wrapped::Result(v),
             Err(CallError::UnknownMethod) => {
                 Wrapped::Error(herald_protocol::codes::METHOD_NOT_FOUND.into())
