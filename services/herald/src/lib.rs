@@ -6,7 +6,8 @@
 //! actix-server and actix-http's HTTP/1 service running the actix-web application for every
 //! route, and the lean WebSocket engine on actix-http's upgrade hook), transports that move
 //! frames between sockets and engine sessions, all through one connection driver
-//! (`transport`), the Centrifugo-compatible server API (`api`), health and readiness, and the
+//! (`transport`), the Centrifugo-compatible server API (`api`), health and readiness, trace
+//! export (`telemetry`: the engine's `Tracer` on the OpenTelemetry SDK, OTLP/HTTP), and the
 //! process lifecycle.
 //!
 //! Must not know: protocol rules. Commands, permissions and fan-out live in `herald-engine`;
