@@ -7,6 +7,11 @@
 //! commands routed to the node that holds the connection), the hub (channel → local subscribers, fan-out
 //! through one shared log per channel), per-connection bounded outbound queues, and the `Broker` seam with its in-memory implementation.
 //!
+//! Traces: spans open through the node's [`trace::Tracer`], a trait the binary implements
+//! (OpenTelemetry lives there, not here), and a publication's trace context crosses nodes as
+//! an opaque W3C `traceparent` in the broker message; without a tracer none of it happens.
+//! Why this seam rather than the `opentelemetry` crate: see [`trace`].
+//!
 //! Must not know: actix, HTTP, WebSocket frames, configuration files. Transports feed it bytes
 //! and drain bytes from it; the binary hands it an already validated configuration.
 
@@ -28,6 +33,7 @@ pub mod session;
 mod sharded;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trace;
 
 pub use broker::{Broker, BrokerError, MemoryBroker};
 

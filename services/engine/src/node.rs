@@ -27,6 +27,7 @@ use crate::limits::ConnectionRate;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::session::Session;
+use crate::trace::{Parent, Span, SpanKind, SpanStart, Tracer};
 
 /// Everything a node needs, validated by the binary.
 #[derive(Debug, Clone)]
@@ -78,6 +79,8 @@ pub(crate) struct Inner {
     pub(crate) emulated: emulation::Sessions,
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Spans go here; `None` (tracing off) costs the hot path a `None` check.
+    pub(crate) tracer: Option<Arc<dyn Tracer>>,
     /// Other live nodes, by uid, with when they were last heard of.
     peers: std::sync::Mutex<std::collections::HashMap<String, (NodeStats, Instant)>>,
     /// Who this node's connections are in channels with presence or join/leave:
@@ -100,6 +103,9 @@ pub struct PublishOptions {
     /// Publish at most once per key and channel within five minutes, on every node; a repeat
     /// returns the first result.
     pub idempotency_key: Option<String>,
+    /// The caller's span (e.g. the server API's): the broker publish span is its child.
+    /// Ignored without a tracer.
+    pub trace: Parent,
 }
 
 /// What `/api/info` reports about this node.
@@ -117,6 +123,15 @@ pub struct NodeInfo {
 
 impl Node {
     pub fn new(config: NodeConfig, broker: Arc<dyn Broker>) -> Result<Node, AuthError> {
+        Self::with_tracer(config, broker, None)
+    }
+
+    /// A node whose spans (publish, delivery, connect, subscribe) go to `tracer`.
+    pub fn with_tracer(
+        config: NodeConfig,
+        broker: Arc<dyn Broker>,
+        tracer: Option<Arc<dyn Tracer>>,
+    ) -> Result<Node, AuthError> {
         let metrics = Arc::new(Metrics::default());
         let broker = Arc::new(MeasuredBroker::new(broker, metrics.clone()));
         let inner = Arc::new(Inner {
@@ -132,6 +147,7 @@ impl Node {
             emulated: emulation::Sessions::new(),
             broker,
             metrics,
+            tracer,
             members: Default::default(),
             peers: Default::default(),
             heartbeat_interval: config.heartbeat_interval,
@@ -211,6 +227,18 @@ impl Node {
         self.inner.broker.reconnects()
     }
 
+    /// The node's tracer, when tracing is on.
+    pub fn tracer(&self) -> Option<&dyn Tracer> {
+        self.inner.tracer.as_deref()
+    }
+
+    /// Exports the spans recorded so far and waits for it (at shutdown, and in tests). Blocks.
+    pub fn flush_traces(&self) {
+        if let Some(tracer) = &self.inner.tracer {
+            tracer.flush();
+        }
+    }
+
     pub fn client_config(&self) -> &ClientConfig {
         &self.inner.client
     }
@@ -235,18 +263,39 @@ impl Node {
             ..Default::default()
         };
         let broker = &self.inner.broker;
-        let position = match options.idempotency_key.as_deref() {
-            Some(key) => {
+        let key = options.idempotency_key.as_deref();
+        let parent = match &options.trace {
+            Parent::None => Some(None),
+            Parent::Span(traceparent) => Some(Some(traceparent.as_str())),
+            Parent::Unsampled => None,
+        };
+        let mut span = match (&self.inner.tracer, parent) {
+            (Some(tracer), Some(parent)) => tracer.start(SpanStart {
+                name: "broker publish",
+                kind: SpanKind::Producer,
+                parent,
+                attributes: &[("messaging.destination.name", channel)],
+            }),
+            _ => None,
+        };
+        let position = match (&span, key) {
+            (Some(span), key) => {
+                let trace = span.traceparent();
+                broker
+                    .publish_traced(channel, publication, history.as_ref(), key, &trace)
+                    .await
+            }
+            (None, Some(key)) => {
                 broker
                     .publish_once(channel, publication, history.as_ref(), key)
-                    .await?
+                    .await
             }
-            None => {
-                broker
-                    .publish(channel, publication, history.as_ref())
-                    .await?
-            }
+            (None, None) => broker.publish(channel, publication, history.as_ref()).await,
         };
+        if let (Err(e), Some(span)) = (&position, &mut span) {
+            span.fail(&e.to_string());
+        }
+        let position = position?;
         self.inner.metrics.published();
         Ok(position)
     }
@@ -707,10 +756,25 @@ impl Inner {
 /// The node's side of the broker: hands publications to the hub, encoded once per format.
 struct Events(Weak<Inner>);
 
-impl BrokerEventHandler for Events {
-    fn handle_publication(&self, channel: &str, mut publication: Publication) {
+impl Events {
+    /// Hands a publication to the local subscribers, under a `deliver` span when it came with
+    /// a trace context and the node traces: one span per publication and node, whatever the
+    /// number of subscribers.
+    fn deliver(&self, channel: &str, mut publication: Publication, trace: Option<&str>) {
         let Some(inner) = self.0.upgrade() else {
             return;
+        };
+        let mut span: Option<Box<dyn Span>> = match (trace, &inner.tracer) {
+            (Some(parent), Some(tracer)) => tracer.start(SpanStart {
+                name: "deliver",
+                kind: SpanKind::Consumer,
+                parent: Some(parent),
+                attributes: &[
+                    ("messaging.destination.name", channel),
+                    ("herald.node", &inner.name),
+                ],
+            }),
+            _ => None,
         };
         // The epoch is the node's to check, not the client's to see.
         let epoch = std::mem::take(&mut publication.epoch);
@@ -729,6 +793,19 @@ impl BrokerEventHandler for Events {
                 .ok()
         });
         inner.metrics.broadcast(delivered);
+        if let Some(span) = &mut span {
+            span.count("herald.delivered", delivered as u64);
+        }
+    }
+}
+
+impl BrokerEventHandler for Events {
+    fn handle_publication(&self, channel: &str, publication: Publication) {
+        self.deliver(channel, publication, None);
+    }
+
+    fn handle_traced_publication(&self, channel: &str, publication: Publication, trace: &str) {
+        self.deliver(channel, publication, Some(trace));
     }
 
     fn handle_join_leave(&self, channel: &str, info: ClientInfo, join: bool) {

@@ -54,6 +54,16 @@ impl Broker for GatedBroker {
     ) -> Result<Option<StreamPosition>, BrokerError> {
         Ok(None)
     }
+    async fn publish_traced(
+        &self,
+        _: &str,
+        _: Publication,
+        _: Option<&HistoryOptions>,
+        _: Option<&str>,
+        _: &str,
+    ) -> Result<Option<StreamPosition>, BrokerError> {
+        Ok(None)
+    }
     async fn add_presence(&self, _: &str, _: &ClientInfo, _: Duration) -> Result<(), BrokerError> {
         Ok(())
     }

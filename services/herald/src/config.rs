@@ -167,6 +167,17 @@
 //! # password = "..."
 //! # How long a login lasts (1m to 7d).
 //! session_ttl = "12h"
+//!
+//! [telemetry]
+//! # OpenTelemetry traces (docs/tracing.md). Off unless otlp_endpoint is set: the base URL of an
+//! # OTLP/HTTP collector (protobuf bodies); spans are POSTed to <otlp_endpoint>/v1/traces (a URL
+//! # that already ends in /v1/traces is used as it is). http:// or https:// only.
+//! # Environment: HERALD_TELEMETRY__OTLP_ENDPOINT=http://otel-collector:4318
+//! # otlp_endpoint = "http://otel-collector:4318"
+//! service_name = "herald"        # service.name of the spans; not empty
+//! sampling_ratio = 1.0           # share of new traces recorded, 0.0 to 1.0; parent-based: an API
+//!                                # request with a W3C traceparent follows its caller's decision
+//! export_timeout = "10s"         # how long one export may take; (0, 60s]
 //! ```
 //!
 //! # Dev mode
@@ -287,10 +298,34 @@ pub struct Config {
     pub channels: ChannelConfig,
     pub client: ClientConfig,
     pub admin: AdminConfig,
+    pub telemetry: TelemetryConfig,
     /// `Some` when running in dev mode (no keys configured): the generated secrets.
     pub dev: Option<DevMode>,
     /// Non-fatal findings (e.g. a short HMAC secret) the binary should log at start.
     pub warnings: Vec<String>,
+}
+
+/// `[telemetry]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// Where spans are POSTed (OTLP/HTTP, protobuf): the configured base URL with
+    /// `/v1/traces`. `None`: tracing off.
+    pub otlp_traces_url: Option<String>,
+    pub service_name: String,
+    /// Share of new traces recorded (parent-based: a sampled parent is followed).
+    pub sampling_ratio: f64,
+    pub export_timeout: Duration,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_traces_url: None,
+            service_name: "herald".to_owned(),
+            sampling_ratio: 1.0,
+            export_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// `[server]`, validated.
@@ -1002,6 +1037,8 @@ impl Config {
 
         // [admin]
         let admin = build_admin(&raw, dev.is_some(), &mut problems, &mut warnings);
+        // [telemetry]
+        let telemetry = telemetry(&raw.telemetry, &mut problems);
 
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
@@ -1027,6 +1064,7 @@ impl Config {
             channels,
             client,
             admin,
+            telemetry,
             dev,
             warnings,
         })
@@ -1267,6 +1305,22 @@ impl Config {
             "on at / (dev mode: no login)".to_owned()
         };
         let _ = writeln!(s, "  page:             {page}");
+        let t = &self.telemetry;
+        let _ = writeln!(s, "[telemetry]");
+        match &t.otlp_traces_url {
+            Some(url) => {
+                let _ = writeln!(
+                    s,
+                    "  traces:           OTLP to {} as {:?}, sampling {} of new traces",
+                    redact_url(url),
+                    t.service_name,
+                    t.sampling_ratio
+                );
+            }
+            None => {
+                let _ = writeln!(s, "  traces:           off");
+            }
+        }
         for w in &self.warnings {
             let _ = writeln!(s, "warning: {w}");
         }
@@ -1358,6 +1412,7 @@ impl Config {
             },
             client: ClientConfig::default(),
             admin: AdminConfig::disabled(),
+            telemetry: TelemetryConfig::default(),
             dev: None,
             warnings: Vec::new(),
         }
@@ -1568,6 +1623,54 @@ fn parse_duration(key: &str, value: &str, problems: &mut Vec<String>) -> Option<
             ));
             None
         }
+    }
+}
+
+/// Validates `[telemetry]`.
+fn telemetry(raw: &raw::RawTelemetry, problems: &mut Vec<String>) -> TelemetryConfig {
+    let otlp_traces_url = non_empty(&raw.otlp_endpoint).and_then(|url| {
+        let url = url.trim().trim_end_matches('/');
+        let host = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
+        match host {
+            Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {
+                Some(if url.ends_with("/v1/traces") {
+                    url.to_owned()
+                } else {
+                    format!("{url}/v1/traces")
+                })
+            }
+            _ => {
+                problems.push(format!(
+                    "telemetry.otlp_endpoint: {url:?} is not an http:// or https:// URL (expected the collector's OTLP/HTTP address, e.g. \"http://otel-collector:4318\")"
+                ));
+                None
+            }
+        }
+    });
+    let service_name = raw.service_name.trim();
+    if service_name.is_empty() {
+        problems.push("telemetry.service_name: must not be empty".to_owned());
+    }
+    if !(0.0..=1.0).contains(&raw.sampling_ratio) {
+        problems.push(format!(
+            "telemetry.sampling_ratio: {} is out of range (0.0 to 1.0)",
+            raw.sampling_ratio
+        ));
+    }
+    let export_timeout = parse_duration("telemetry.export_timeout", &raw.export_timeout, problems);
+    if export_timeout.is_some_and(|d| d.is_zero() || d > Duration::from_secs(60)) {
+        problems.push(format!(
+            "telemetry.export_timeout: {:?} is out of range (more than 0s, at most 60s)",
+            raw.export_timeout
+        ));
+    }
+    TelemetryConfig {
+        otlp_traces_url,
+        service_name: service_name.to_owned(),
+        sampling_ratio: raw.sampling_ratio,
+        export_timeout: export_timeout.unwrap_or(Duration::from_secs(10)),
     }
 }
 

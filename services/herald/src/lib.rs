@@ -7,7 +7,8 @@
 //! route, and the lean WebSocket engine on actix-http's upgrade hook), transports that move
 //! frames between sockets and engine sessions, all through one connection driver
 //! (`transport`), the Centrifugo-compatible server API (`api`), the admin page (`admin`),
-//! health and readiness, and the process lifecycle.
+//! health and readiness, trace export (`telemetry`: the engine's `Tracer` on the OpenTelemetry
+//! SDK, OTLP/HTTP), and the process lifecycle.
 //!
 //! Must not know: protocol rules. Commands, permissions and fan-out live in `herald-engine`;
 //! transports only carry bytes and the close code a session asks for.
@@ -21,6 +22,7 @@ pub mod devmode;
 pub mod logging;
 pub mod metrics;
 pub mod server;
+pub mod telemetry;
 pub mod transport;
 
 pub use server::{RunningNode, build_node, serve};

@@ -39,7 +39,8 @@ pub fn build_node(config: &Config) -> anyhow::Result<Node> {
             Arc::new(RedisBroker::new(redis.clone()).context("redis broker")?)
         }
     };
-    let node = Node::new(
+    let tracer = crate::telemetry::traces::tracer(&config.telemetry, &config.server.name)?;
+    let node = Node::with_tracer(
         NodeConfig {
             name: config.server.name.clone(),
             version: VERSION.to_string(),
@@ -49,6 +50,7 @@ pub fn build_node(config: &Config) -> anyhow::Result<Node> {
             heartbeat_interval: config.server.heartbeat_interval,
         },
         broker,
+        tracer,
     )
     .context("token key")?;
     Ok(node)
@@ -269,6 +271,11 @@ pub async fn serve(
     }
     // The server future runs the stop command, so it must be polled while the stop is awaited.
     let (_, result) = tokio::join!(handle.stop(true), server);
+    // Spans still queued for export leave before the process does.
+    if node.tracer().is_some() {
+        let flushing = node.clone();
+        let _ = tokio::task::spawn_blocking(move || flushing.flush_traces()).await;
+    }
     result.context("http server")
 }
 

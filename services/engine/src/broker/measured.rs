@@ -76,6 +76,22 @@ impl Broker for MeasuredBroker {
         self.published(started, result)
     }
 
+    async fn publish_traced(
+        &self,
+        channel: &str,
+        publication: Publication,
+        history: Option<&HistoryOptions>,
+        key: Option<&str>,
+        trace: &str,
+    ) -> Result<Option<StreamPosition>, BrokerError> {
+        let started = Instant::now();
+        let result = self
+            .inner
+            .publish_traced(channel, publication, history, key, trace)
+            .await;
+        self.published(started, result)
+    }
+
     async fn history(
         &self,
         channel: &str,

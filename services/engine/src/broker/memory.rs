@@ -57,10 +57,15 @@ impl MemoryBroker {
         channel: &str,
         publication: Publication,
         history: Option<&HistoryOptions>,
+        trace: Option<&str>,
     ) -> Result<Option<StreamPosition>, BrokerError> {
         let handler = self.handler()?;
+        let deliver = |p: Publication| match trace {
+            Some(trace) => handler.handle_traced_publication(channel, p, trace),
+            None => handler.handle_publication(channel, p),
+        };
         let Some(history) = history else {
-            handler.handle_publication(channel, publication);
+            deliver(publication);
             return Ok(None);
         };
         // Delivered under the stream's lock: concurrent publishers' publications reach every
@@ -68,7 +73,7 @@ impl MemoryBroker {
         let (position, ()) =
             self.streams
                 .append(channel, publication, history, Instant::now(), |p| {
-                    handler.handle_publication(channel, p.clone())
+                    deliver(p.clone())
                 });
         Ok(Some(position))
     }
@@ -86,7 +91,7 @@ impl Broker for MemoryBroker {
         publication: Publication,
         history: Option<&HistoryOptions>,
     ) -> Result<Option<StreamPosition>, BrokerError> {
-        self.publish_now(channel, publication, history)
+        self.publish_now(channel, publication, history, None)
     }
 
     async fn publish_once(
@@ -97,8 +102,23 @@ impl Broker for MemoryBroker {
         key: &str,
     ) -> Result<Option<StreamPosition>, BrokerError> {
         self.once.run(channel, key, Instant::now(), || {
-            self.publish_now(channel, publication, history)
+            self.publish_now(channel, publication, history, None)
         })
+    }
+
+    async fn publish_traced(
+        &self,
+        channel: &str,
+        publication: Publication,
+        history: Option<&HistoryOptions>,
+        key: Option<&str>,
+        trace: &str,
+    ) -> Result<Option<StreamPosition>, BrokerError> {
+        let publish = || self.publish_now(channel, publication, history, Some(trace));
+        match key {
+            Some(key) => self.once.run(channel, key, Instant::now(), publish),
+            None => publish(),
+        }
     }
 
     async fn history(

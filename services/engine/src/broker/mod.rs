@@ -86,6 +86,11 @@ pub struct HistoryPage {
 /// publications to the hub; it must never block (the broker's read loop calls it).
 pub trait BrokerEventHandler: Send + Sync + 'static {
     fn handle_publication(&self, channel: &str, publication: Publication);
+    /// A publication that came with a trace context (a W3C `traceparent`, see
+    /// [`crate::trace`]): the delivery continues that trace.
+    fn handle_traced_publication(&self, channel: &str, publication: Publication, _trace: &str) {
+        self.handle_publication(channel, publication);
+    }
     /// A client joined (`join`) or left `channel` on some node.
     fn handle_join_leave(&self, channel: &str, info: ClientInfo, join: bool);
     /// The broker subscribed `channels` again after losing its connection: publications made
@@ -123,6 +128,18 @@ pub trait Broker: Send + Sync + 'static {
         publication: Publication,
         history: Option<&HistoryOptions>,
         key: &str,
+    ) -> Result<Option<StreamPosition>, BrokerError>;
+    /// [`Broker::publish`], or with `key` [`Broker::publish_once`], carrying `trace` (a W3C
+    /// `traceparent`) with the publication to every node, whose handler gets it through
+    /// [`BrokerEventHandler::handle_traced_publication`]. No default: a broker that wraps
+    /// another must hand the trace on, or traces would stop at it without a word.
+    async fn publish_traced(
+        &self,
+        channel: &str,
+        publication: Publication,
+        history: Option<&HistoryOptions>,
+        key: Option<&str>,
+        trace: &str,
     ) -> Result<Option<StreamPosition>, BrokerError>;
     /// Reads a channel's stream.
     async fn history(

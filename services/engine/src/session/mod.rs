@@ -174,6 +174,10 @@ impl Session {
         if id == 0 && !method.allows_zero_id() {
             return Flow::Close(codes::disconnect::BAD_REQUEST);
         }
+        let mut span = self
+            .node
+            .tracer()
+            .and_then(|tracer| command_span(tracer, &method));
         let result = match (&self.state, method) {
             (State::Connecting, commands::Method::Connect(req)) => {
                 let started = Instant::now();
@@ -199,6 +203,13 @@ impl Session {
                 }
             }
         };
+        if let (Some(span), Err(e)) = (&mut span, &result) {
+            span.fail(&match e {
+                CommandError::Reply(code) => format!("error {}: {}", code.code, code.message),
+                CommandError::Disconnect(d) => format!("disconnect {}: {}", d.code, d.reason),
+            });
+        }
+        drop(span);
         match result {
             Ok(Some(mut reply)) => {
                 reply.id = id;
@@ -559,4 +570,25 @@ impl std::fmt::Debug for Session {
             .field("client", &self.client_id())
             .finish_non_exhaustive()
     }
+}
+
+/// The span of a client command worth tracing (connect, subscribe): they wait on token checks,
+/// the broker and history. Other commands get none.
+fn command_span(
+    tracer: &dyn crate::trace::Tracer,
+    method: &commands::Method,
+) -> Option<Box<dyn crate::trace::Span>> {
+    use crate::trace::{SpanKind, SpanStart};
+    let (name, channel) = match method {
+        commands::Method::Connect(_) => ("connect", None),
+        commands::Method::Subscribe(r) => ("subscribe", Some(r.channel.as_str())),
+        _ => return None,
+    };
+    let attributes = [("messaging.destination.name", channel.unwrap_or_default())];
+    tracer.start(SpanStart {
+        name,
+        kind: SpanKind::Server,
+        parent: None,
+        attributes: if channel.is_some() { &attributes } else { &[] },
+    })
 }

@@ -35,14 +35,26 @@ struct Dropping {
     lose: Arc<AtomicUsize>,
 }
 
+impl Dropping {
+    /// Whether this publication is one of those to lose.
+    fn lost(&self) -> bool {
+        self.lose
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
 impl BrokerEventHandler for Dropping {
     fn handle_publication(&self, channel: &str, publication: Publication) {
-        let lost = self
-            .lose
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if !lost {
+        if !self.lost() {
             self.inner.handle_publication(channel, publication);
+        }
+    }
+
+    fn handle_traced_publication(&self, channel: &str, publication: Publication, trace: &str) {
+        if !self.lost() {
+            self.inner
+                .handle_traced_publication(channel, publication, trace);
         }
     }
 
@@ -97,6 +109,19 @@ impl Broker for LossyBroker {
     ) -> Result<Option<StreamPosition>, BrokerError> {
         self.inner
             .publish_once(channel, publication, history, key)
+            .await
+    }
+
+    async fn publish_traced(
+        &self,
+        channel: &str,
+        publication: Publication,
+        history: Option<&HistoryOptions>,
+        key: Option<&str>,
+        trace: &str,
+    ) -> Result<Option<StreamPosition>, BrokerError> {
+        self.inner
+            .publish_traced(channel, publication, history, key, trace)
             .await
     }
 

@@ -3,6 +3,7 @@
 use base64::Engine as _;
 use bytes::Bytes;
 use herald_engine::broker::{HistoryQuery, StreamPosition};
+use herald_engine::trace::Parent;
 use herald_engine::{Node, PublishOptions};
 use herald_protocol::codes::{self, Disconnect};
 use herald_protocol::proto::Publication;
@@ -59,10 +60,36 @@ fn to_value<T: serde::Serialize>(v: T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-pub async fn call(node: &Node, method: &str, params: &[u8]) -> Result<Value, CallError> {
+/// The span name of each method (`None`: no such method). Static names keep the span names a
+/// bounded set whatever the requests say.
+pub fn span_name(method: &str) -> Option<&'static str> {
+    Some(match method {
+        "publish" => "api publish",
+        "broadcast" => "api broadcast",
+        "subscribe" => "api subscribe",
+        "unsubscribe" => "api unsubscribe",
+        "disconnect" => "api disconnect",
+        "info" => "api info",
+        "channels" => "api channels",
+        "history" => "api history",
+        "history_remove" => "api history_remove",
+        "presence" => "api presence",
+        "presence_stats" => "api presence_stats",
+        "batch" => "api batch",
+        _ => return None,
+    })
+}
+
+/// Runs one method. `trace`: the API call's span, the parent of what the method publishes.
+pub async fn call(
+    node: &Node,
+    method: &str,
+    params: &[u8],
+    trace: &Parent,
+) -> Result<Value, CallError> {
     match method {
-        "publish" => publish(node, parse(params)?).await.map(to_value),
-        "broadcast" => Ok(to_value(broadcast(node, parse(params)?).await?)),
+        "publish" => publish(node, parse(params)?, trace).await.map(to_value),
+        "broadcast" => Ok(to_value(broadcast(node, parse(params)?, trace).await?)),
         "subscribe" => subscribe(node, parse(params)?).await.map(to_value),
         "unsubscribe" => unsubscribe(node, parse(params)?).await.map(to_value),
         "disconnect" => disconnect(node, parse(params)?).await.map(to_value),
@@ -77,13 +104,13 @@ pub async fn call(node: &Node, method: &str, params: &[u8]) -> Result<Value, Cal
 }
 
 /// `/api/batch`: every command in order (or concurrently with `parallel`), one reply each.
-pub async fn batch(node: &Node, body: &[u8]) -> Result<Value, CallError> {
+pub async fn batch(node: &Node, body: &[u8], trace: &Parent) -> Result<Value, CallError> {
     let request: BatchRequest = parse(body)?;
     let run = |command: std::collections::BTreeMap<String, Raw>| async move {
         let Some((method, params)) = command.into_iter().next() else {
             return json!({"error": bad_request()});
         };
-        match call(node, &method, params.get().as_bytes()).await {
+        match call(node, &method, params.get().as_bytes(), trace).await {
             Ok(v) => json!({ method: v }),
             Err(CallError::Api(e)) => json!({"error": e}),
             Err(CallError::Parse(_)) => json!({"error": bad_request()}),
@@ -117,13 +144,26 @@ fn payload(data: &Option<Raw>, b64data: &str) -> Result<Bytes, CallError> {
     Err(bad_request().into())
 }
 
-async fn publish(node: &Node, req: PublishRequest) -> Result<PublishResult, CallError> {
+async fn publish(
+    node: &Node,
+    req: PublishRequest,
+    trace: &Parent,
+) -> Result<PublishResult, CallError> {
     if req.channel.is_empty() {
         return Err(bad_request().into());
     }
     let data = payload(&req.data, &req.b64data)?;
     let key = (!req.idempotency_key.is_empty()).then_some(req.idempotency_key.as_str());
-    publish_one(node, &req.channel, data, &req.tags, req.skip_history, key).await
+    publish_one(
+        node,
+        &req.channel,
+        data,
+        &req.tags,
+        req.skip_history,
+        key,
+        trace,
+    )
+    .await
 }
 
 async fn publish_one(
@@ -133,6 +173,7 @@ async fn publish_one(
     tags: &std::collections::BTreeMap<String, String>,
     skip_history: bool,
     idempotency_key: Option<&str>,
+    trace: &Parent,
 ) -> Result<PublishResult, CallError> {
     let position = node
         .publish(
@@ -143,6 +184,7 @@ async fn publish_one(
                 tags: tags.clone(),
                 skip_history,
                 idempotency_key: idempotency_key.map(str::to_owned),
+                trace: trace.clone(),
             },
         )
         .await
@@ -156,7 +198,11 @@ async fn publish_one(
     })
 }
 
-async fn broadcast(node: &Node, req: BroadcastRequest) -> Result<BroadcastResult, CallError> {
+async fn broadcast(
+    node: &Node,
+    req: BroadcastRequest,
+    trace: &Parent,
+) -> Result<BroadcastResult, CallError> {
     if req.channels.is_empty() {
         return Err(bad_request().into());
     }
@@ -173,6 +219,7 @@ async fn broadcast(node: &Node, req: BroadcastRequest) -> Result<BroadcastResult
                 &req.tags,
                 req.skip_history,
                 key,
+                trace,
             )
             .await
             {
@@ -396,6 +443,7 @@ mod tests {
     use super::{CallError, METHODS, call, glob_match};
     use herald_engine::config::ChannelConfig;
     use herald_engine::testing::node::node_config;
+    use herald_engine::trace::Parent;
     use herald_engine::{MemoryBroker, Node};
 
     /// The metrics label only the methods in METHODS: each must be one `call` serves.
@@ -404,13 +452,13 @@ mod tests {
         let broker = std::sync::Arc::new(MemoryBroker::new());
         let node = Node::new(node_config(ChannelConfig::default()), broker).unwrap();
         for method in METHODS.iter().filter(|m| **m != "batch") {
-            let outcome = call(&node, method, b"[not json").await;
+            let outcome = call(&node, method, b"[not json", &Parent::None).await;
             assert!(
                 !matches!(outcome, Err(CallError::UnknownMethod)),
                 "{method} is listed but not served"
             );
         }
-        let outcome = call(&node, "no_such_method", b"{}").await;
+        let outcome = call(&node, "no_such_method", b"{}", &Parent::None).await;
         assert!(matches!(outcome, Err(CallError::UnknownMethod)));
     }
 

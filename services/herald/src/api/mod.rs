@@ -12,6 +12,7 @@ use std::time::Instant;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use herald_engine::Node;
+use herald_engine::trace::Parent;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
@@ -56,7 +57,7 @@ pub(crate) async fn call_node_method(
     method: &str,
     params: &[u8],
 ) -> Result<serde_json::Value, CallError> {
-    methods::call(node, method, params).await
+    methods::call(node, method, params, &Parent::None).await
 }
 
 async fn method_not_allowed() -> HttpResponse {
@@ -132,11 +133,30 @@ async fn call_method(
         return HttpResponse::Unauthorized().finish();
     }
     state.telemetry.api_request(method);
-    let outcome = if method == "batch" {
-        methods::batch(&state.node, body).await
-    } else {
-        methods::call(&state.node, method, body).await
+    let mut span = state
+        .node
+        .tracer()
+        .and_then(|tracer| api_span(tracer, req, method));
+    // Without a span of its own (tracing off, or this trace not sampled) an API call records
+    // nothing below it either.
+    let trace = match (state.node.tracer(), &span) {
+        (None, _) => Parent::None,
+        (Some(_), Some(span)) => Parent::Span(span.traceparent()),
+        (Some(_), None) => Parent::Unsampled,
     };
+    let outcome = if method == "batch" {
+        methods::batch(&state.node, body, &trace).await
+    } else {
+        methods::call(&state.node, method, body, &trace).await
+    };
+    if let (Some(span), Err(e)) = (&mut span, &outcome) {
+        span.fail(&match e {
+            CallError::Parse(msg) => format!("bad request: {msg}"),
+            CallError::UnknownMethod => "unknown method".to_owned(),
+            CallError::Api(e) => format!("error {}: {}", e.code, e.message),
+        });
+    }
+    drop(span);
     match outcome {
         Ok(value) if method == "batch" => HttpResponse::Ok().json(value),
         Ok(value) => HttpResponse::Ok().json(Wrapped::Result(value)),
@@ -176,6 +196,26 @@ fn finish(
         );
     }
     response
+}
+
+/// The server span of an API call, continuing the caller's trace when the request carries a
+/// W3C `traceparent` header. Only known methods get one (a span name per method, bounded).
+fn api_span(
+    tracer: &dyn herald_engine::trace::Tracer,
+    req: &HttpRequest,
+    method: &str,
+) -> Option<Box<dyn herald_engine::trace::Span>> {
+    let name = methods::span_name(method)?;
+    let parent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    tracer.start(herald_engine::trace::SpanStart {
+        name,
+        kind: herald_engine::trace::SpanKind::Server,
+        parent,
+        attributes: &[("rpc.system", "herald"), ("rpc.method", method)],
+    })
 }
 
 fn error_response(req: &HttpRequest, e: ApiErrorBody) -> HttpResponse {
@@ -226,7 +266,7 @@ async fn legacy_commands(req: &HttpRequest, body: &[u8], state: &ApiState) -> Ht
         };
         state.telemetry.api_request(&command.method);
         let params = command.params.map(|p| p.get().as_bytes()).unwrap_or(b"{}");
-        let reply = match methods::call(&state.node, &command.method, params).await {
+        let reply = match methods::call(&state.node, &command.method, params, &Parent::None).await {
             Ok(v) => Wrapped::Result(v),
             Err(CallError::UnknownMethod) => {
                 Wrapped::Error(herald_protocol::codes::METHOD_NOT_FOUND.into())

@@ -9,6 +9,7 @@ use serde::de::value::MapDeserializer;
 
 use super::raw::{
     RawAdmin, RawApi, RawAuth, RawBroker, RawChannels, RawClient, RawNamespace, RawServer,
+    RawTelemetry,
 };
 
 /// Path of the namespace entries, whose keys are listed as `channels.namespaces[].<key>`.
@@ -46,7 +47,7 @@ impl Key {
 
 /// Every accepted key, section by section in documentation order.
 pub fn all() -> Vec<Key> {
-    let sections: [(&str, &[&'static str]); 8] = [
+    let sections: [(&str, &[&'static str]); 9] = [
         ("server", fields::<RawServer>()),
         ("auth", fields::<RawAuth>()),
         ("api", fields::<RawApi>()),
@@ -55,6 +56,7 @@ pub fn all() -> Vec<Key> {
         ("channels.namespaces[]", fields::<RawNamespace>()),
         ("client", fields::<RawClient>()),
         ("admin", fields::<RawAdmin>()),
+        ("telemetry", fields::<RawTelemetry>()),
     ];
     sections
         .into_iter()

@@ -12,7 +12,14 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 /// Names of the top-level sections, in the order they are documented.
 pub(crate) const SECTIONS: &[&str] = &[
-    "server", "auth", "api", "broker", "channels", "client", "admin",
+    "server",
+    "auth",
+    "api",
+    "broker",
+    "channels",
+    "client",
+    "admin",
+    "telemetry",
 ];
 
 /// `[server]`: the HTTP listener.
@@ -396,6 +403,33 @@ impl Default for RawAdmin {
     }
 }
 
+/// `[telemetry]`: OpenTelemetry trace export.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawTelemetry {
+    /// Base URL of an OTLP/HTTP collector (`http://collector:4318`); spans go to
+    /// `<url>/v1/traces`. Default: none (tracing off).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans. Default `herald`.
+    pub service_name: String,
+    /// Share of new traces recorded, 0.0 to 1.0; a request that carries a trace context
+    /// follows its parent's decision. Default 1.0.
+    pub sampling_ratio: f64,
+    /// How long one export may take before it is given up. Default `10s`.
+    pub export_timeout: String,
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "herald".to_owned(),
+            sampling_ratio: 1.0,
+            export_timeout: "10s".to_owned(),
+        }
+    }
+}
+
 impl fmt::Debug for RawAdmin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawAdmin")
@@ -417,6 +451,7 @@ pub(crate) struct RawConfig {
     pub channels: RawChannels,
     pub client: RawClient,
     pub admin: RawAdmin,
+    pub telemetry: RawTelemetry,
     /// `--dev` was given: generate the keys and open the channels (not a file or env key).
     pub dev: bool,
     /// Sections that could not be read (their problems are in `problems`).
@@ -455,6 +490,7 @@ impl RawConfig {
         section(&mut raw, &mut top, "channels", |raw, v| raw.channels = v);
         section(&mut raw, &mut top, "client", |raw, v| raw.client = v);
         section(&mut raw, &mut top, "admin", |raw, v| raw.admin = v);
+        section(&mut raw, &mut top, "telemetry", |raw, v| raw.telemetry = v);
         raw
     }
 }

@@ -2043,3 +2043,78 @@ fn the_admin_page_needs_a_password_outside_dev_mode_and_never_shows_it() {
         assert!(!shown.contains("a-long-enough-password"), "{shown}");
     }
 }
+
+#[test]
+fn telemetry_is_off_by_default_and_its_endpoint_gets_the_traces_path() {
+    let cfg = load_toml("").unwrap();
+    assert_eq!(cfg.telemetry, TelemetryConfig::default());
+    assert_eq!(cfg.telemetry.otlp_traces_url, None);
+    assert_eq!(cfg.telemetry.service_name, "herald");
+    assert_eq!(cfg.telemetry.sampling_ratio, 1.0);
+    assert_eq!(cfg.telemetry.export_timeout, Duration::from_secs(10));
+    assert!(cfg.summary().contains("traces:           off"));
+
+    let cfg = load_toml(
+        "[telemetry]\notlp_endpoint = \"http://collector:4318/\"\nservice_name = \"push\"\nsampling_ratio = 0.25\nexport_timeout = \"3s\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.telemetry.otlp_traces_url.as_deref(),
+        Some("http://collector:4318/v1/traces")
+    );
+    assert_eq!(cfg.telemetry.service_name, "push");
+    assert_eq!(cfg.telemetry.sampling_ratio, 0.25);
+    assert_eq!(cfg.telemetry.export_timeout, Duration::from_secs(3));
+    assert!(
+        cfg.summary()
+            .contains("OTLP to http://collector:4318/v1/traces")
+    );
+
+    // From the environment; a full traces URL is kept as it is.
+    let cfg = load_str(
+        "toml",
+        "",
+        &[
+            (
+                "HERALD_TELEMETRY__OTLP_ENDPOINT",
+                "https://tempo.example/v1/traces",
+            ),
+            ("HERALD_TELEMETRY__SAMPLING_RATIO", "0.5"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.telemetry.otlp_traces_url.as_deref(),
+        Some("https://tempo.example/v1/traces")
+    );
+    assert_eq!(cfg.telemetry.sampling_ratio, 0.5);
+}
+
+#[test]
+fn bad_telemetry() {
+    assert_one_problem(
+        load_toml("[telemetry]\notlp_endpoint = \"collector:4318\"\n"),
+        "telemetry.otlp_endpoint",
+        "is not an http:// or https:// URL",
+    );
+    assert_one_problem(
+        load_toml("[telemetry]\nsampling_ratio = 1.5\n"),
+        "telemetry.sampling_ratio",
+        "out of range (0.0 to 1.0)",
+    );
+    assert_one_problem(
+        load_toml("[telemetry]\nexport_timeout = \"0s\"\n"),
+        "telemetry.export_timeout",
+        "out of range",
+    );
+    assert_one_problem(
+        load_toml("[telemetry]\nservice_name = \" \"\n"),
+        "telemetry.service_name",
+        "must not be empty",
+    );
+    assert_one_problem(
+        load_toml("[telemetry]\notlp_endpont = \"http://c:4318\"\n"),
+        "telemetry.otlp_endpont",
+        "unknown key (did you mean `otlp_endpoint`?)",
+    );
+}

@@ -17,8 +17,9 @@ use super::super::{HistoryOptions, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, S
 
 /// KEYS: stream, meta[, idempotency result]. ARGV: payload, size, ttl (s), meta ttl (s),
 /// PUB/SUB channel, a fresh epoch (used if the stream has none), publish verb (PUBLISH or
-/// SPUBLISH)[, result ttl (s)]. Returns `{offset, epoch}` (the remembered ones for a repeated
-/// idempotency key).
+/// SPUBLISH), the trace field (`crate::trace`; empty without one: it goes into the PUB/SUB
+/// message only, never into the stream)[, result ttl (s)]. Returns `{offset, epoch}` (the
+/// remembered ones for a repeated idempotency key).
 pub(super) const PUBLISH: &str = r#"
 if #KEYS == 3 then
   local r = redis.call("hmget", KEYS[3], "o", "e")
@@ -38,10 +39,10 @@ if offset == 1 then
 end
 redis.call("xadd", KEYS[1], "MAXLEN", ARGV[2], offset, "d", ARGV[1])
 redis.call("expire", KEYS[1], ARGV[3])
-redis.call(ARGV[7], ARGV[5], "__p1:" .. offset .. ":" .. epoch .. "__" .. ARGV[1])
+redis.call(ARGV[7], ARGV[5], "__p1:" .. offset .. ":" .. epoch .. "__" .. ARGV[8] .. ARGV[1])
 if #KEYS == 3 then
   redis.call("hset", KEYS[3], "o", offset, "e", epoch)
-  redis.call("expire", KEYS[3], ARGV[8])
+  redis.call("expire", KEYS[3], ARGV[9])
 end
 return {offset, epoch}
 "#;
@@ -116,12 +117,19 @@ pub(super) fn new_epoch() -> String {
     format!("{:08x}", rand::random::<u32>())
 }
 
+/// What a publish with history sends: the encoded publication (kept in the stream and
+/// published) and the trace field that goes before it in the PUB/SUB message only.
+pub(super) struct Payload {
+    pub publication: Vec<u8>,
+    pub trace_field: Vec<u8>,
+}
+
 pub(super) fn publish_script(
     prefix: &str,
     channel: &str,
     pubsub_channel: &str,
     publish_verb: &str,
-    payload: Vec<u8>,
+    payload: Payload,
     options: &HistoryOptions,
     idempotency_key: Option<&str>,
 ) -> redis::ScriptInvocation<'static> {
@@ -131,13 +139,14 @@ pub(super) fn publish_script(
     invocation
         .key(stream_key(prefix, channel))
         .key(meta_key(prefix, channel))
-        .arg(payload)
+        .arg(payload.publication)
         .arg(options.size)
         .arg(options.ttl.as_secs().max(1))
         .arg(META_TTL.max(options.ttl).as_secs())
         .arg(pubsub_channel)
         .arg(new_epoch())
-        .arg(publish_verb);
+        .arg(publish_verb)
+        .arg(payload.trace_field);
     if let Some(key) = idempotency_key {
         invocation
             .key(result_key(prefix, channel, key))

@@ -323,6 +323,7 @@ impl RedisBroker {
         publication: Publication,
         options: &HistoryOptions,
         idempotency_key: Option<&str>,
+        trace_field: Vec<u8>,
     ) -> Result<StreamPosition, BrokerError> {
         let shard = self.shards[self.shard_index(channel)].clone();
         let script = history::publish_script(
@@ -330,7 +331,10 @@ impl RedisBroker {
             channel,
             &self.redis_channel(channel),
             shard.publish_verb(),
-            publication.encode_to_vec(),
+            history::Payload {
+                publication: publication.encode_to_vec(),
+                trace_field,
+            },
             options,
             idempotency_key,
         );
@@ -338,6 +342,53 @@ impl RedisBroker {
             .on_runtime(async move { shard.invoke(&script).await })
             .await?;
         Ok(StreamPosition { offset, epoch })
+    }
+
+    /// Every kind of publish: with history or not, once per key or not. `trace_field` (empty,
+    /// or `crate::trace::encode_field`) goes before the publication in the PUB/SUB message.
+    async fn publish_with(
+        &self,
+        channel: &str,
+        publication: Publication,
+        history: Option<&HistoryOptions>,
+        key: Option<&str>,
+        trace_field: Vec<u8>,
+    ) -> Result<Option<StreamPosition>, BrokerError> {
+        if let Some(options) = history {
+            return self
+                .publish_with_history(channel, publication, options, key, trace_field)
+                .await
+                .map(Some);
+        }
+        let mut payload = trace_field;
+        payload.reserve_exact(publication.encoded_len());
+        publication
+            .encode(&mut payload)
+            .map_err(|e| BrokerError::Unavailable(format!("encode: {e}")))?;
+        match key {
+            None => {
+                self.publish_raw(
+                    self.shard_index(channel),
+                    self.redis_channel(channel),
+                    payload,
+                )
+                .await?
+            }
+            Some(key) => {
+                let shard = self.shards[self.shard_index(channel)].clone();
+                let script = history::publish_once_script(
+                    &self.config.prefix,
+                    channel,
+                    &self.redis_channel(channel),
+                    shard.publish_verb(),
+                    payload,
+                    key,
+                );
+                self.on_runtime(async move { shard.invoke::<i64>(&script).await })
+                    .await?;
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -390,13 +441,19 @@ impl Broker for RedisBroker {
                         Some((offset, epoch, rest)) => (Some((offset, epoch)), rest),
                         None => (None, payload),
                     };
+                    let (trace, payload) = crate::trace::split_field(payload);
                     match Publication::decode(payload) {
                         Ok(mut publication) => {
                             if let Some((offset, epoch)) = position {
                                 publication.offset = offset;
                                 publication.epoch = epoch.to_owned();
                             }
-                            handler.handle_publication(channel, publication)
+                            match trace {
+                                Some(trace) => {
+                                    handler.handle_traced_publication(channel, publication, trace)
+                                }
+                                None => handler.handle_publication(channel, publication),
+                            }
                         }
                         Err(e) => tracing::warn!(channel, error = %e, "undecodable publication"),
                     }
@@ -471,19 +528,8 @@ impl Broker for RedisBroker {
         publication: Publication,
         history: Option<&HistoryOptions>,
     ) -> Result<Option<StreamPosition>, BrokerError> {
-        if let Some(options) = history {
-            return self
-                .publish_with_history(channel, publication, options, None)
-                .await
-                .map(Some);
-        }
-        self.publish_raw(
-            self.shard_index(channel),
-            self.redis_channel(channel),
-            publication.encode_to_vec(),
-        )
-        .await?;
-        Ok(None)
+        self.publish_with(channel, publication, history, None, Vec::new())
+            .await
     }
 
     async fn publish_once(
@@ -493,24 +539,21 @@ impl Broker for RedisBroker {
         history: Option<&HistoryOptions>,
         key: &str,
     ) -> Result<Option<StreamPosition>, BrokerError> {
-        if let Some(options) = history {
-            return self
-                .publish_with_history(channel, publication, options, Some(key))
-                .await
-                .map(Some);
-        }
-        let shard = self.shards[self.shard_index(channel)].clone();
-        let script = history::publish_once_script(
-            &self.config.prefix,
-            channel,
-            &self.redis_channel(channel),
-            shard.publish_verb(),
-            publication.encode_to_vec(),
-            key,
-        );
-        self.on_runtime(async move { shard.invoke::<i64>(&script).await })
-            .await?;
-        Ok(None)
+        self.publish_with(channel, publication, history, Some(key), Vec::new())
+            .await
+    }
+
+    async fn publish_traced(
+        &self,
+        channel: &str,
+        publication: Publication,
+        history: Option<&HistoryOptions>,
+        key: Option<&str>,
+        trace: &str,
+    ) -> Result<Option<StreamPosition>, BrokerError> {
+        let field = crate::trace::encode_field(Some(trace));
+        self.publish_with(channel, publication, history, key, field)
+            .await
     }
 
     async fn history(

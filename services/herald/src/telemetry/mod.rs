@@ -1,0 +1,4 @@
+//! Telemetry the node exports: traces over OTLP (`traces`). Metrics are served by
+//! `crate::metrics`.
+
+pub mod traces;
