@@ -16,6 +16,7 @@
 pub mod access;
 pub mod admin;
 pub mod api;
+pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod devmode;

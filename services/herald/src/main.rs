@@ -224,7 +224,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         addr = %config.server.listen,
         node = %config.server.name,
-        version = herald::server::VERSION,
+        version = herald::build_info::VERSION,
         "herald node listening"
     );
     actix_web::rt::System::new().block_on(herald::serve(config, node, listeners, signal()))

@@ -18,9 +18,8 @@ use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder as _, TextEncoder};
 
-use crate::api::METHODS;
+use crate::build_info::{COMMIT, VERSION};
 use crate::config::WebSocketEngine;
-use crate::server::{COMMIT, VERSION};
 use crate::transport::socket::SocketConfig;
 
 pub struct Telemetry {
@@ -31,44 +30,47 @@ pub struct Telemetry {
     api: Arc<ApiMetrics>,
 }
 
-/// `method` label values of the API metrics beyond [`METHODS`].
+/// `method` label values of the API metrics beyond the API's own methods.
 const LEGACY: &str = "legacy";
 const UNKNOWN: &str = "unknown";
 
 /// The server API's counts and latencies by method; indexed like [`ApiMetrics::labels`].
 struct ApiMetrics {
+    /// The `method` label values: the API's methods, then `legacy` (`POST /api`), then
+    /// `unknown` (any other name, so a client cannot grow the series).
+    labels: Vec<&'static str>,
     requests: Vec<AtomicU64>,
     durations: Vec<Histogram>,
 }
 
 impl ApiMetrics {
-    fn new() -> Self {
-        let n = Self::labels().count();
+    fn new(methods: &[&'static str]) -> Self {
+        let labels: Vec<_> = methods.iter().copied().chain([LEGACY, UNKNOWN]).collect();
         Self {
-            requests: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            durations: (0..n).map(|_| Histogram::default()).collect(),
+            requests: labels.iter().map(|_| AtomicU64::new(0)).collect(),
+            durations: labels.iter().map(|_| Histogram::default()).collect(),
+            labels,
         }
     }
 
-    /// [`METHODS`], then `legacy` (`POST /api`), then `unknown` (any other name).
-    fn labels() -> impl Iterator<Item = &'static str> {
-        METHODS.iter().copied().chain([LEGACY, UNKNOWN])
-    }
-
-    fn index(method: &str) -> usize {
-        Self::labels()
-            .position(|m| m == method)
-            .unwrap_or(METHODS.len() + 1)
+    fn index(&self, method: &str) -> usize {
+        self.labels
+            .iter()
+            .position(|m| *m == method)
+            .unwrap_or(self.labels.len() - 1)
     }
 }
 
 impl Telemetry {
     /// `sockets`: the client sockets' shared state (write timeouts); `engine`: what serves
     /// `/connection/websocket`.
+    /// `api_methods`: the server API's method names, the values of the API metrics' `method`
+    /// label.
     pub fn new(
         node: &Node,
         sockets: Arc<SocketConfig>,
         engine: WebSocketEngine,
+        api_methods: &[&'static str],
     ) -> anyhow::Result<Telemetry> {
         let registry = prometheus::Registry::new();
         // process_cpu_seconds_total, process_open_fds, process_resident_memory_bytes, ...
@@ -230,7 +232,7 @@ impl Telemetry {
                 )
             })
             .build();
-        let api = Arc::new(ApiMetrics::new());
+        let api = Arc::new(ApiMetrics::new(api_methods));
         let counts = api.clone();
         meter
             .u64_observable_counter("herald_api_requests")
@@ -238,10 +240,10 @@ impl Telemetry {
                 "Server API calls by method (legacy: POST /api; unknown: any other name)",
             )
             .with_callback(move |o| {
-                for (method, count) in ApiMetrics::labels().zip(&counts.requests) {
+                for (method, count) in counts.labels.iter().zip(&counts.requests) {
                     o.observe(
                         count.load(Ordering::Relaxed),
-                        &[KeyValue::new("method", method)],
+                        &[KeyValue::new("method", *method)],
                     );
                 }
             })
@@ -257,12 +259,12 @@ impl Telemetry {
 
     /// An authorized API call of `method` (a name from the request; bounded here).
     pub fn api_request(&self, method: &str) {
-        self.api.requests[ApiMetrics::index(method)].fetch_add(1, Ordering::Relaxed);
+        self.api.requests[self.api.index(method)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// How long an API request took to answer, whatever the answer.
     pub fn api_duration(&self, method: &str, elapsed: Duration) {
-        self.api.durations[ApiMetrics::index(method)].observe(elapsed);
+        self.api.durations[self.api.index(method)].observe(elapsed);
     }
 
     pub fn render(&self) -> Vec<u8> {
@@ -276,9 +278,11 @@ impl Telemetry {
             &mut text,
             "herald_api_request_duration_seconds",
             "Time to answer a server API request, by method",
-            ApiMetrics::labels()
+            self.api
+                .labels
+                .iter()
                 .zip(&self.api.durations)
-                .map(|(method, h)| (Some(("method", method)), h.snapshot())),
+                .map(|(method, h)| (Some(("method", *method)), h.snapshot())),
         );
         histogram(
             &mut text,
@@ -336,11 +340,13 @@ mod tests {
 
     #[test]
     fn an_unknown_api_method_is_not_a_new_series() {
-        assert_eq!(ApiMetrics::index("publish"), 0);
-        assert_eq!(ApiMetrics::index(LEGACY), METHODS.len());
-        assert_eq!(ApiMetrics::index("made_up"), METHODS.len() + 1);
-        assert_eq!(ApiMetrics::index("another"), METHODS.len() + 1);
-        assert_eq!(ApiMetrics::labels().nth(METHODS.len() + 1), Some(UNKNOWN));
+        let api = ApiMetrics::new(&["publish", "info"]);
+        assert_eq!(api.index("publish"), 0);
+        assert_eq!(api.index("info"), 1);
+        assert_eq!(api.index(LEGACY), 2);
+        assert_eq!(api.index("made_up"), 3);
+        assert_eq!(api.index("another"), 3);
+        assert_eq!(api.labels[3], UNKNOWN);
     }
 
     #[test]

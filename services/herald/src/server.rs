@@ -26,11 +26,6 @@ use crate::transport::socket::{Socket, SocketConfig};
 use crate::transport::websocket::{self, lean::LeanEngine};
 use crate::transport::{TransportConfig, cors, emulated, emulation_endpoint};
 
-/// The version clients see in the connect reply.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// The commit the binary was built from (build.rs), or "unknown".
-pub const COMMIT: &str = env!("HERALD_COMMIT");
-
 /// Builds the node (engine and broker) a configuration describes.
 pub fn build_node(config: &Config) -> anyhow::Result<Node> {
     let broker: Arc<dyn Broker> = match &config.broker {
@@ -43,7 +38,7 @@ pub fn build_node(config: &Config) -> anyhow::Result<Node> {
     let node = Node::with_tracer(
         NodeConfig {
             name: config.server.name.clone(),
-            version: VERSION.to_string(),
+            version: crate::build_info::VERSION.to_string(),
             client: config.client.clone(),
             channels: config.channels.clone(),
             token: config.token.clone(),
@@ -117,7 +112,12 @@ pub async fn serve(
     };
     let engine = config.server.websocket_engine;
     let sockets = SocketConfig::new(config.client.write_timeout);
-    let telemetry = web::Data::new(Telemetry::new(&node, sockets.clone(), engine)?);
+    let telemetry = web::Data::new(Telemetry::new(
+        &node,
+        sockets.clone(),
+        engine,
+        &api::METHODS,
+    )?);
     let api_state = web::Data::new(ApiState {
         node: node.clone(),
         key: config.api.key.clone(),

@@ -585,11 +585,11 @@ async fn metrics_time_api_calls_connects_and_publishes_with_bounded_labels() {
         .find(|l| l.starts_with("herald_build_info{"))
         .unwrap_or_else(|| panic!("no herald_build_info in\n{text}"));
     assert!(
-        build.contains(&format!("version=\"{}\"", herald::server::VERSION)),
+        build.contains(&format!("version=\"{}\"", herald::build_info::VERSION)),
         "{build}"
     );
     assert!(
-        build.contains(&format!("commit=\"{}\"", herald::server::COMMIT)),
+        build.contains(&format!("commit=\"{}\"", herald::build_info::COMMIT)),
         "{build}"
     );
     assert!(build.ends_with(" 1"), "{build}");

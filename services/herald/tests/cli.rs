@@ -315,14 +315,14 @@ fn version_prints_the_commit_and_build_without_any_configuration() {
     let out = run_herald(herald().env("HERALD_CONFIG", &broken).arg("version"));
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(!herald::server::COMMIT.is_empty());
+    assert!(!herald::build_info::COMMIT.is_empty());
     assert_eq!(
         text.lines().next(),
         Some(
             format!(
                 "herald {} (commit {})",
                 env!("CARGO_PKG_VERSION"),
-                herald::server::COMMIT
+                herald::build_info::COMMIT
             )
             .as_str()
         ),
@@ -336,7 +336,7 @@ fn version_prints_the_commit_and_build_without_any_configuration() {
     let out = run_herald(herald().args(["version", "--json"]));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(json["commit"], herald::server::COMMIT);
+    assert_eq!(json["commit"], herald::build_info::COMMIT);
     assert!(json["target"].as_str().is_some_and(|t| !t.is_empty()));
 
     // clap's flag still answers.

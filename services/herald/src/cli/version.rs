@@ -19,8 +19,8 @@ pub struct BuildInfo {
 impl BuildInfo {
     pub const fn current() -> BuildInfo {
         BuildInfo {
-            version: crate::server::VERSION,
-            commit: crate::server::COMMIT,
+            version: crate::build_info::VERSION,
+            commit: crate::build_info::COMMIT,
             target: env!("HERALD_TARGET"),
             profile: env!("HERALD_PROFILE"),
             rustc: env!("HERALD_RUSTC"),

@@ -52,7 +52,7 @@ pub fn tracer(
         .with_service_name(config.service_name.clone())
         .with_attributes([
             KeyValue::new("service.instance.id", node_name.to_owned()),
-            KeyValue::new("service.version", crate::server::VERSION),
+            KeyValue::new("service.version", crate::build_info::VERSION),
         ])
         .build();
     let provider = SdkTracerProvider::builder()
