@@ -12,6 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use herald::RunningNode;
+use herald::api::METHODS;
 use herald::config::{BrokerConfig, Config};
 use herald::testing::openapi::{Exchange, Spec};
 use herald::testing::{Api, TEST_API_KEY};
@@ -35,22 +36,6 @@ fn yaml_spec() -> Value {
 fn parse(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
-
-/// Every method the node serves (a method outside this list answers 404, checked below).
-const METHODS: &[&str] = &[
-    "publish",
-    "broadcast",
-    "subscribe",
-    "unsubscribe",
-    "disconnect",
-    "info",
-    "channels",
-    "history",
-    "history_remove",
-    "presence",
-    "presence_stats",
-    "batch",
-];
 
 #[tokio::test]
 async fn the_document_is_served_where_the_api_is_without_a_key() {
