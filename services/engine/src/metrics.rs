@@ -185,13 +185,51 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// A latency histogram with the fixed [`LATENCY_BUCKETS`]: an observation is three relaxed
-/// adds, no lock and no allocation, so it may sit on any path.
+/// A latency histogram with the fixed [`LATENCY_BUCKETS`]. An observation is two relaxed adds
+/// on cells of the observing thread's own shard, no lock and no allocation, so it may sit on any
+/// path: with one set of cells, every publish of every worker thread would fight over the
+/// same cache lines (measured: a tenth of the API's batch publish throughput).
 pub struct Histogram {
-    /// Per bucket, not cumulative; the last one counts what is above every bound.
+    shards: Box<[Cells]>,
+}
+
+/// How many threads observe without sharing cells (more share them, still correctly).
+const SHARDS: usize = 8;
+
+/// One shard's counts: per bucket (not cumulative; the last counts what is above every
+/// bound) and the sum, on cache lines of their own.
+#[repr(align(128))]
+#[derive(Default)]
+struct Cells {
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    count: AtomicU64,
     sum_nanos: AtomicU64,
+}
+
+/// [`LATENCY_BUCKETS`] in nanoseconds, for comparing without floating point.
+const BOUNDS_NANOS: [u64; LATENCY_BUCKETS.len()] = [
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+
+/// The shard of the calling thread: threads are numbered as they first observe.
+fn shard_index() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static INDEX: usize = (NEXT.fetch_add(1, Ordering::Relaxed) as usize) % SHARDS;
+    }
+    INDEX.with(|i| *i)
 }
 
 /// A copy of a [`Histogram`] in Prometheus' shape.
@@ -206,43 +244,46 @@ pub struct HistogramSnapshot {
 impl Default for Histogram {
     fn default() -> Self {
         Self {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            count: AtomicU64::new(0),
-            sum_nanos: AtomicU64::new(0),
+            shards: (0..SHARDS).map(|_| Cells::default()).collect(),
         }
     }
 }
 
 impl Histogram {
     pub fn observe(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        let bucket = LATENCY_BUCKETS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        let bucket = BOUNDS_NANOS
+            .iter()
+            .position(|bound| nanos <= *bound)
+            .unwrap_or(BOUNDS_NANOS.len());
+        let cells = &self.shards[shard_index()];
+        cells.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        cells.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut per_bucket = [0u64; LATENCY_BUCKETS.len() + 1];
+        let mut sum_nanos = 0u64;
+        for cells in self.shards.iter() {
+            for (total, c) in per_bucket.iter_mut().zip(&cells.buckets) {
+                *total += c.load(Ordering::Relaxed);
+            }
+            sum_nanos = sum_nanos.wrapping_add(cells.sum_nanos.load(Ordering::Relaxed));
+        }
         let mut cumulative = 0;
         let buckets = LATENCY_BUCKETS
             .iter()
-            .zip(&self.buckets)
-            .map(|(bound, c)| {
-                cumulative += c.load(Ordering::Relaxed);
+            .zip(&per_bucket)
+            .map(|(bound, n)| {
+                cumulative += n;
                 (*bound, cumulative)
             })
             .collect();
-        let above = self.buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
         HistogramSnapshot {
             buckets,
-            // Read with the buckets, not from `count`, so +Inf is never below the last bucket
-            // of the same scrape.
-            count: cumulative + above,
-            sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            // From the buckets read in this snapshot, so +Inf is never below the last bucket.
+            count: cumulative + per_bucket[LATENCY_BUCKETS.len()],
+            sum_seconds: sum_nanos as f64 / 1e9,
         }
     }
 }
@@ -272,6 +313,31 @@ mod tests {
         assert_eq!(at(0.05), 3);
         assert_eq!(at(10.0), 3);
         assert!((s.sum_seconds - 60.0311).abs() < 1e-9, "{}", s.sum_seconds);
+    }
+
+    #[test]
+    fn observations_from_many_threads_all_count() {
+        let h = Histogram::default();
+        std::thread::scope(|scope| {
+            for _ in 0..3 * SHARDS {
+                scope.spawn(|| {
+                    for _ in 0..100 {
+                        h.observe(Duration::from_millis(2));
+                    }
+                });
+            }
+        });
+        let s = h.snapshot();
+        assert_eq!(s.count, 3 * SHARDS as u64 * 100);
+        assert_eq!(s.buckets[1].1, 0, "nothing at or below 1 ms");
+        assert_eq!(s.buckets[2].1, s.count, "everything at or below 2.5 ms");
+    }
+
+    #[test]
+    fn the_nanosecond_bounds_are_the_buckets() {
+        for (nanos, seconds) in BOUNDS_NANOS.iter().zip(LATENCY_BUCKETS) {
+            assert_eq!(Duration::from_nanos(*nanos).as_secs_f64(), seconds);
+        }
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub(crate) struct Inner {
     pub(crate) connection_rate: ConnectionRate,
     /// This node's emulated (HTTP streaming, SSE) sessions, by session id.
     pub(crate) emulated: emulation::Sessions,
-    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) broker: Arc<MeasuredBroker>,
     pub(crate) metrics: Arc<Metrics>,
     /// Spans go here; `None` (tracing off) costs the hot path a `None` check.
     pub(crate) tracer: Option<Arc<dyn Tracer>>,
@@ -262,7 +262,6 @@ impl Node {
             tags: options.tags,
             ..Default::default()
         };
-        let broker = &self.inner.broker;
         let key = options.idempotency_key.as_deref();
         let parent = match &options.trace {
             Parent::None => Some(None),
@@ -278,20 +277,26 @@ impl Node {
             }),
             _ => None,
         };
-        let position = match (&span, key) {
-            (Some(span), key) => {
-                let trace = span.traceparent();
-                broker
-                    .publish_traced(channel, publication, history.as_ref(), key, &trace)
-                    .await
-            }
-            (None, Some(key)) => {
-                broker
-                    .publish_once(channel, publication, history.as_ref(), key)
-                    .await
-            }
-            (None, None) => broker.publish(channel, publication, history.as_ref()).await,
-        };
+        let trace = span.as_ref().map(|span| span.traceparent());
+        let measured = &self.inner.broker;
+        let broker = measured.inner();
+        let position = measured
+            .measure_publish(async {
+                match (trace.as_deref(), key) {
+                    (Some(trace), key) => {
+                        broker
+                            .publish_traced(channel, publication, history.as_ref(), key, trace)
+                            .await
+                    }
+                    (None, Some(key)) => {
+                        broker
+                            .publish_once(channel, publication, history.as_ref(), key)
+                            .await
+                    }
+                    (None, None) => broker.publish(channel, publication, history.as_ref()).await,
+                }
+            })
+            .await;
         if let (Err(e), Some(span)) = (&position, &mut span) {
             span.fail(&e.to_string());
         }
