@@ -280,23 +280,16 @@ impl Node {
         let trace = span.as_ref().map(|span| span.traceparent());
         let measured = &self.inner.broker;
         let broker = measured.inner();
-        let position = measured
-            .measure_publish(async {
-                match (trace.as_deref(), key) {
-                    (Some(trace), key) => {
-                        broker
-                            .publish_traced(channel, publication, history.as_ref(), key, trace)
-                            .await
-                    }
-                    (None, Some(key)) => {
-                        broker
-                            .publish_once(channel, publication, history.as_ref(), key)
-                            .await
-                    }
-                    (None, None) => broker.publish(channel, publication, history.as_ref()).await,
-                }
-            })
-            .await;
+        // The broker's own (boxed) future, so the publication and its arguments live in that
+        // box and not in this future's state, which every API publish moves around.
+        let publish = match (trace.as_deref(), key) {
+            (Some(trace), key) => {
+                broker.publish_traced(channel, publication, history.as_ref(), key, trace)
+            }
+            (None, Some(key)) => broker.publish_once(channel, publication, history.as_ref(), key),
+            (None, None) => broker.publish(channel, publication, history.as_ref()),
+        };
+        let position = measured.measure_publish(publish).await;
         if let (Err(e), Some(span)) = (&position, &mut span) {
             span.fail(&e.to_string());
         }
