@@ -79,7 +79,8 @@ impl PacketType {
     }
 }
 
-/// A Socket.IO v5 packet; the constructors build only packets the decoder accepts.
+/// A Socket.IO v5 packet. The constructors build packets in the form the decoder accepts,
+/// provided the caller keeps event names out of [`RESERVED_EVENTS`] and `,` out of namespaces.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Packet {
     pub kind: PacketType,
