@@ -15,6 +15,7 @@ use herald_engine::auth::NewConnectToken;
 use herald_protocol::Format;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 fn start(config: Config) -> RunningNode {
     RunningNode::start(config).expect("start node")
@@ -382,4 +383,45 @@ async fn a_browser_event_source_gets_the_connect_push_and_a_publication() {
         "browser script failed ({}):\n{stdout}\n{stderr}",
         output.status
     );
+}
+
+#[tokio::test]
+async fn browser_origins_follow_allowed_origins() {
+    let mut config = Config::for_test();
+    config.server.allowed_origins = vec!["https://app.example".into()];
+    let node = start(config);
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let evil = [("Origin", "https://evil.example")];
+    for path in ["/connection/uni_http_stream", "/connection/uni_sse"] {
+        let (status, _) = api.request("POST", path, &evil, "{}").await;
+        assert_eq!(status, 403, "{path}");
+    }
+    let request = json!({"token": token("alice")}).to_string();
+    let mut client = StreamClient::open(
+        node.addr,
+        "POST",
+        "/connection/uni_sse",
+        &[("Origin", "https://app.example")],
+        request.as_bytes(),
+        Transport::Sse,
+        Format::Json,
+    )
+    .await;
+    assert_eq!(client.status, 200);
+    assert_eq!(
+        client.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    connect_push(&client.next_value().await.expect("connect push"));
+
+    let url = format!("ws://{}/connection/uni_websocket", node.addr);
+    let mut request = url.as_str().into_client_request().expect("request");
+    let origin = "https://evil.example".parse().expect("header value");
+    request.headers_mut().insert("Origin", origin);
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403);
+        }
+        other => panic!("a forbidden origin upgraded: {:?}", other.map(|_| ())),
+    }
 }
