@@ -425,3 +425,15 @@ async fn browser_origins_follow_allowed_origins() {
         other => panic!("a forbidden origin upgraded: {:?}", other.map(|_| ())),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_shutting_down_closes_the_websocket_with_3001() {
+    let node = start(Config::for_test());
+    let mut ws = uni_ws(&node).await;
+    let request = json!({"token": token("alice")}).to_string();
+    ws.send(Message::text(request)).await.expect("send");
+    connect_push(&ws_next(&mut ws).await.expect("connect push"));
+    let stopping = tokio::task::spawn_blocking(move || node.stop());
+    assert_eq!(ws_next(&mut ws).await, Err(3001));
+    stopping.await.expect("join").expect("clean stop");
+}
