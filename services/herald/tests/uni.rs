@@ -437,3 +437,31 @@ async fn a_node_shutting_down_closes_the_websocket_with_3001() {
     assert_eq!(ws_next(&mut ws).await, Err(3001));
     stopping.await.expect("join").expect("clean stop");
 }
+
+/// A unidirectional client that stops reading goes once a write has waited
+/// `client.write_timeout`, as on every transport (the queue bound is out of reach here, so
+/// only the write timeout can cut it off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_client_that_stops_reading_is_dropped_by_the_write_timeout() {
+    let mut config = Config::for_test();
+    config.client.max_queue_bytes = 256 * 1024 * 1024;
+    let node = start(config);
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let clients = || async {
+        let info = api.call("info", json!({})).await;
+        info["result"]["nodes"][0]["num_clients"]
+            .as_u64()
+            .expect("num_clients")
+    };
+    let request = json!({"token": token_with("alice", &["news"])}).to_string();
+    let mut stalled = open(&node, Http::Stream, request.as_bytes()).await;
+    connect_push(&stalled.next_value().await.expect("connect push"));
+    assert_eq!(clients().await, 1);
+    // Far more than the socket buffers hold; the client never reads again.
+    api.flood("news", 4000, 4096).await;
+    herald::testing::eventually("the stalled client is gone", || async {
+        clients().await == 0
+    })
+    .await;
+    drop(stalled);
+}
