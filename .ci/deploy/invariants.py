@@ -16,8 +16,9 @@ from pathlib import Path
 import yaml
 
 # Every path a client uses (docs/protocol.md): the WebSocket, the two fallbacks and their
-# command endpoint. The Ingress must route each of them...
-CLIENT_PATHS = ["/connection/websocket", "/connection/http_stream", "/connection/sse", "/emulation"]
+# command endpoint, the three unidirectional transports. The Ingress must route each of them...
+CLIENT_PATHS = ["/connection/websocket", "/connection/http_stream", "/connection/sse", "/emulation",
+                "/connection/uni_websocket", "/connection/uni_sse", "/connection/uni_http_stream"]
 # ...and none of what belongs to the operator's side (server.internal_listen) or nothing at all.
 PRIVATE_PATHS = ["/api", "/api/publish", "/api/info", "/metrics", "/ready", "/", "/health"]
 PRODUCTION_LIKE = {"overlays-production", "examples-site-overlay"}

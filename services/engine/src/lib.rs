@@ -42,4 +42,4 @@ pub use broker::{Broker, BrokerError, MemoryBroker};
 pub const ACCESS_LOG: &str = "herald::access";
 pub use emulation::{EmulationError, EmulationRequest, Inbox};
 pub use node::{Node, NodeConfig, NodeInfo, PublishOptions};
-pub use session::{Flow, Session};
+pub use session::{Flow, Mode, Session};

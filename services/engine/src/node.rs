@@ -26,7 +26,7 @@ use crate::hub::{ConnId, Hub, Membership, Subscriber};
 use crate::limits::ConnectionRate;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::session::Session;
+use crate::session::{Mode, Session};
 use crate::trace::{Parent, Span, SpanKind, SpanStart, Tracer};
 
 /// Everything a node needs, validated by the binary.
@@ -169,7 +169,14 @@ impl Node {
     /// A new client session speaking `format`. The transport feeds it frames and drains its queue.
     pub fn session(&self, format: Format) -> Session {
         let conn = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
-        Session::new(self.clone(), conn, format, None)
+        Session::new(self.clone(), conn, format, None, Mode::Bidirectional)
+    }
+
+    /// A new session of a unidirectional transport (JSON; see [`Mode::Unidirectional`]): the
+    /// transport hands it the client's connect request as its first frame.
+    pub fn uni_session(&self) -> Session {
+        let conn = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        Session::new(self.clone(), conn, Format::Json, None, Mode::Unidirectional)
     }
 
     /// A new session of an emulated transport (HTTP streaming, SSE), and the inbox of the
@@ -178,7 +185,10 @@ impl Node {
     pub fn emulated_session(&self, format: Format) -> (Session, Inbox) {
         let conn = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let (id, inbox) = self.inner.emulated.open();
-        (Session::new(self.clone(), conn, format, Some(id)), inbox)
+        (
+            Session::new(self.clone(), conn, format, Some(id), Mode::Bidirectional),
+            inbox,
+        )
     }
 
     /// Open emulated (HTTP streaming, SSE) sessions on this node.

@@ -268,3 +268,69 @@ async fn protobuf_sessions_get_delimited_frames() {
     assert_eq!(second.id, 2);
     assert!(second.subscribe.is_some());
 }
+
+#[tokio::test]
+async fn a_unidirectional_session_connects_with_a_bare_request_and_pushes_bare() {
+    let node = node();
+    let mut s = node.uni_session();
+    assert_eq!(s.mode(), herald_engine::Mode::Unidirectional);
+    let request = json!({"token": token("alice", now() + 3600)});
+    assert_eq!(
+        s.handle_frame(request.to_string().as_bytes()).await,
+        Flow::Continue
+    );
+    let (_, pushes) = frame(&mut s).await;
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert!(pushes[0]["connect"]["client"].is_string(), "{pushes:?}");
+    assert!(pushes[0].get("id").is_none(), "{pushes:?}");
+    assert!(pushes[0]["connect"].get("pong").is_none(), "{pushes:?}");
+
+    // What the client says after connecting changes nothing: not even garbage closes it.
+    let subscribe = json!({"id":2,"subscribe":{"channel":"chat:x"}});
+    let ignored = [subscribe.to_string().into_bytes(), b"garbage".to_vec()];
+    for frame_bytes in ignored {
+        assert_eq!(s.handle_frame(&frame_bytes).await, Flow::Continue);
+    }
+    let (_, nothing) = frame(&mut s).await;
+    assert!(nothing.is_empty(), "{nothing:?}");
+
+    // Pings go out and need no answer: the pong deadline never closes the connection.
+    // (Other clocks, the position check, fire in between.)
+    let mut pings = 0;
+    for _ in 0..10 {
+        assert_eq!(s.on_timer(s.deadline()), Flow::Continue);
+        let (_, out) = frame(&mut s).await;
+        assert!(out.is_empty() || out == [json!({})], "{out:?}");
+        pings += out.len();
+    }
+    assert!(pings >= 3, "{pings} pings");
+}
+
+#[tokio::test]
+async fn a_unidirectional_connect_refused_closes() {
+    let node = node();
+    let cases = [
+        (
+            json!({"token": "bad"}).to_string(),
+            disconnect::INVALID_TOKEN,
+        ),
+        (
+            json!({"token": token("alice", now() - 5)}).to_string(),
+            disconnect::EXPIRED,
+        ),
+        ("[]".to_owned(), disconnect::BAD_REQUEST),
+        // A command is not a connect request: its `connect` field is unknown.
+        (
+            json!({"id":1,"connect":{"token": token("alice", now() + 60)}}).to_string(),
+            disconnect::BAD_REQUEST,
+        ),
+    ];
+    for (request, expected) in cases {
+        let mut s = node.uni_session();
+        assert_eq!(
+            s.handle_frame(request.as_bytes()).await,
+            Flow::Close(expected),
+            "{request}"
+        );
+    }
+}

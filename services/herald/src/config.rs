@@ -37,6 +37,12 @@
 //! # /connection/http_stream and /connection/sse, their commands posted to /emulation.
 //! http_stream = true
 //! sse = true
+//! # The unidirectional transports, for clients with no SDK (a browser's EventSource, curl):
+//! # /connection/uni_websocket, /connection/uni_sse and /connection/uni_http_stream take one
+//! # connect request, then only push.
+//! uni_websocket = true
+//! uni_sse = true
+//! uni_http_stream = true
 //! # What serves /connection/websocket: "lean" (Herald's own frame loop on actix-http's upgrade
 //! # hook: ~4 KiB per idle connection) or "actix-ws" (an actix-web route with actix-ws).
 //! websocket_engine = "lean"
@@ -349,6 +355,12 @@ pub struct ServerConfig {
     pub http_stream: bool,
     /// Serve the SSE fallback (`/connection/sse`).
     pub sse: bool,
+    /// Serve the unidirectional WebSocket (`/connection/uni_websocket`).
+    pub uni_websocket: bool,
+    /// Serve the unidirectional SSE (`/connection/uni_sse`).
+    pub uni_sse: bool,
+    /// Serve the unidirectional HTTP streaming (`/connection/uni_http_stream`).
+    pub uni_http_stream: bool,
     /// What serves `/connection/websocket`.
     pub websocket_engine: WebSocketEngine,
     /// The listener of the server API, `/metrics` and the detailed `/ready`, when they are
@@ -1054,6 +1066,9 @@ impl Config {
                 backlog: raw.server.backlog,
                 http_stream: raw.server.http_stream,
                 sse: raw.server.sse,
+                uni_websocket: raw.server.uni_websocket,
+                uni_sse: raw.server.uni_sse,
+                uni_http_stream: raw.server.uni_http_stream,
                 websocket_engine,
                 internal_listen,
                 log_format,
@@ -1156,6 +1171,9 @@ impl Config {
         let _ = writeln!(s, "  backlog:          {}", self.server.backlog);
         let _ = writeln!(s, "  http_stream:      {}", self.server.http_stream);
         let _ = writeln!(s, "  sse:              {}", self.server.sse);
+        let _ = writeln!(s, "  uni_websocket:    {}", self.server.uni_websocket);
+        let _ = writeln!(s, "  uni_sse:          {}", self.server.uni_sse);
+        let _ = writeln!(s, "  uni_http_stream:  {}", self.server.uni_http_stream);
         let _ = writeln!(
             s,
             "  websocket_engine: {}",
@@ -1363,6 +1381,9 @@ impl Config {
                 backlog: 4096,
                 http_stream: true,
                 sse: true,
+                uni_websocket: true,
+                uni_sse: true,
+                uni_http_stream: true,
                 websocket_engine: WebSocketEngine::under_test(),
                 internal_listen: None,
                 log_format: LogFormat::Text,

@@ -36,6 +36,21 @@ pub fn banner(config: &Config, dev: &DevMode) -> String {
             fallbacks.join(", ")
         )
     };
+    let mut uni = Vec::new();
+    if config.server.uni_websocket {
+        uni.push(format!("ws://{addr}/connection/uni_websocket"));
+    }
+    if config.server.uni_sse {
+        uni.push(format!("http://{addr}/connection/uni_sse"));
+    }
+    if config.server.uni_http_stream {
+        uni.push(format!("http://{addr}/connection/uni_http_stream"));
+    }
+    let uni = if uni.is_empty() {
+        "off".to_owned()
+    } else {
+        uni.join(", ")
+    };
     let lines = [
         String::new(),
         "==================== DEV MODE: NOT FOR PRODUCTION ====================".into(),
@@ -48,6 +63,7 @@ pub fn banner(config: &Config, dev: &DevMode) -> String {
         format!("  API key     : {}", dev.api_key),
         format!("  WebSocket   : ws://{addr}/connection/websocket"),
         format!("  Fallbacks   : {fallbacks}"),
+        format!("  Uni         : {uni}"),
         format!(
             "  Admin page  : {}",
             if config.admin.enabled {

@@ -127,6 +127,7 @@ pub async fn serve(
         node: node.clone(),
         config: transport.clone(),
         connections: Arc::default(),
+        uni_websocket: config.server.uni_websocket,
     });
     let connections = lean.connections.clone();
     let node_data = web::Data::new(node.clone());
@@ -157,7 +158,7 @@ pub async fn serve(
             .app_data(api_state.clone())
             .app_data(telemetry.clone())
             .app_data(web::PayloadConfig::new(max_body))
-            .configure(|app| websocket_route(app, engine))
+            .configure(|app| websocket_route(app, engine, server_config.uni_websocket))
             .configure(|app| fallbacks(app, &server_config, max_message_size))
             .route("/health", web::get().to(health))
             .configure(|app| {
@@ -282,19 +283,27 @@ pub async fn serve(
 /// `/connection/websocket` in the application: the actix-ws engine's handshake, or, with the
 /// lean engine (whose upgrade service takes every upgrade request), the answer to a request
 /// that did not ask for an upgrade.
-fn websocket_route(app: &mut web::ServiceConfig, engine: WebSocketEngine) {
-    match engine {
-        WebSocketEngine::ActixWs => {
-            app.route(websocket::PATH, web::get().to(websocket::actix_ws::handler));
-        }
-        WebSocketEngine::Lean => {
-            app.route(websocket::PATH, web::to(websocket::lean::not_an_upgrade));
+fn websocket_route(app: &mut web::ServiceConfig, engine: WebSocketEngine, uni: bool) {
+    let paths: &[&str] = if uni {
+        &[websocket::PATH, websocket::UNI_PATH]
+    } else {
+        &[websocket::PATH]
+    };
+    for path in paths {
+        match engine {
+            WebSocketEngine::ActixWs => {
+                app.route(path, web::get().to(websocket::actix_ws::handler));
+            }
+            WebSocketEngine::Lean => {
+                app.route(path, web::to(websocket::lean::not_an_upgrade));
+            }
         }
     }
 }
 
 /// The HTTP-streaming and SSE fallbacks (`server.http_stream`, `server.sse`) and the
-/// endpoint of their commands. A method an endpoint does not take gets 405.
+/// endpoint of their commands; the unidirectional HTTP streaming and SSE
+/// (`server.uni_http_stream`, `server.uni_sse`). A method an endpoint does not take gets 405.
 fn fallbacks(app: &mut web::ServiceConfig, server: &ServerConfig, max_message_size: usize) {
     fn preflight(
         methods: &'static str,
@@ -316,6 +325,23 @@ fn fallbacks(app: &mut web::ServiceConfig, server: &ServerConfig, max_message_si
             web::resource("/connection/sse")
                 .route(web::get().to(emulated::sse))
                 .route(web::post().to(emulated::sse))
+                .route(web::method(Method::OPTIONS).to(preflight("GET, POST, OPTIONS")))
+                .default_service(not_allowed()),
+        );
+    }
+    if server.uni_http_stream {
+        app.service(
+            web::resource("/connection/uni_http_stream")
+                .route(web::post().to(emulated::uni_http_stream))
+                .route(web::method(Method::OPTIONS).to(preflight("POST, OPTIONS")))
+                .default_service(not_allowed()),
+        );
+    }
+    if server.uni_sse {
+        app.service(
+            web::resource("/connection/uni_sse")
+                .route(web::get().to(emulated::uni_sse))
+                .route(web::post().to(emulated::uni_sse))
                 .route(web::method(Method::OPTIONS).to(preflight("GET, POST, OPTIONS")))
                 .default_service(not_allowed()),
         );

@@ -17,7 +17,6 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "admin-test-password-0123";
 const API_KEY: &str = "admin-test-api-key-that-must-not-leak";
-const INSTALL_HINT: &str = "run `bash .ci/install-test-deps` from the repository root";
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -352,28 +351,9 @@ async fn the_bundled_centrifuge_js_is_the_version_the_sdk_tests_pin() {
     assert!(head.contains("content-type: text/javascript"), "{head}");
 }
 
-/// Chromium and the driver, or `None` (printed) outside CI; under CI (`CI=true`) missing ones
-/// fail the test.
-fn browser_tools() -> Option<(PathBuf, PathBuf)> {
-    let chromium =
-        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
-    let dir = manifest_dir().join("tests/browser");
-    let driver = dir.join("node_modules/playwright-core/package.json");
-    let missing = match (chromium.is_file(), driver.is_file()) {
-        (true, true) => return Some((chromium, dir)),
-        (false, _) => format!("Chromium not found at {}", chromium.display()),
-        (true, false) => format!("playwright-core not installed in {}", dir.display()),
-    };
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0") {
-        panic!("{missing}: {INSTALL_HINT}");
-    }
-    eprintln!("SKIPPED the browser test: {missing} ({INSTALL_HINT})");
-    None
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pages_in_chromium_see_a_message_published_through_one_of_them() {
-    let Some((chromium, dir)) = browser_tools() else {
+    let Some((chromium, dir)) = herald::testing::browser::tools() else {
         return;
     };
     let node = admin_node(Config::for_test());

@@ -201,6 +201,36 @@ pub fn disconnect_push(format: Format, disconnect: &codes::Disconnect) -> Bytes 
     encode_reply(format, &reply)
 }
 
+/// The connect request of a unidirectional transport: a bare `ConnectRequest` JSON object (not
+/// a command), e.g. `{"token":"<JWT>","subs":{"news":{"recover":true,"offset":3,"epoch":"x"}}}`.
+pub fn decode_connect_request(body: &[u8]) -> Result<proto::ConnectRequest, DecodeError> {
+    let body = body.trim_ascii();
+    // serde would accept a struct written as an array; the protocol doesn't.
+    if body.first() != Some(&b'{') {
+        return Err(DecodeError::NotAnObject { line: 1 });
+    }
+    serde_json::from_slice(body).map_err(|source| DecodeError::Json { line: 1, source })
+}
+
+/// A JSON frame as unidirectional transports send it: their clients get bare pushes, so each
+/// `{"push":P}` line becomes `P` (`{"channel":"news","pub":{...}}`); other lines (the ping
+/// `{}`) stay as they are.
+pub fn unwrap_pushes(frame: &mut BytesMut) {
+    const PREFIX: &[u8] = b"{\"push\":";
+    if !frame.windows(PREFIX.len()).any(|w| w == PREFIX) {
+        return;
+    }
+    let mut out = BytesMut::with_capacity(frame.len());
+    for line in frame[..].split(|&b| b == b'\n') {
+        let bare = line
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.strip_suffix(b"}"))
+            .unwrap_or(line);
+        append_to_frame(Format::Json, bare, &mut out);
+    }
+    *frame = out;
+}
+
 /// The server ping: `{}` for JSON, a single 0x00 byte (empty delimited
 /// message) for Protobuf.
 pub fn ping(format: Format) -> Bytes {
@@ -213,6 +243,30 @@ pub fn ping(format: Format) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unidirectional_frames_carry_bare_pushes() {
+        let mut frame = BytesMut::from(
+            &b"{\"push\":{\"connect\":{\"client\":\"c\"}}}\n{}\n{\"push\":{\"channel\":\"a\",\"pub\":{\"data\":{\"push\":1}}}}"[..],
+        );
+        unwrap_pushes(&mut frame);
+        assert_eq!(
+            &frame[..],
+            &b"{\"connect\":{\"client\":\"c\"}}\n{}\n{\"channel\":\"a\",\"pub\":{\"data\":{\"push\":1}}}"[..]
+        );
+    }
+
+    #[test]
+    fn a_unidirectional_connect_request_is_a_bare_object() {
+        let req =
+            decode_connect_request(br#" {"token":"t","subs":{"a":{"recover":true,"offset":3}}} "#)
+                .unwrap();
+        assert_eq!(req.token, "t");
+        assert!(req.subs["a"].recover);
+        assert!(decode_connect_request(b"[]").is_err());
+        assert!(decode_connect_request(b"").is_err());
+        assert!(decode_connect_request(br#"{"token":1}"#).is_err());
+    }
 
     #[test]
     fn varint_reader() {

@@ -277,7 +277,7 @@ impl Session {
                 ttl: ttl(expires_at, now),
                 subs,
                 ping: inner.client.ping_interval.as_secs() as u32,
-                pong: true,
+                pong: !self.uni,
                 session: emulation.as_deref().unwrap_or_default().to_owned(),
                 node: if emulation.is_some() {
                     inner.uid.clone()

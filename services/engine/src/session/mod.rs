@@ -64,6 +64,20 @@ pub struct Session {
     emulation: Option<Arc<str>>,
     /// What is left of the connection's command allowance (`client.command_rate_limit`).
     commands: CommandBucket,
+    /// A unidirectional connection (see [`Mode::Unidirectional`]).
+    uni: bool,
+}
+
+/// How a session talks to its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Commands in, replies and pushes out (the protocol's transports).
+    Bidirectional,
+    /// The client speaks once, a bare connect request; then the server only pushes (JSON).
+    /// The connect reply goes out as a `connect` push, every push bare (`{"channel":..,
+    /// "pub":..}`, not wrapped in `{"push":..}`), pings expect no pong, a failed connect closes
+    /// the connection, and whatever the client sends after connecting is ignored.
+    Unidirectional,
 }
 
 enum State {
@@ -100,11 +114,16 @@ impl Session {
         conn: ConnId,
         format: Format,
         emulation: Option<Arc<str>>,
+        mode: Mode,
     ) -> Self {
         let config = node.client_config();
         let outbound = Outbound::new(config.max_queue_bytes);
         let now = Instant::now();
-        let timers = Timers::connecting(now, config);
+        let mut timers = Timers::connecting(now, config);
+        let uni = mode == Mode::Unidirectional;
+        if uni {
+            timers.expect_no_pong();
+        }
         let commands = CommandBucket::new(now, config.command_rate_burst);
         Self {
             node,
@@ -118,6 +137,15 @@ impl Session {
             last_frame_len: 0,
             emulation,
             commands,
+            uni,
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        if self.uni {
+            Mode::Unidirectional
+        } else {
+            Mode::Bidirectional
         }
     }
 
@@ -145,6 +173,9 @@ impl Session {
 
     /// Decodes one transport frame (one or more commands) and handles each in order.
     pub async fn handle_frame(&mut self, frame: &[u8]) -> Flow {
+        if self.uni {
+            return self.handle_uni_frame(frame).await;
+        }
         let commands = match codec::decode_commands(self.format, frame) {
             Ok(commands) => commands,
             Err(e) => {
@@ -158,6 +189,27 @@ impl Session {
             }
         }
         Flow::Continue
+    }
+
+    /// A unidirectional client's message: its connect request first, then nothing it says
+    /// matters.
+    async fn handle_uni_frame(&mut self, frame: &[u8]) -> Flow {
+        if !matches!(self.state, State::Connecting) {
+            return Flow::Continue;
+        }
+        let connect = match codec::decode_connect_request(frame) {
+            Ok(connect) => connect,
+            Err(e) => {
+                tracing::debug!(error = %e, "malformed connect request");
+                return Flow::Close(codes::disconnect::BAD_REQUEST);
+            }
+        };
+        let command = Command {
+            id: 1,
+            connect: Some(connect),
+            ..Default::default()
+        };
+        self.handle_command(command).await
     }
 
     async fn handle_command(&mut self, command: Command) -> Flow {
@@ -213,11 +265,19 @@ impl Session {
         match result {
             Ok(Some(mut reply)) => {
                 reply.id = id;
+                if self.uni {
+                    reply = connect_push(reply);
+                }
                 self.send(&reply);
                 self.queue_caught_up();
                 Flow::Continue
             }
             Ok(None) => Flow::Continue,
+            Err(CommandError::Reply(code)) if self.uni => {
+                // No reply can reach a unidirectional client: a refused connect closes.
+                self.node.metrics().command_error(code.code);
+                Flow::Close(uni_refusal(code))
+            }
             Err(CommandError::Reply(code)) => {
                 self.node.metrics().command_error(code.code);
                 self.send(&Reply {
@@ -274,6 +334,14 @@ impl Session {
     /// Replies go before publications: a subscription's reply is always queued before the
     /// drain that reads its channel's first publications.
     pub async fn drain(&mut self, frame: &mut BytesMut) -> Flow {
+        let flow = self.drain_frame(frame).await;
+        if self.uni {
+            codec::unwrap_pushes(frame);
+        }
+        flow
+    }
+
+    async fn drain_frame(&mut self, frame: &mut BytesMut) -> Flow {
         self.drains += 1;
         // Not kept between drains: an idle connection holds no buffer, and publications do
         // not pass through here (only replies and node requests do).
@@ -516,6 +584,44 @@ impl Session {
             format: self.format,
             join_leave,
         }
+    }
+}
+
+/// The connect reply of a unidirectional session as the `connect` push it gets instead.
+fn connect_push(reply: Reply) -> Reply {
+    let Some(r) = reply.connect else {
+        return reply;
+    };
+    Reply {
+        push: Some(herald_protocol::proto::Push {
+            connect: Some(herald_protocol::proto::Connect {
+                client: r.client,
+                version: r.version,
+                data: r.data,
+                subs: r.subs,
+                expires: r.expires,
+                ttl: r.ttl,
+                ping: r.ping,
+                pong: r.pong,
+                session: r.session,
+                node: r.node,
+                time: r.time,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The disconnect a unidirectional client gets for a connect refused with an error reply:
+/// an expired token cannot be refreshed without a way to ask, so the connection is over.
+fn uni_refusal(code: codes::ErrorCode) -> Disconnect {
+    if code.code == codes::TOKEN_EXPIRED.code {
+        codes::disconnect::EXPIRED
+    } else if code.code == codes::TOO_MANY_REQUESTS.code {
+        codes::disconnect::TOO_MANY_REQUESTS
+    } else {
+        codes::disconnect::BAD_REQUEST
     }
 }
 

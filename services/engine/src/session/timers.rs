@@ -34,6 +34,9 @@ pub(super) struct Timers {
     connect_deadline: Option<Instant>,
     next_ping: Option<Instant>,
     pong_deadline: Option<Instant>,
+    /// Whether a ping waits for a pong: not on a unidirectional connection, whose client
+    /// cannot answer.
+    expect_pong: bool,
     /// When an expired connection is closed (expiry plus grace for a refresh).
     expire_close: Option<Instant>,
     next_position_check: Option<Instant>,
@@ -56,6 +59,7 @@ impl Timers {
             connect_deadline: Some(now + config.connect_timeout),
             next_ping: None,
             pong_deadline: None,
+            expect_pong: true,
             expire_close: None,
             next_position_check: None,
             sub_close: None,
@@ -103,6 +107,11 @@ impl Timers {
         self.sub_close = earliest.map(|c| self.began + Duration::from_secs(c.get().into()));
     }
 
+    /// Pings of a unidirectional connection: sent, never answered.
+    pub(super) fn expect_no_pong(&mut self) {
+        self.expect_pong = false;
+    }
+
     /// A pong arrived: true when a ping was waiting for it.
     pub(super) fn pong_received(&mut self) -> bool {
         self.pong_deadline.take().is_some()
@@ -139,7 +148,9 @@ impl Timers {
         if self.next_ping.is_some_and(|t| now >= t) {
             self.next_ping = Some(now + self.ping_interval);
             // Keep an earlier deadline if a previous ping is still unanswered.
-            self.pong_deadline.get_or_insert(now + self.pong_timeout);
+            if self.expect_pong {
+                self.pong_deadline.get_or_insert(now + self.pong_timeout);
+            }
             return Due::Ping;
         }
         if self.sub_close.is_some_and(|t| now >= t) {

@@ -49,6 +49,12 @@ pub(crate) struct RawServer {
     pub http_stream: bool,
     /// Serve the SSE fallback transport. Default true.
     pub sse: bool,
+    /// Serve the unidirectional WebSocket (`/connection/uni_websocket`). Default true.
+    pub uni_websocket: bool,
+    /// Serve the unidirectional SSE (`/connection/uni_sse`). Default true.
+    pub uni_sse: bool,
+    /// Serve the unidirectional HTTP streaming (`/connection/uni_http_stream`). Default true.
+    pub uni_http_stream: bool,
     /// What runs `/connection/websocket`: `lean` (Herald's own frame loop on actix-http's
     /// upgrade hook) or `actix-ws`. Default `lean`.
     pub websocket_engine: String,
@@ -71,6 +77,9 @@ impl Default for RawServer {
             backlog: 4096,
             http_stream: true,
             sse: true,
+            uni_websocket: true,
+            uni_sse: true,
+            uni_http_stream: true,
             websocket_engine: "lean".to_owned(),
             internal_listen: None,
             log_format: "text".to_owned(),

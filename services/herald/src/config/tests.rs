@@ -632,6 +632,20 @@ fn fallback_transports_are_on_unless_switched_off() {
 }
 
 #[test]
+fn unidirectional_transports_are_on_unless_switched_off() {
+    let cfg = load_toml("").expect("valid");
+    let server = &cfg.server;
+    assert!(server.uni_websocket && server.uni_sse && server.uni_http_stream);
+    let cfg = load_toml("[server]\nuni_websocket = false\n").expect("valid");
+    assert!(!cfg.server.uni_websocket && cfg.server.uni_sse);
+    let env = [("HERALD_SERVER__UNI_HTTP_STREAM", "false")];
+    let cfg = load_str("toml", "", &env).expect("valid");
+    assert!(!cfg.server.uni_http_stream && cfg.server.uni_sse);
+    let err = load_toml("[server]\nuni_sse = \"maybe\"\n").expect_err("not a bool");
+    assert!(err.to_string().contains("uni_sse"), "{err}");
+}
+
+#[test]
 fn history_options_of_namespaces_and_their_checks() {
     let cfg = load_toml(&format!(
         "{AUTH}[channels]\nhistory_size = 10\nhistory_ttl = \"5m\"\nforce_recovery = true\n\

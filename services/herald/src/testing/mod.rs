@@ -4,6 +4,7 @@
 //! Behind the `testing` feature.
 
 mod api;
+pub mod browser;
 mod client;
 pub mod openapi;
 pub mod process;

@@ -153,6 +153,24 @@ impl StreamClient {
         }
     }
 
+    /// The next JSON message as it is, or `None` when the stream has ended: what a
+    /// unidirectional stream carries (bare pushes, not replies).
+    pub async fn next_value(&mut self) -> Option<serde_json::Value> {
+        loop {
+            if let Some(json) = self.take_json() {
+                return Some(serde_json::from_slice(&json).unwrap_or_else(|e| {
+                    panic!("json message {:?}: {e}", String::from_utf8_lossy(&json))
+                }));
+            }
+            if self.ended {
+                return None;
+            }
+            tokio::time::timeout(WAIT, self.read_more())
+                .await
+                .expect("next message in time");
+        }
+    }
+
     /// The next reply that is not a ping (answering none of them).
     pub async fn next_non_ping(&mut self) -> Option<Reply> {
         loop {
@@ -242,23 +260,21 @@ impl StreamClient {
 
     fn take_reply(&mut self) -> Option<Reply> {
         match (self.transport, self.format) {
-            (Transport::HttpStream, Format::Json) => {
+            (Transport::HttpStream, Format::Protobuf) => self.take_protobuf(),
+            _ => self.take_json().map(|json| decode_json(&json)),
+        }
+    }
+
+    /// The next JSON line or SSE event's data.
+    fn take_json(&mut self) -> Option<Vec<u8>> {
+        match self.transport {
+            Transport::HttpStream => {
                 let end = self.body.iter().position(|&b| b == b'\n')?;
-                let line: Vec<u8> = self.body.drain(..=end).collect();
-                Some(decode_json(&line[..end]))
+                let mut line: Vec<u8> = self.body.drain(..=end).collect();
+                line.truncate(end);
+                Some(line)
             }
-            (Transport::HttpStream, Format::Protobuf) => {
-                let mut buf = &self.body[..];
-                let len = prost::decode_length_delimiter(&mut buf).ok()?;
-                let header = self.body.len() - buf.len();
-                if buf.len() < len {
-                    return None;
-                }
-                let reply = Reply::decode(&buf[..len]).expect("protobuf reply");
-                self.body.drain(..header + len);
-                Some(reply)
-            }
-            (Transport::Sse, _) => loop {
+            Transport::Sse => loop {
                 let end = self.body.windows(2).position(|w| w == b"\n\n")?;
                 let event: Vec<u8> = self.body.drain(..end + 2).collect();
                 let text = String::from_utf8(event).expect("utf-8 event");
@@ -267,10 +283,22 @@ impl StreamClient {
                     .filter_map(|l| l.strip_prefix("data: "))
                     .collect();
                 if !data.is_empty() {
-                    return Some(decode_json(data.join("\n").as_bytes()));
+                    return Some(data.join("\n").into_bytes());
                 }
             },
         }
+    }
+
+    fn take_protobuf(&mut self) -> Option<Reply> {
+        let mut buf = &self.body[..];
+        let len = prost::decode_length_delimiter(&mut buf).ok()?;
+        let header = self.body.len() - buf.len();
+        if buf.len() < len {
+            return None;
+        }
+        let reply = Reply::decode(&buf[..len]).expect("protobuf reply");
+        self.body.drain(..header + len);
+        Some(reply)
     }
 }
 
@@ -331,7 +359,7 @@ pub async fn post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8])
     (status, client.text().await)
 }
 
-fn percent_encode(bytes: &[u8]) -> String {
+pub fn percent_encode(bytes: &[u8]) -> String {
     let mut out = String::new();
     for &b in bytes {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

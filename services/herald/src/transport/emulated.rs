@@ -3,6 +3,10 @@
 //! response streams the replies) and `/connection/sse` (the same over Server-Sent Events, the
 //! connect command in the `cf_connect` query parameter or a POST body; JSON only). Later
 //! commands arrive through `/emulation` (see `emulation_endpoint`).
+//!
+//! Also their unidirectional counterparts, for clients with no SDK (`curl`, `EventSource`):
+//! `/connection/uni_http_stream` and `/connection/uni_sse` take one bare connect request and
+//! then only push (see `herald_engine::Mode::Unidirectional`).
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -82,6 +86,61 @@ pub async fn sse(
     .await
 }
 
+/// `POST /connection/uni_http_stream`: the body is a bare connect request; the response
+/// streams bare JSON pushes, one a line.
+pub async fn uni_http_stream(
+    req: HttpRequest,
+    body: web::Bytes,
+    node: web::Data<Node>,
+    config: web::Data<TransportConfig>,
+) -> HttpResponse {
+    let content_type = "application/json";
+    let framing = Framing::UniHttpStream;
+    start(
+        &req,
+        &body,
+        Format::Json,
+        framing,
+        content_type,
+        &node,
+        &config,
+    )
+    .await
+}
+
+/// `GET /connection/uni_sse?cf_connect=<connect request>` (what EventSource sends), or `POST`
+/// with the request as the body: bare JSON pushes as `data:` events.
+pub async fn uni_sse(
+    req: HttpRequest,
+    body: web::Bytes,
+    query: web::Query<SseQuery>,
+    node: web::Data<Node>,
+    config: web::Data<TransportConfig>,
+) -> HttpResponse {
+    let connect = match (
+        &query.cf_connect,
+        req.method() == actix_web::http::Method::GET,
+    ) {
+        (Some(connect), true) => web::Bytes::copy_from_slice(connect.as_bytes()),
+        (None, true) => {
+            return HttpResponse::BadRequest().body("no connect request (cf_connect)\n");
+        }
+        (_, false) => body,
+    };
+    let content_type = "text/event-stream; charset=utf-8";
+    let framing = Framing::UniSse;
+    start(
+        &req,
+        &connect,
+        Format::Json,
+        framing,
+        content_type,
+        &node,
+        &config,
+    )
+    .await
+}
+
 async fn start(
     req: &HttpRequest,
     connect: &[u8],
@@ -107,7 +166,13 @@ async fn start(
             config.max_message_size
         ));
     }
-    let (mut session, inbox) = node.emulated_session(format);
+    let (mut session, inbox) = match framing {
+        Framing::UniHttpStream | Framing::UniSse => (node.uni_session(), None),
+        Framing::HttpStream | Framing::Sse => {
+            let (session, inbox) = node.emulated_session(format);
+            (session, Some(inbox))
+        }
+    };
     let span = access::connection_span(req.headers(), framing.name());
     let connected = match &span {
         Some(span) => session.handle_frame(connect).instrument(span.clone()).await,

@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::Stream;
-use herald_engine::{Flow, Inbox, Session};
+use herald_engine::{Flow, Inbox, Mode, Session};
 use herald_protocol::Format;
 use herald_protocol::codec;
 use herald_protocol::codes::Disconnect;
@@ -30,6 +30,10 @@ pub enum Framing {
     HttpStream,
     /// `/connection/sse`: one `data:` event per JSON reply.
     Sse,
+    /// `/connection/uni_http_stream`: bare JSON pushes, each followed by `\n`.
+    UniHttpStream,
+    /// `/connection/uni_sse`: one `data:` event per bare JSON push.
+    UniSse,
 }
 
 impl Framing {
@@ -38,21 +42,27 @@ impl Framing {
         match self {
             Framing::HttpStream => "http_stream",
             Framing::Sse => "sse",
+            Framing::UniHttpStream => "uni_http_stream",
+            Framing::UniSse => "uni_sse",
         }
+    }
+
+    fn is_sse(self) -> bool {
+        matches!(self, Framing::Sse | Framing::UniSse)
     }
 
     /// One drained frame (JSON replies joined by `\n`, or delimited Protobuf replies) as a
     /// chunk of the body; HTTP streaming sends the frame's own buffer.
     fn chunk(self, format: Format, mut frame: BytesMut) -> Bytes {
         match (self, format) {
-            (Framing::HttpStream, Format::Json) => {
+            (Framing::HttpStream | Framing::UniHttpStream, Format::Json) => {
                 frame.put_u8(b'\n');
                 frame.freeze()
             }
-            (Framing::HttpStream, Format::Protobuf) => frame.freeze(),
+            (Framing::HttpStream | Framing::UniHttpStream, Format::Protobuf) => frame.freeze(),
             // A JSON reply never holds a raw newline (the codec replaces them in embedded
             // JSON), so each line is one reply and one event.
-            (Framing::Sse, _) => {
+            (Framing::Sse | Framing::UniSse, _) => {
                 let mut out = BytesMut::with_capacity(frame.len() + 64);
                 for line in frame[..].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                     out.put_slice(b"data: ");
@@ -73,7 +83,11 @@ struct StreamIo {
     /// How the connect command, handled before the stream started, ended the session, if it
     /// did: the first thing the driver hears, after the replies queued before it.
     refused: Option<Disconnect>,
-    inbox: Inbox,
+    /// Where the commands of an emulated connection arrive (`None`: a unidirectional one,
+    /// whose client has said all it says in its connect request).
+    inbox: Option<Inbox>,
+    /// The session's mode: a unidirectional client gets its `disconnect` push bare.
+    mode: Mode,
     framing: Framing,
     format: Format,
     out: Slot,
@@ -102,7 +116,10 @@ impl FrameIo for StreamIo {
         if let Some(d) = self.refused.take() {
             return Inbound::Refused(d);
         }
-        match self.inbox.recv().await {
+        let Some(inbox) = self.inbox.as_mut() else {
+            return std::future::pending().await;
+        };
+        match inbox.recv().await {
             Some(commands) => Inbound::Message(commands),
             None => Inbound::Closed,
         }
@@ -122,17 +139,21 @@ impl FrameIo for StreamIo {
     async fn close(self, disconnect: Option<Disconnect>) {
         if let Some(d) = disconnect {
             let push = codec::disconnect_push(self.format, &d);
-            let chunk = self.framing.chunk(self.format, BytesMut::from(&push[..]));
+            let mut frame = BytesMut::from(&push[..]);
+            if self.mode == Mode::Unidirectional {
+                codec::unwrap_pushes(&mut frame);
+            }
+            let chunk = self.framing.chunk(self.format, frame);
             self.hand(chunk).await;
         }
     }
 }
 
-/// The body of an emulated connection whose connect command `session` has handled already
-/// (`connected` is what that returned).
+/// The body of a streamed connection whose connect command `session` has handled already
+/// (`connected` is what that returned); `inbox` carries an emulated one's later commands.
 pub fn body(
     session: Session,
-    inbox: Inbox,
+    inbox: Option<Inbox>,
     framing: Framing,
     connected: Flow,
     span: Option<tracing::Span>,
@@ -144,13 +165,14 @@ pub fn body(
             Flow::Continue => None,
         },
         inbox,
+        mode: session.mode(),
         framing,
         format: session.format(),
         out: out.clone(),
     };
     DriverBody {
         // SSE's opening line, so a client sees the stream open before its first event.
-        preface: (framing == Framing::Sse).then(|| Bytes::from_static(b"\r\n")),
+        preface: framing.is_sse().then(|| Bytes::from_static(b"\r\n")),
         driver: Some(Box::pin(driver::run(session, io))),
         out,
         span,

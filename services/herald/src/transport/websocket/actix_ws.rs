@@ -13,7 +13,7 @@ use herald_engine::Node;
 use herald_protocol::Format;
 use herald_protocol::codes::{Disconnect, disconnect};
 
-use super::{SUBPROTOCOLS, format_for};
+use super::{SUBPROTOCOLS, UNI_PATH, format_for};
 use crate::access;
 use crate::transport::TransportConfig;
 use crate::transport::driver::{self, FrameIo, Inbound};
@@ -38,7 +38,13 @@ pub async fn handler(
     if node.is_shutting_down() {
         return Ok(HttpResponse::ServiceUnavailable().body("node is shutting down\n"));
     }
-    let (response, ws, stream) = actix_ws::handle_with_protocols(&req, body, &SUBPROTOCOLS)?;
+    // A unidirectional client speaks bare JSON, whatever it offers.
+    let uni = req.path() == UNI_PATH;
+    let (response, ws, stream) = if uni {
+        actix_ws::handle(&req, body)?
+    } else {
+        actix_ws::handle_with_protocols(&req, body, &SUBPROTOCOLS)?
+    };
     let agreed = response
         .headers()
         .get(header::SEC_WEBSOCKET_PROTOCOL)
@@ -48,9 +54,17 @@ pub async fn handler(
         .max_frame_size(config.max_message_size)
         .aggregate_continuations()
         .max_continuation_size(config.max_message_size);
-    let session = node.session(format);
-    let io = ActixWsIo { ws, stream, format };
-    let span = access::connection_span(req.headers(), "websocket");
+    let (session, name) = if uni {
+        (node.uni_session(), "uni_websocket")
+    } else {
+        (node.session(format), "websocket")
+    };
+    let io = ActixWsIo {
+        ws,
+        stream,
+        format: session.format(),
+    };
+    let span = access::connection_span(req.headers(), name);
     access::spawn_connection(span, driver::run(session, io));
     Ok(response)
 }

@@ -21,7 +21,7 @@ use herald_engine::Node;
 
 use super::connection::LeanConnection;
 use super::open_connections::OpenConnections;
-use super::{PATH, choose_subprotocol, format_for};
+use super::{PATH, UNI_PATH, choose_subprotocol, format_for};
 use crate::access;
 use crate::transport::TransportConfig;
 use crate::transport::driver;
@@ -32,6 +32,8 @@ pub struct LeanEngine {
     pub node: Node,
     pub config: TransportConfig,
     pub connections: Arc<OpenConnections>,
+    /// Whether `/connection/uni_websocket` is served (`server.uni_websocket`).
+    pub uni_websocket: bool,
 }
 
 /// Takes over one upgrade request and its connection. Errors are answered on the connection
@@ -42,7 +44,8 @@ pub async fn upgrade(
     mut framed: Framed<Socket, h1::Codec>,
 ) -> Result<(), actix_http::Error> {
     let head = req.head();
-    if head.uri.path() != PATH {
+    let uni = engine.uni_websocket && head.uri.path() == UNI_PATH;
+    if head.uri.path() != PATH && !uni {
         return refuse(framed, status(StatusCode::NOT_FOUND), "not found\n").await;
     }
     let origin = head
@@ -72,7 +75,8 @@ pub async fn upgrade(
         .headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok());
-    let agreed = choose_subprotocol(offered);
+    // A unidirectional client speaks bare JSON, whatever it offers.
+    let agreed = choose_subprotocol(offered).filter(|_| !uni);
     if let Some(protocol) = agreed {
         response.insert_header((
             header::SEC_WEBSOCKET_PROTOCOL,
@@ -96,8 +100,12 @@ pub async fn upgrade(
         engine.config.max_message_size,
         engine.connections.enter(),
     );
-    let session = engine.node.session(format);
-    let span = access::connection_span(&head.headers, "websocket");
+    let (session, name) = if uni {
+        (engine.node.uni_session(), "uni_websocket")
+    } else {
+        (engine.node.session(format), "websocket")
+    };
+    let span = access::connection_span(&head.headers, name);
     access::spawn_connection(span, driver::run(session, connection));
     Ok(())
 }

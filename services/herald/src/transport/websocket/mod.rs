@@ -20,6 +20,10 @@ use herald_protocol::codes::Disconnect;
 
 pub const PATH: &str = "/connection/websocket";
 
+/// The unidirectional WebSocket (`server.uni_websocket`): the client's first message is a bare
+/// connect request, then the server only pushes (JSON, no subprotocol).
+pub const UNI_PATH: &str = "/connection/uni_websocket";
+
 const SUBPROTOCOL_JSON: &str = "centrifuge-json";
 const SUBPROTOCOL_PROTOBUF: &str = "centrifuge-protobuf";
 /// The subprotocols a client may ask for, in `Sec-WebSocket-Protocol`.
