@@ -21,9 +21,9 @@ use crate::admin::AdminState;
 use crate::api::{self, ApiState};
 use crate::config::{BrokerConfig, Config, ServerConfig, WebSocketEngine};
 use crate::metrics::{self, Telemetry};
+use crate::socketio::{SocketIo, SocketIoMetrics};
 use crate::transport::origin::OriginPolicy;
 use crate::transport::socket::{Socket, SocketConfig};
-use crate::socketio::{SocketIo, SocketIoMetrics};
 use crate::transport::websocket::{self, lean::LeanEngine};
 use crate::transport::{TransportConfig, cors, emulated, emulation_endpoint};
 

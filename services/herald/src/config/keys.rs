@@ -9,8 +9,7 @@ use serde::de::value::MapDeserializer;
 
 use super::raw::{
     RawAdmin, RawApi, RawAuth, RawBroker, RawChannels, RawClient, RawNamespace, RawServer,
-    RawSocketIo,
-    RawTelemetry,
+    RawSocketIo, RawTelemetry,
 };
 
 /// Path of the namespace entries, whose keys are listed as `channels.namespaces[].<key>`.

@@ -60,7 +60,9 @@ enum Pending {
         method: Method,
     },
     /// A subscription restored after a recovered reconnect.
-    Restore { channel: String },
+    Restore {
+        channel: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +144,10 @@ impl Bridge {
                     Some(Value::Object(auth)) => auth,
                     _ => Map::new(),
                 };
-                let token = auth.get("token").and_then(Value::as_str).unwrap_or_default();
+                let token = auth
+                    .get("token")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let mut connect = json!({"token": token, "name": CLIENT_NAME});
                 if let Some(data) = auth.get("data") {
                     connect["data"] = data.clone();
@@ -186,7 +191,10 @@ impl Bridge {
 
     fn event(&mut self, packet: SioPacket, commands: &mut Vec<u8>, replies: &mut Vec<EioPacket>) {
         let ack = packet.id;
-        let name = packet.event_name().and_then(Value::as_str).unwrap_or_default();
+        let name = packet
+            .event_name()
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let args = packet.args();
         let channel = args.first().and_then(Value::as_str);
         let options = |i: usize| match args.get(i) {
@@ -461,12 +469,16 @@ impl Bridge {
                 .get("message")
                 .and_then(Value::as_str)
                 .unwrap_or("connect refused");
-            let refused = SioPacket::connect_error(ROOT_NAMESPACE, text, Some(json!({ "code": code })));
+            let refused =
+                SioPacket::connect_error(ROOT_NAMESPACE, text, Some(json!({ "code": code })));
             out.push(EioPacket::Message(refused.encode()));
             return;
         }
         self.state = State::Connected;
-        let client = result.get("client").and_then(Value::as_str).unwrap_or_default();
+        let client = result
+            .get("client")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let mut answer = Map::new();
         answer.insert("sid".into(), client.into());
         if let Some(pid) = &self.pid {
@@ -501,7 +513,8 @@ impl Bridge {
         match self.state {
             State::AwaitingConnect | State::Connecting => {
                 let data = json!({ "code": disconnect.code });
-                let refused = SioPacket::connect_error(ROOT_NAMESPACE, &disconnect.reason, Some(data));
+                let refused =
+                    SioPacket::connect_error(ROOT_NAMESPACE, &disconnect.reason, Some(data));
                 out.push(EioPacket::Message(refused.encode()));
             }
             State::Failed => {}

@@ -84,7 +84,12 @@ impl SocketIo {
     /// A WebSocket accepted on `/socket.io/` (either engine): a new session when `sid` is
     /// `None`, else the upgrade of that polling session, which must live on this node (a
     /// WebSocket cannot cross nodes; the client then stays on polling).
-    pub(crate) async fn attach(&self, sid: Option<&str>, mut socket: WsSocket, span: Option<tracing::Span>) {
+    pub(crate) async fn attach(
+        &self,
+        sid: Option<&str>,
+        mut socket: WsSocket,
+        span: Option<tracing::Span>,
+    ) {
         let Some(sid) = sid else {
             let (sid, session, inbox) = self.open();
             let open = herald_socketio::EioPacket::Open(self.handshake(sid, false));

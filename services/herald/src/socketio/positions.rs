@@ -132,7 +132,9 @@ mod tests {
         ] {
             assert!(Positions::parse_token(bad).is_none(), "{bad}");
         }
-        let many: Vec<Value> = (0..=MAX_CHANNELS).map(|i| serde_json::json!([i.to_string()])).collect();
+        let many: Vec<Value> = (0..=MAX_CHANNELS)
+            .map(|i| serde_json::json!([i.to_string()]))
+            .collect();
         let token = serde_json::json!(["p", many]).to_string();
         assert!(Positions::parse_token(&token).is_none());
     }

@@ -20,8 +20,8 @@ use herald_socketio::{EioPacket, SioPacket, TransportPhase};
 
 use super::bridge::{Bridge, Refusal};
 use super::exchange::{Answer, EngineError, Request};
-use super::socket::WsSocket;
 use super::metrics::{SessionGauge, SocketIoMetrics};
+use super::socket::WsSocket;
 use crate::transport::driver::Inbound;
 use crate::transport::websocket::connection::LeanConnection;
 
@@ -451,7 +451,11 @@ impl Connection {
         match action {
             Ok(Action::AnswerProbe) => {
                 let answered = match &mut self.probe {
-                    Some(probe) => probe.send_texts(&[EioPacket::Pong(Some("probe".into())).to_text()]).await,
+                    Some(probe) => {
+                        probe
+                            .send_texts(&[EioPacket::Pong(Some("probe".into())).to_text()])
+                            .await
+                    }
                     None => Ok(()),
                 };
                 if answered.is_err() {
@@ -470,10 +474,13 @@ impl Connection {
                 let Some(mut socket) = self.probe.take() else {
                     return Ok(());
                 };
-                let previous = std::mem::replace(&mut self.link, Link::Polling {
-                    payload: String::new(),
-                    waiting: None,
-                });
+                let previous = std::mem::replace(
+                    &mut self.link,
+                    Link::Polling {
+                        payload: String::new(),
+                        waiting: None,
+                    },
+                );
                 if let Link::Polling { payload, waiting } = previous {
                     if let Some(reply) = waiting {
                         let _ = reply.send(Answer::ok(EioPacket::Noop.to_text()).encode());
