@@ -246,24 +246,22 @@ impl Sessions {
     }
 }
 
+/// Where the answer to an ask sent to another node is awaited.
+type Waiter = oneshot::Sender<Result<Bytes, EmulationError>>;
+type AnswerRx = oneshot::Receiver<Result<Bytes, EmulationError>>;
+
 /// Asks sent to other nodes and waiting for their answer, by request number.
 #[derive(Default)]
 pub(crate) struct Asks {
     next: AtomicU64,
     /// Sharded by request number: asks of different connections rarely share a lock.
-    waiting: [Mutex<HashMap<u64, oneshot::Sender<Result<Bytes, EmulationError>>>>; 8],
+    waiting: [Mutex<HashMap<u64, Waiter>>; 8],
 }
 
 impl Asks {
     /// A new request number and where its answer will arrive. The entry goes when the answer
     /// arrives or the receiver is dropped (the next `open` or `answer` sweeps it).
-    pub(crate) fn open(
-        &self,
-    ) -> (
-        u64,
-        AskGuard<'_>,
-        oneshot::Receiver<Result<Bytes, EmulationError>>,
-    ) {
+    pub(crate) fn open(&self) -> (u64, AskGuard<'_>, AnswerRx) {
         let request = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, rx) = oneshot::channel();
         self.shard(request).insert(request, tx);

@@ -121,7 +121,7 @@ impl Bridge {
 
     /// One Socket.IO packet from the client: commands for the session go to `commands` (JSON
     /// lines), packets answered at once to `replies`.
-    pub fn from_client(
+    pub fn client_packet(
         &mut self,
         packet: SioPacket,
         commands: &mut Vec<u8>,
@@ -267,7 +267,12 @@ impl Bridge {
     /// One frame the session drained (JSON replies and pushes, one a line): the packets for
     /// the client go to `out`, commands the mapping sends on its own (restored subscriptions)
     /// to `commands`.
-    pub fn to_client(&mut self, frame: &[u8], out: &mut Vec<EioPacket>, commands: &mut Vec<u8>) {
+    pub fn session_frame(
+        &mut self,
+        frame: &[u8],
+        out: &mut Vec<EioPacket>,
+        commands: &mut Vec<u8>,
+    ) {
         for line in frame.split(|&b| b == b'\n') {
             if line.is_empty() {
                 continue;

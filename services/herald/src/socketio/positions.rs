@@ -13,6 +13,9 @@ use serde_json::Value;
 /// The most channels a token restores: a client cannot make a reconnect cost more than this.
 pub const MAX_CHANNELS: usize = 128;
 
+/// The channels of a token, each with its position when its channel has history.
+pub type Channels = Vec<(String, Option<(u64, String)>)>;
+
 #[derive(Debug, Default)]
 pub struct Positions {
     channels: BTreeMap<String, Option<(u64, String)>>,
@@ -68,7 +71,7 @@ impl Positions {
     }
 
     /// The pid and channels of a token; `None` for anything that is not one.
-    pub fn parse_token(token: &str) -> Option<(String, Vec<(String, Option<(u64, String)>)>)> {
+    pub fn parse_token(token: &str) -> Option<(String, Channels)> {
         let Value::Array(parts) = serde_json::from_str::<Value>(token).ok()? else {
             return None;
         };

@@ -117,7 +117,8 @@ impl Connection {
             let mut frame = BytesMut::new();
             let _ = Box::pin(session.drain(&mut frame)).await;
             let mut commands = Vec::new();
-            self.bridge.to_client(&frame, &mut packets, &mut commands);
+            self.bridge
+                .session_frame(&frame, &mut packets, &mut commands);
         }
         session.close(close.as_ref());
         if let Some(d) = &close {
@@ -209,7 +210,8 @@ impl Connection {
                     let flow = Box::pin(session.drain(&mut frame)).await;
                     let mut packets = Vec::new();
                     let mut commands = Vec::new();
-                    self.bridge.to_client(&frame, &mut packets, &mut commands);
+                    self.bridge
+                        .session_frame(&frame, &mut packets, &mut commands);
                     if let Err(d) = self.deliver(packets).await {
                         return Some(d);
                     }
@@ -224,8 +226,8 @@ impl Connection {
                 }
                 Event::Relayed(None) => return None,
                 Event::Relayed(Some(item)) => self.relayed(item, session).await,
-                Event::Socket(inbound) => self.from_socket(inbound, session).await,
-                Event::Probe(inbound) => self.from_probe(inbound).await,
+                Event::Socket(inbound) => self.on_socket(inbound, session).await,
+                Event::Probe(inbound) => self.on_probe(inbound).await,
                 Event::Timer => flow_result(session.on_timer(Instant::now())),
             };
             if let Err(close) = flow {
@@ -338,11 +340,12 @@ impl Connection {
         };
         let _ = reply.send(Answer::ok("ok").encode());
         self.metrics.packets_in(packets.len());
-        self.from_client(packets, Transport::Polling, session).await
+        self.on_client_packets(packets, Transport::Polling, session)
+            .await
     }
 
     /// Packets the client sent over the transport it lives on.
-    async fn from_client(
+    async fn on_client_packets(
         &mut self,
         packets: Vec<EioPacket>,
         via: Transport,
@@ -367,7 +370,7 @@ impl Connection {
                             break;
                         }
                     };
-                    match self.bridge.from_client(sio, &mut commands, &mut replies) {
+                    match self.bridge.client_packet(sio, &mut commands, &mut replies) {
                         Ok(()) => {}
                         Err(Refusal::Left) => {
                             ended = Some(None);
@@ -409,7 +412,7 @@ impl Connection {
         }
     }
 
-    async fn from_socket(
+    async fn on_socket(
         &mut self,
         inbound: Inbound,
         session: &mut Session,
@@ -418,7 +421,7 @@ impl Connection {
             Inbound::Message(message) => {
                 let packet = decode_frame(&message).map_err(Some)?;
                 self.metrics.packets_in(1);
-                self.from_client(vec![packet], Transport::WebSocket, session)
+                self.on_client_packets(vec![packet], Transport::WebSocket, session)
                     .await
             }
             Inbound::Ping(payload) => {
@@ -433,7 +436,7 @@ impl Connection {
     }
 
     /// What the probing WebSocket sent: `2probe`, then `5`; anything else ends the probe.
-    async fn from_probe(&mut self, inbound: Inbound) -> Result<(), Option<Disconnect>> {
+    async fn on_probe(&mut self, inbound: Inbound) -> Result<(), Option<Disconnect>> {
         let packet = match inbound {
             Inbound::Message(message) => decode_frame(&message).ok(),
             Inbound::Ping(payload) => {

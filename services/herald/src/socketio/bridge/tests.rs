@@ -9,7 +9,7 @@ fn client(bridge: &mut Bridge, text: &str) -> (Vec<Value>, Vec<String>) {
     let mut commands = Vec::new();
     let mut replies = Vec::new();
     bridge
-        .from_client(
+        .client_packet(
             SioPacket::decode(text).unwrap(),
             &mut commands,
             &mut replies,
@@ -26,7 +26,7 @@ fn client(bridge: &mut Bridge, text: &str) -> (Vec<Value>, Vec<String>) {
 fn session(bridge: &mut Bridge, frame: &str) -> (Vec<String>, Vec<u8>) {
     let mut out = Vec::new();
     let mut commands = Vec::new();
-    bridge.to_client(frame.as_bytes(), &mut out, &mut commands);
+    bridge.session_frame(frame.as_bytes(), &mut out, &mut commands);
     (texts(&out), commands)
 }
 
@@ -127,7 +127,7 @@ fn unknown_events_and_bad_arguments_get_an_error_ack_and_no_command() {
     assert!(commands.is_empty());
     assert_eq!(replies, vec![r#"44/admin,{"message":"Invalid namespace"}"#]);
     let mut commands = Vec::new();
-    let refused = bridge.from_client(
+    let refused = bridge.client_packet(
         SioPacket::decode(r#"51-["upload",{"_placeholder":true,"num":0}]"#).unwrap(),
         &mut commands,
         &mut Vec::new(),
@@ -136,7 +136,7 @@ fn unknown_events_and_bad_arguments_get_an_error_ack_and_no_command() {
         refused,
         Err(Refusal::Refused(codes::disconnect::BAD_REQUEST))
     );
-    let left = bridge.from_client(
+    let left = bridge.client_packet(
         SioPacket::decode("1").unwrap(),
         &mut commands,
         &mut Vec::new(),
