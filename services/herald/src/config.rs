@@ -174,15 +174,6 @@
 //! # How long a login lasts (1m to 7d).
 //! session_ttl = "12h"
 //!
-//! [socketio]
-//! # Socket.IO v4 clients (socket.io-client) on /socket.io/: polling, WebSocket, upgrade
-//! # (docs/socketio.md).
-//! enabled = true
-//! max_payload = 1000000         # Engine.IO maxPayload: largest polling body or WebSocket
-//!                               # message, in bytes (1 KiB to 64 MiB); past it: 413 / 1009
-//! recovery = false              # connection state recovery: subscriptions and missed
-//!                               # publications come back after a reconnect
-//!
 //! [telemetry]
 //! # OpenTelemetry traces (docs/tracing.md). Off unless otlp_endpoint is set: the base URL of an
 //! # OTLP/HTTP collector (protobuf bodies); spans are POSTed to <otlp_endpoint>/v1/traces (a URL
@@ -193,6 +184,15 @@
 //! sampling_ratio = 1.0           # share of new traces recorded, 0.0 to 1.0; parent-based: an API
 //!                                # request with a W3C traceparent follows its caller's decision
 //! export_timeout = "10s"         # how long one export may take; (0, 60s]
+//!
+//! [socketio]
+//! # Socket.IO v4 clients (socket.io-client) on /socket.io/: polling, WebSocket, upgrade
+//! # (docs/socketio.md).
+//! enabled = true
+//! max_payload = 1000000         # Engine.IO maxPayload: largest polling body or WebSocket
+//!                               # message, in bytes (1 KiB to 64 MiB); past it: 413 / 1009
+//! recovery = false              # connection state recovery: subscriptions and missed
+//!                               # publications come back after a reconnect
 //! ```
 //!
 //! # Dev mode

@@ -140,7 +140,7 @@ impl Connection {
                     let texts: Vec<String> = packets.iter().map(EioPacket::to_text).collect();
                     let _ = socket.send_texts(&texts).await;
                 }
-                socket.close(None).await;
+                socket.close(close).await;
             }
             Link::Polling { payload, waiting } => {
                 if close.is_some() {
