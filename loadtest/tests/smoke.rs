@@ -17,6 +17,10 @@ async fn fanout(protobuf: bool) {
 }
 
 async fn fanout_over(protobuf: bool, transport: &str) {
+    fanout_of("herald", protobuf, transport).await;
+}
+
+async fn fanout_of(target: &str, protobuf: bool, transport: &str) {
     let node = RunningNode::start(Config::for_test()).expect("start node");
     let url = node.http_url();
     let secret = secret();
@@ -44,6 +48,8 @@ async fn fanout_over(protobuf: bool, transport: &str) {
         "--quiet",
         "--transport",
         transport,
+        "--target",
+        target,
     ];
     if protobuf {
         argv.push("--protobuf");
@@ -81,6 +87,75 @@ async fn tiny_fanout_over_http_stream_counts_every_delivery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_fanout_over_sse_counts_every_delivery() {
     fanout_over(false, "sse").await;
+}
+
+/// Socket.IO clients of the node (`/socket.io/`, WebSocket): token in the CONNECT packet,
+/// `subscribe` events, `publication` events; publishing through Herald's API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_fanout_of_socketio_clients_counts_every_delivery() {
+    fanout_of("herald-socketio", false, "websocket").await;
+}
+
+/// The connect storm and idle accept Socket.IO clients of the node; a bad token is counted as
+/// a failure with Herald's CONNECT_ERROR reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socketio_clients_storm_idle_and_bad_token() {
+    let node = RunningNode::start(Config::for_test()).expect("start node");
+    let url = node.http_url();
+    let secret = secret();
+    let run = |argv: Vec<&str>| {
+        let cli = Cli::try_parse_from(argv).expect("parse");
+        async move {
+            let live = Arc::new(Live::default());
+            run_scenario(&cli.scenario, &live).await.expect("run")
+        }
+    };
+    let common = [
+        "--target",
+        "herald-socketio",
+        "--url",
+        &url,
+        "--api-key",
+        herald::testing::TEST_API_KEY,
+        "--channel",
+        "chat:storm",
+        "--quiet",
+    ];
+    let mut argv = vec!["herald-loadtest", "connect-storm", "--connections", "40"];
+    argv.extend(common);
+    argv.extend(["--secret", &secret]);
+    let s = &run(argv).await.steps[0];
+    assert_eq!(s.extra["subscribed"], 40.0, "{s:?}");
+    assert_eq!(s.extra["failed"], 0.0, "{s:?}");
+    assert_eq!(s.latency.count, 40, "{s:?}");
+
+    let pid = std::process::id().to_string();
+    let mut argv = vec!["herald-loadtest", "idle", "--connections", "30"];
+    argv.extend(common);
+    argv.extend([
+        "--secret",
+        &secret,
+        "--settle-secs",
+        "0.5",
+        "--server-pid",
+        &pid,
+    ]);
+    let s = &run(argv).await.steps[0];
+    assert_eq!(s.extra["connected"], 30.0, "{s:?}");
+    assert_eq!(s.extra["failed"], 0.0, "{s:?}");
+    assert_eq!(s.extra["closed_while_idle"], 0.0, "{s:?}");
+
+    let wrong = "another-secret-0123456789abcdef0123456789";
+    let mut argv = vec!["herald-loadtest", "connect-storm", "--connections", "3"];
+    argv.extend(common);
+    argv.extend(["--secret", wrong, "--ready-timeout", "10"]);
+    let s = &run(argv).await.steps[0];
+    assert_eq!(s.extra["failed"], 3.0, "{s:?}");
+    assert!(
+        s.closes.keys().any(|k| k.starts_with("connect error")),
+        "{s:?}"
+    );
+    drop(node);
 }
 
 #[test]

@@ -259,17 +259,29 @@ pub fn parse_socketio(msg: &[u8]) -> SioPacket<'_> {
 
 /// The event array prefix of a publication from the baseline server.
 const SIO_PUB: &[u8] = b"[\"pub\",";
+/// The event array prefix of a publication from a Herald node, up to the channel name:
+/// `["publication",{"channel":"<ch>",…,"data":<data>,…}]`.
+const HERALD_SIO_PUB: &[u8] = b"[\"publication\",{\"channel\":\"";
 
-/// Calls `f` for the one packet of a Socket.IO WebSocket message: `42["pub",data]` is a
-/// publication (Socket.IO events carry no channel name: `channel` is empty), `2` a ping.
+/// Calls `f` for the one packet of a Socket.IO WebSocket message: `42["pub",data]` (the
+/// baseline's; Socket.IO events carry no channel name there: `channel` is empty) and
+/// `42["publication",{"channel":…,"data":…}]` (a Herald node's) are publications, `2` a ping;
+/// any other event (`subscribed`, …) is [`Event::Other`].
 pub fn scan_socketio<'a>(msg: &'a [u8], mut f: impl FnMut(Event<'a>)) {
-    // Fast path: the exact bytes socket.io writes for io.to(room).emit("pub", data).
-    if msg.len() > 2 + SIO_PUB.len() && msg.starts_with(b"42") && msg[2..].starts_with(SIO_PUB) {
-        f(Event::Publication {
-            channel: b"",
-            stamp: parse_stamp(&msg[2 + SIO_PUB.len()..]),
-        });
-        return;
+    // Fast paths: the exact bytes socket.io writes for io.to(room).emit("pub", data), and
+    // those Herald writes for a publication.
+    if let Some(rest) = msg.strip_prefix(b"42") {
+        if let Some(data) = rest.strip_prefix(SIO_PUB) {
+            f(Event::Publication {
+                channel: b"",
+                stamp: parse_stamp(data),
+            });
+            return;
+        }
+        if let Some(publication) = herald_socketio_publication(rest) {
+            f(publication);
+            return;
+        }
     }
     match parse_socketio(msg) {
         SioPacket::Ping => f(Event::Ping),
@@ -277,8 +289,27 @@ pub fn scan_socketio<'a>(msg: &'a [u8], mut f: impl FnMut(Event<'a>)) {
             channel: b"",
             stamp: parse_stamp(&data[SIO_PUB.len()..]),
         }),
+        SioPacket::Event { data, .. } => {
+            f(herald_socketio_publication(data).unwrap_or(Event::Other(msg)))
+        }
         _ => f(Event::Other(msg)),
     }
+}
+
+/// A Herald `publication` event array, `["publication",{"channel":"<ch>",…"data":<data>…}]`
+/// (`data` right after the channel as Herald writes it, else searched for).
+fn herald_socketio_publication(array: &[u8]) -> Option<Event<'_>> {
+    let rest = array.strip_prefix(HERALD_SIO_PUB)?;
+    let channel = quoted(rest)?;
+    let after = &rest[channel.len() + 1..];
+    let data = match after.strip_prefix(b",\"data\":") {
+        Some(d) => d,
+        None => &after[DATA.find(after)? + DATA.needle().len()..],
+    };
+    Some(Event::Publication {
+        channel,
+        stamp: parse_stamp(data),
+    })
 }
 
 #[cfg(test)]
@@ -470,5 +501,36 @@ mod tests {
                 stamp: None
             }]
         );
+    }
+
+    #[test]
+    fn herald_socketio_publication_names_its_channel() {
+        let st = Stamp {
+            seq: 42,
+            stream: 1,
+            sent_ns: 1_700_000_000_000_000_042,
+        };
+        let data = String::from_utf8(stamp_bytes(st, 100)).unwrap();
+        let expected = vec![Event::Publication {
+            channel: b"loadtest",
+            stamp: Some(st),
+        }];
+        // As Herald writes it: data first, offset after (channels with history).
+        let msg = format!(r#"42["publication",{{"channel":"loadtest","data":{data},"offset":7}}]"#);
+        assert_eq!(sio(msg.as_bytes()), expected);
+        // Other field orders and an ack id take the slow path.
+        let msg = format!(r#"42["publication",{{"channel":"loadtest","offset":7,"data":{data}}}]"#);
+        assert_eq!(sio(msg.as_bytes()), expected);
+        let msg = format!(r#"425["publication",{{"channel":"loadtest","data":{data}}}]"#);
+        assert_eq!(sio(msg.as_bytes()), expected);
+        // Herald's other events are not publications.
+        assert!(matches!(
+            sio(br#"42["subscribed",{"channel":"loadtest","recoverable":false}]"#)[..],
+            [Event::Other(_)]
+        ));
+        assert!(matches!(
+            sio(br#"431[{"ok":{"epoch":"x"}}]"#)[..],
+            [Event::Other(_)]
+        ));
     }
 }

@@ -5,7 +5,10 @@
 //! With [`ServerKind::SocketIo`] the same connection speaks Engine.IO v4 / Socket.IO v5 to the
 //! baseline server in loadtest/socketio instead: open packet, `40` connect, one
 //! `42<id>["subscribe",channel]` per channel (waiting for each ack), then the same read loop
-//! over `42["pub",data]` messages, answering `2` pings with `3`.
+//! over `42["pub",data]` messages, answering `2` pings with `3`. With
+//! [`ServerKind::HeraldSocketIo`] it speaks the same to a Herald node's `/socket.io/`: the
+//! connect carries the token (`40{"token":…}`), acks are `{"ok":{…}}`, and publications are
+//! `42["publication",{"channel":…,"data":…}]`.
 //!
 //! With [`Transport::HttpStream`] or [`Transport::Sse`] the connection is one of Herald's
 //! fallbacks instead ([`emulated`]): the connect command opens the stream, subscribes and pongs
@@ -54,6 +57,26 @@ pub enum ServerKind {
     /// `POST /publish`, no batch endpoint.
     #[value(name = "socketio")]
     SocketIo,
+    /// Socket.IO v4 clients of a Herald node (`/socket.io/`, WebSocket transport): token in the
+    /// CONNECT packet, `subscribe` events; publishing through Herald's API (batches too).
+    #[value(name = "herald-socketio")]
+    #[serde(rename = "herald-socketio")]
+    HeraldSocketIo,
+}
+
+impl ServerKind {
+    /// Whether subscribers speak Engine.IO / Socket.IO (rather than Herald's client protocol).
+    pub fn speaks_socketio(self) -> bool {
+        matches!(self, ServerKind::SocketIo | ServerKind::HeraldSocketIo)
+    }
+
+    /// Which API publishers talk to: Herald's for both Herald targets.
+    pub fn api(self) -> ServerKind {
+        match self {
+            ServerKind::SocketIo => ServerKind::SocketIo,
+            ServerKind::Herald | ServerKind::HeraldSocketIo => ServerKind::Herald,
+        }
+    }
 }
 
 /// How a Herald subscriber connects.
@@ -138,13 +161,15 @@ impl Endpoint {
         }
     }
 
-    /// A Socket.IO server (JSON text frames only; `format` is kept as JSON).
-    pub fn socketio(addr: SocketAddr) -> Endpoint {
+    /// A Socket.IO server (JSON text frames only; `format` is kept as JSON): the baseline
+    /// ([`ServerKind::SocketIo`]) or a Herald node ([`ServerKind::HeraldSocketIo`]).
+    pub fn socketio(addr: SocketAddr, kind: ServerKind) -> Endpoint {
+        debug_assert!(kind.speaks_socketio());
         Endpoint {
             addr,
             ws_url: format!("ws://{addr}/socket.io/?EIO=4&transport=websocket"),
             format: Format::Json,
-            kind: ServerKind::SocketIo,
+            kind,
             transport: Transport::Websocket,
         }
     }
@@ -171,7 +196,7 @@ fn encode(format: Format, cmds: &[Command]) -> Message {
 
 fn pong(kind: ServerKind, format: Format) -> Message {
     match (kind, format) {
-        (ServerKind::SocketIo, _) => Message::text("3"),
+        (ServerKind::SocketIo | ServerKind::HeraldSocketIo, _) => Message::text("3"),
         (_, Format::Json) => Message::text("{}"),
         (_, Format::Protobuf) => Message::binary(vec![0u8]),
     }
@@ -255,8 +280,8 @@ pub async fn open(
     let mut ws = Ws::handshake(stream, host, &format!("/{path}"), protocol)
         .await
         .map_err(|e| format!("upgrade: {}", short(&e)))?;
-    if ep.kind == ServerKind::SocketIo {
-        socketio_handshake(&mut ws, channels).await?;
+    if ep.kind.speaks_socketio() {
+        socketio_handshake(&mut ws, ep.kind, token, channels).await?;
         return Ok(Conn::Ws(ws));
     }
     let mut cmds = vec![connect_command(token)];
@@ -411,15 +436,37 @@ async fn socketio_next(ws: &mut Ws) -> Result<String, String> {
     }
 }
 
-/// Engine.IO open → Socket.IO connect to `/` → `subscribe` every channel, waiting for each
-/// ack (so the room is joined before publishing starts).
-async fn socketio_handshake(ws: &mut Ws, channels: &[String]) -> Result<(), String> {
+/// The CONNECT packet to `/`: the baseline takes no authentication; a Herald node takes the
+/// connection token as `auth`.
+fn socketio_connect(kind: ServerKind, token: &str) -> Result<String, String> {
+    if kind == ServerKind::SocketIo {
+        return Ok("40".to_owned());
+    }
+    let auth = serde_json::to_string(&serde_json::json!({ "token": token }))
+        .map_err(|e| format!("token: {e}"))?;
+    Ok(format!("40{auth}"))
+}
+
+/// Whether a subscribe ack says yes: `[{"ok":true}]` (baseline) or `[{"ok":{…}}]` (Herald;
+/// a refusal is `[{"error":{…}}]`).
+fn socketio_subscribed(ack: &[u8]) -> bool {
+    find(ack, b"\"ok\":true").is_some() || find(ack, b"\"ok\":{").is_some()
+}
+
+/// Engine.IO open → Socket.IO connect to `/` (with the token for a Herald node) → `subscribe`
+/// every channel, waiting for each ack (so the room is joined before publishing starts).
+async fn socketio_handshake(
+    ws: &mut Ws,
+    kind: ServerKind,
+    token: &str,
+    channels: &[String],
+) -> Result<(), String> {
     use frame::SioPacket;
     let open = socketio_next(ws).await?;
     if !matches!(frame::parse_socketio(open.as_bytes()), SioPacket::Open(_)) {
         return Err(format!("expected open packet, got {:.40}", open));
     }
-    ws.send(Message::text("40"))
+    ws.send(Message::text(socketio_connect(kind, token)?))
         .await
         .map_err(|e| format!("send: {}", short(&e)))?;
     let conn = socketio_next(ws).await?;
@@ -440,7 +487,7 @@ async fn socketio_handshake(ws: &mut Ws, channels: &[String]) -> Result<(), Stri
             let m = socketio_next(ws).await?;
             match frame::parse_socketio(m.as_bytes()) {
                 SioPacket::Ack { id: got, data } if got == id => {
-                    if find(data, b"\"ok\":true").is_none() {
+                    if !socketio_subscribed(data) {
                         return Err(format!(
                             "subscribe refused: {:.40}",
                             String::from_utf8_lossy(data)
@@ -451,7 +498,8 @@ async fn socketio_handshake(ws: &mut Ws, channels: &[String]) -> Result<(), Stri
                 SioPacket::Disconnect | SioPacket::Close => {
                     return Err("disconnected while subscribing".to_owned());
                 }
-                // A publication of an earlier channel, or a foreign ack: not ours yet.
+                // A publication of an earlier channel, a `subscribed` event, or a foreign ack:
+                // not ours yet.
                 _ => {}
             }
         }
@@ -539,9 +587,11 @@ pub async fn read_loop(mut ws: Conn, r: Reader<'_>, mut stop: watch::Receiver<bo
                 Event::Other(_) => {}
             };
             match (r.kind, r.format) {
-                // One Engine.IO packet per WebSocket message, and no channel name in it: a
-                // Socket.IO subscriber is on one room (channels[0]).
-                (ServerKind::SocketIo, _) => scan_socketio(data, &mut on),
+                // One Engine.IO packet per WebSocket message. The baseline's has no channel
+                // name (a subscriber is on one room, channels[0]); Herald's names it.
+                (ServerKind::SocketIo | ServerKind::HeraldSocketIo, _) => {
+                    scan_socketio(data, &mut on)
+                }
                 (_, Format::Json) => scan_json(data, &mut on),
                 (_, Format::Protobuf) => {
                     scan_protobuf(data, &mut on);

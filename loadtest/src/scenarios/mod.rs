@@ -54,9 +54,10 @@ pub struct Common {
     )]
     #[serde(skip)]
     pub secret: String,
-    /// Server under test: `herald`, or `socketio` (the Socket.IO v4 baseline,
-    /// loadtest/socketio/server.mjs: Engine.IO v4 client, `POST /publish`, no batches;
-    /// fanout, idle and crossnode only).
+    /// Server under test: `herald`; `herald-socketio` (Socket.IO v4 clients of a Herald node
+    /// on /socket.io/, publishing through Herald's API); or `socketio` (the Socket.IO v4
+    /// baseline, loadtest/socketio/server.mjs: Engine.IO v4 client, `POST /publish`, no
+    /// batches). Both Socket.IO targets: fanout, idle, connect-storm and crossnode only.
     #[arg(long = "target", value_enum, default_value_t = ServerKind::Herald)]
     pub target: ServerKind,
     /// Speak Protobuf (subprotocol centrifuge-protobuf) instead of JSON.
@@ -103,11 +104,11 @@ impl Common {
     }
 
     pub fn endpoints(&self) -> anyhow::Result<Vec<Endpoint>> {
-        if self.target == ServerKind::SocketIo && self.protobuf {
+        if self.target.speaks_socketio() && self.protobuf {
             bail!("--protobuf is a Herald protocol: Socket.IO speaks JSON text frames only");
         }
-        if self.target == ServerKind::SocketIo && self.transport != Transport::Websocket {
-            bail!("--transport is Herald's: the Socket.IO baseline is driven over WebSocket");
+        if self.target.speaks_socketio() && self.transport != Transport::Websocket {
+            bail!("--transport is Herald's: Socket.IO clients are driven over WebSocket");
         }
         if self.transport == Transport::Sse && self.protobuf {
             bail!("--transport sse carries JSON only (SSE events are text)");
@@ -121,7 +122,9 @@ impl Common {
                         transport: self.transport,
                         ..Endpoint::new(addr, self.format())
                     },
-                    ServerKind::SocketIo => Endpoint::socketio(addr),
+                    kind @ (ServerKind::SocketIo | ServerKind::HeraldSocketIo) => {
+                        Endpoint::socketio(addr, kind)
+                    }
                 })
             })
             .collect()
@@ -130,7 +133,10 @@ impl Common {
     /// Fails unless the scenario `name` supports the chosen `--target`.
     pub fn require_herald(&self, name: &str) -> anyhow::Result<()> {
         if self.target != ServerKind::Herald {
-            bail!("{name} runs against Herald only (--target socketio: fanout, idle, crossnode)");
+            bail!(
+                "{name} runs against Herald only (Socket.IO targets: fanout, idle, \
+                 connect-storm, crossnode)"
+            );
         }
         Ok(())
     }
@@ -140,7 +146,8 @@ impl Common {
     }
 
     /// Connection tokens for users `prefix0 .. prefix{n-1}`, signed before any traffic.
-    /// (The Socket.IO baseline has no authentication: empty tokens.)
+    /// (The Socket.IO baseline has no authentication: empty tokens. Socket.IO clients of a
+    /// Herald node send theirs in the CONNECT packet.)
     pub fn tokens(&self, n: usize, prefix: &str) -> anyhow::Result<Vec<String>> {
         if self.target == ServerKind::SocketIo {
             return Ok(vec![String::new(); n]);
@@ -238,7 +245,8 @@ pub async fn publishers(
     publishers_to(ServerKind::Herald, addr, key, n, channels).await
 }
 
-/// Publisher connections (streams 0..n) to the API of a `kind` server.
+/// Publisher connections (streams 0..n) to the API of a `kind` server (see
+/// [`ServerKind::api`]).
 pub async fn publishers_to(
     kind: ServerKind,
     addr: SocketAddr,
@@ -249,14 +257,14 @@ pub async fn publishers_to(
     let mut v = Vec::with_capacity(n);
     for k in 0..n {
         let mut p = Publisher::connect(addr, key, k as u32, channels).await?;
-        p.kind = kind;
+        p.kind = kind.api();
         v.push(p);
     }
     Ok(v)
 }
 
-/// Publisher connections for a ramp up to `max_rate` against `c.target`: Herald gets `n`
-/// (batches absorb high rates); Socket.IO has no batch endpoint, so it gets enough
+/// Publisher connections for a ramp up to `max_rate` against `c.target`: Herald's API gets `n`
+/// (batches absorb high rates); the Socket.IO baseline has no batch endpoint, so it gets enough
 /// keep-alive connections for ≤ [`SIO_REQS_PER_CONN`] requests/s each (at least `n`).
 pub async fn ramp_publishers(
     c: &Common,
@@ -265,8 +273,8 @@ pub async fn ramp_publishers(
     channels: usize,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<Publisher>> {
-    let n = match c.target {
-        ServerKind::Herald => n,
+    let n = match c.target.api() {
+        ServerKind::Herald | ServerKind::HeraldSocketIo => n,
         ServerKind::SocketIo => {
             let need = (max_rate / SIO_REQS_PER_CONN).ceil() as usize;
             let m = n.max(need).clamp(1, 256);
@@ -285,12 +293,13 @@ pub async fn ramp_publishers(
 /// Requests/s one Socket.IO publisher connection is planned for (one request in flight).
 pub const SIO_REQS_PER_CONN: f64 = 250.0;
 
-/// Publications per request: `batch` if set, else [`auto_batch`]; always 1 for Socket.IO.
+/// Publications per request: `batch` if set, else [`auto_batch`]; always 1 for the Socket.IO
+/// baseline.
 pub fn batch_for(c: &Common, batch: usize, rate: f64, conns: usize) -> usize {
-    match c.target {
+    match c.target.api() {
         ServerKind::SocketIo => 1,
-        ServerKind::Herald if batch > 0 => batch,
-        ServerKind::Herald => auto_batch(rate, conns),
+        _ if batch > 0 => batch,
+        _ => auto_batch(rate, conns),
     }
 }
 

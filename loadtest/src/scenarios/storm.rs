@@ -1,6 +1,7 @@
 //! `connect-storm`: N clients connect + authenticate + subscribe at once (at most
 //! `--concurrency` in flight); connects/s, time until all subscribed, failures by reason,
-//! connect→subscribed latency.
+//! connect→subscribed latency. Every target: Herald clients, Socket.IO clients of Herald, and
+//! the Socket.IO baseline.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -30,7 +31,6 @@ pub async fn run(
     live: &Arc<Live>,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<Step>> {
-    c.require_herald("connect-storm")?;
     let spread = c.spread(0, a.connections)?;
     let eps = c.endpoints()?;
     // Signed before the storm: not part of the measured window.
