@@ -1,5 +1,5 @@
-//! End to end against the Socket.IO baseline (loadtest/socketio/server.mjs): a tiny fanout and
-//! a tiny idle run with `--target socketio`, every delivery counted.
+//! End to end against the Socket.IO baseline (loadtest/socketio/server.mjs): a tiny fanout, a
+//! tiny idle run and a tiny connect storm with `--target socketio`, every delivery counted.
 //!
 //! It needs Node 20 and `npm ci` in loadtest/socketio, which `.ci/install-test-deps` runs.
 
@@ -119,6 +119,27 @@ async fn socketio_tiny_fanout_and_idle() {
     assert_eq!(s.extra["connected"], 50.0, "{s:?}");
     assert_eq!(s.extra["failed"], 0.0, "{s:?}");
     assert_eq!(s.extra["closed_while_idle"], 0.0, "{s:?}");
+
+    // The connect storm measures the baseline's connects/s too.
+    let argv = [
+        "herald-loadtest",
+        "connect-storm",
+        "--target",
+        "socketio",
+        "--url",
+        &url,
+        "--connections",
+        "40",
+        "--quiet",
+    ];
+    let cli = Cli::try_parse_from(argv).expect("parse");
+    let live = Arc::new(Live::default());
+    let report = run_scenario(&cli.scenario, &live)
+        .await
+        .expect("run connect-storm");
+    let s = &report.steps[0];
+    assert_eq!(s.extra["subscribed"], 40.0, "{s:?}");
+    assert_eq!(s.extra["failed"], 0.0, "{s:?}");
 
     // Herald-only scenarios refuse the Socket.IO target instead of measuring nonsense.
     let cli = Cli::try_parse_from([
