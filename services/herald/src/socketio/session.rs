@@ -283,7 +283,7 @@ impl Connection {
                 Some(Request::Post(body)) => self.post(body, reply, session).await,
                 Some(Request::TooLarge) => {
                     let _ = reply.send(Answer::ok("ok").encode());
-                    Err(Some(super::message_too_big()))
+                    Err(Some(message_too_big()))
                 }
                 None => {
                     let _ = reply.send(Answer::error(EngineError::BadRequest).encode());
@@ -330,7 +330,7 @@ impl Connection {
             Ok(packets) => packets,
             Err(PayloadError::TooLarge { .. }) => {
                 let _ = reply.send(Answer::ok("").with_status(413).encode());
-                return Err(Some(super::message_too_big()));
+                return Err(Some(message_too_big()));
             }
             Err(e) => {
                 tracing::debug!(error = %e, "bad polling payload");
@@ -512,6 +512,11 @@ impl Connection {
             probe.close(None).await;
         }
     }
+}
+
+/// A polling body over `socketio.max_payload` (a WebSocket message over it closes the same way).
+fn message_too_big() -> Disconnect {
+    crate::transport::websocket::message_too_big()
 }
 
 /// A WebSocket's Engine.IO packet.
