@@ -212,7 +212,7 @@ impl Connection {
                     let mut commands = Vec::new();
                     self.bridge
                         .session_frame(&frame, &mut packets, &mut commands);
-                    if let Err(d) = self.deliver(packets).await {
+                    if let Err(d) = Box::pin(self.deliver(packets)).await {
                         return Some(d);
                     }
                     if let Flow::Close(d) = flow {
@@ -225,9 +225,11 @@ impl Connection {
                     }
                 }
                 Event::Relayed(None) => return None,
-                Event::Relayed(Some(item)) => self.relayed(item, session).await,
-                Event::Socket(inbound) => self.on_socket(inbound, session).await,
-                Event::Probe(inbound) => self.on_probe(inbound).await,
+                // Boxed, as every handler here: the loop's state lives as long as the
+                // connection, and would otherwise be as wide as its widest handler.
+                Event::Relayed(Some(item)) => Box::pin(self.relayed(item, session)).await,
+                Event::Socket(inbound) => Box::pin(self.on_socket(inbound, session)).await,
+                Event::Probe(inbound) => Box::pin(self.on_probe(inbound)).await,
                 Event::Timer => flow_result(session.on_timer(Instant::now())),
             };
             if let Err(close) = flow {
