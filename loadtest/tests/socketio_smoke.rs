@@ -95,6 +95,40 @@ async fn socketio_tiny_fanout_and_idle() {
     assert_eq!(s.latency.count, s.delivered, "{s:?}");
     assert!(!s.extra.contains_key("unstamped"), "{s:?}");
 
+    // A ramp whose top rate needs more publisher connections than --publishers: every stream
+    // is known to the subscribers (none is counted as another's duplicate).
+    let argv = [
+        "herald-loadtest",
+        "fanout",
+        "--target",
+        "socketio",
+        "--url",
+        &url,
+        "--api-key",
+        "smoke-key",
+        "--subscribers",
+        "10",
+        "--publishers",
+        "1",
+        "--rates",
+        "50,300",
+        "--step-secs",
+        "1",
+        "--settle-secs",
+        "5",
+        "--quiet",
+    ];
+    let cli = Cli::try_parse_from(argv).expect("parse");
+    let live = Arc::new(Live::default());
+    let report = run_scenario(&cli.scenario, &live)
+        .await
+        .expect("run fanout");
+    assert_eq!(report.steps.len(), 2, "{report:?}");
+    for s in &report.steps {
+        assert_eq!(s.delivered, s.expected, "{s:?}");
+        assert_eq!((s.lost, s.duplicates, s.reordered), (0, 0, 0), "{s:?}");
+    }
+
     let argv = [
         "herald-loadtest",
         "idle",

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Common, Ramp, batch_for, parse_list, ramp_publishers, run_ramp};
+use super::{Common, Ramp, batch_for, parse_list, ramp_publisher_count, ramp_publishers, run_ramp};
 use crate::fleet::Member;
 use crate::progress::Live;
 use crate::publisher::{Plan, Target};
@@ -57,9 +57,11 @@ pub async fn run(
             channels: vec![a.channel.clone()],
         })
         .collect();
+    let max_rate = rates.iter().copied().fold(0.0, f64::max);
+    let publishers = ramp_publisher_count(c, a.publishers, max_rate, notes);
     live.set_step("connecting");
     let (fleet, ready) = c
-        .connect_fleet(members, &eps[..1], a.publishers, a.concurrency, live, notes)
+        .connect_fleet(members, &eps[..1], publishers, a.concurrency, live, notes)
         .await?;
     let failures = fleet.failures().await?;
     if !failures.is_empty() {
@@ -77,9 +79,7 @@ pub async fn run(
         target: Target::One(0),
         payload_size: c.payload_size,
     });
-    let max_rate = rates.iter().copied().fold(0.0, f64::max);
-    let mut pubs = ramp_publishers(c, a.publishers, max_rate, 1, notes).await?;
-    let publishers = pubs.len();
+    let mut pubs = ramp_publishers(c, publishers, 1).await?;
     let steps = run_ramp(
         Ramp {
             rates: &rates,

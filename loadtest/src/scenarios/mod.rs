@@ -263,17 +263,13 @@ pub async fn publishers_to(
     Ok(v)
 }
 
-/// Publisher connections for a ramp up to `max_rate` against `c.target`: Herald's API gets `n`
-/// (batches absorb high rates); the Socket.IO baseline has no batch endpoint, so it gets enough
-/// keep-alive connections for ≤ [`SIO_REQS_PER_CONN`] requests/s each (at least `n`).
-pub async fn ramp_publishers(
-    c: &Common,
-    n: usize,
-    max_rate: f64,
-    channels: usize,
-    notes: &mut Vec<String>,
-) -> anyhow::Result<Vec<Publisher>> {
-    let n = match c.target.api() {
+/// How many publisher connections (streams) a ramp up to `max_rate` against `c.target` uses:
+/// Herald's API gets `n` (batches absorb high rates); the Socket.IO baseline has no batch
+/// endpoint, so it gets enough keep-alive connections for ≤ [`SIO_REQS_PER_CONN`] requests/s
+/// each (at least `n`). Decide it before the subscribers connect: they track one sequence per
+/// stream, and a stream they do not know would be counted against another one's.
+pub fn ramp_publisher_count(c: &Common, n: usize, max_rate: f64, notes: &mut Vec<String>) -> usize {
+    match c.target.api() {
         ServerKind::Herald | ServerKind::HeraldSocketIo => n,
         ServerKind::SocketIo => {
             let need = (max_rate / SIO_REQS_PER_CONN).ceil() as usize;
@@ -286,7 +282,15 @@ pub async fn ramp_publishers(
             }
             m
         }
-    };
+    }
+}
+
+/// `n` publisher connections (from [`ramp_publisher_count`]) to the API of `c.target`.
+pub async fn ramp_publishers(
+    c: &Common,
+    n: usize,
+    channels: usize,
+) -> anyhow::Result<Vec<Publisher>> {
     publishers_to(c.target, c.api_addr()?, &c.api_key, n, channels).await
 }
 
