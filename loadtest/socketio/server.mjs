@@ -70,7 +70,9 @@ io.on('connection', (socket) => {
   });
 });
 
-httpServer.listen(port, host, () => {
+// Herald listens with server.backlog = 4096; Node's default (511) overflows in a connect storm
+// and the overflowed clients wait for SYN retransmissions (1 s, 3 s, …).
+httpServer.listen({ port, host, backlog: 4096 }, () => {
   console.log(`socket.io baseline on http://${host}:${port} (redis: ${process.env.REDIS_URL ?? 'none'})`);
 });
 
