@@ -966,7 +966,8 @@ async fn join_and_leave_events() {
         sio.connected().await;
         sio.subscribe("room:1").await;
         // bob subscribes and, with --count 0, disconnects as soon as he is subscribed.
-        let bob = centrifuge_js(&node, "bob", "room:1", 0);
+        let mut bob = centrifuge_js(&node, "bob", "room:1", 0);
+        bob.expect_event("subscribed").await;
         bob.expect_success().await;
         let mut events = Vec::new();
         let left = loop {
