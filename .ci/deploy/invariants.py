@@ -16,9 +16,11 @@ from pathlib import Path
 import yaml
 
 # Every path a client uses (docs/protocol.md): the WebSocket, the two fallbacks and their
-# command endpoint, the three unidirectional transports. The Ingress must route each of them...
+# command endpoint, the three unidirectional transports, Socket.IO. The Ingress must route each of
+# them...
 CLIENT_PATHS = ["/connection/websocket", "/connection/http_stream", "/connection/sse", "/emulation",
-                "/connection/uni_websocket", "/connection/uni_sse", "/connection/uni_http_stream"]
+                "/connection/uni_websocket", "/connection/uni_sse", "/connection/uni_http_stream",
+                "/socket.io/"]
 # ...and none of what belongs to the operator's side (server.internal_listen) or nothing at all.
 PRIVATE_PATHS = ["/api", "/api/publish", "/api/info", "/metrics", "/ready", "/", "/health"]
 PRODUCTION_LIKE = {"overlays-production", "examples-site-overlay"}

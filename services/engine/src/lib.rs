@@ -40,6 +40,6 @@ pub use broker::{Broker, BrokerError, MemoryBroker};
 /// The `tracing` target of the access log (one line per connect, disconnect and API call, at
 /// debug): `HERALD_LOG=info,herald::access=debug` turns it on alone.
 pub const ACCESS_LOG: &str = "herald::access";
-pub use emulation::{EmulationError, EmulationRequest, Inbox};
+pub use emulation::{Answer, EmulationError, EmulationRequest, Inbox, Relayed};
 pub use node::{Node, NodeConfig, NodeInfo, PublishOptions};
 pub use session::{Flow, Mode, Session};

@@ -20,7 +20,7 @@ use crate::channel_log::LogReader;
 use crate::channel_log::StreamTag;
 use crate::config::{ChannelConfig, ClientConfig, TokenConfig};
 use crate::control::Control;
-use crate::emulation::{self, EmulationError, EmulationRequest, Inbox};
+use crate::emulation::{self, EmulationError, EmulationRequest, Inbox, Relayed};
 use crate::error::NodeError;
 use crate::hub::{ConnId, Hub, Membership, Subscriber};
 use crate::limits::ConnectionRate;
@@ -76,7 +76,7 @@ pub(crate) struct Inner {
     /// Connects per second (`client.connection_rate_limit`).
     pub(crate) connection_rate: ConnectionRate,
     /// This node's emulated (HTTP streaming, SSE) sessions, by session id.
-    pub(crate) emulated: emulation::Sessions,
+    pub(crate) emulated: Arc<emulation::Sessions>,
     pub(crate) broker: Arc<MeasuredBroker>,
     pub(crate) metrics: Arc<Metrics>,
     /// Spans go here; `None` (tracing off) costs the hot path a `None` check.
@@ -184,7 +184,8 @@ impl Node {
     /// connect reply tells the client the session id and this node's uid to address them.
     pub fn emulated_session(&self, format: Format) -> (Session, Inbox) {
         let conn = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (id, inbox) = self.inner.emulated.open();
+        let inbox = self.inner.emulated.open();
+        let id = inbox.id().clone();
         (
             Session::new(self.clone(), conn, format, Some(id), Mode::Bidirectional),
             inbox,
@@ -196,6 +197,13 @@ impl Node {
         self.inner.emulated.len()
     }
 
+    /// A session id of this node and the inbox of what [`Node::emulate`], [`Node::ask`] and
+    /// [`Node::hand_local`] send it, for a transport that keeps its own session (Socket.IO);
+    /// dropping the inbox ends the id.
+    pub fn relay_inbox(&self) -> Inbox {
+        self.inner.emulated.open()
+    }
+
     /// Hands a command request of an emulated connection to its session, on whichever node
     /// holds it. A session that has ended is not an error: its stream has told the client.
     /// Requests to another node travel through the broker and are not confirmed beyond the
@@ -203,18 +211,13 @@ impl Node {
     pub async fn emulate(&self, request: EmulationRequest) -> Result<(), EmulationError> {
         emulation::check_ids(&request)?;
         if request.node == self.inner.uid {
-            return match self.inner.emulated.hand(&request.session, request.data) {
+            let data = Relayed::Data(request.data);
+            return match self.inner.emulated.hand(&request.session, data) {
                 emulation::Handed::Busy => Err(EmulationError::Busy),
                 emulation::Handed::Queued | emulation::Handed::Gone => Ok(()),
             };
         }
-        // Only to a node that is alive by its heartbeats: a made-up or departed node id costs
-        // a map lookup, not a message through the broker. A node that started less than two
-        // heartbeat intervals ago may not have heard every peer yet, and sends anyway.
-        let knows_its_peers = self.inner.started.elapsed() >= self.inner.heartbeat_interval * 2;
-        if knows_its_peers && !self.is_live_peer(&request.node) {
-            return Err(EmulationError::NoSuchNode(request.node));
-        }
+        self.check_peer(&request.node)?;
         let node = request.node.clone();
         let message = prost::Message::encode_to_vec(&request);
         if self.inner.broker.send_to_node(&node, message).await? {
@@ -222,6 +225,88 @@ impl Node {
         } else {
             Err(EmulationError::NoSuchNode(node))
         }
+    }
+
+    /// Hands `data` to the session `session` of node `node` (this one or another, through the
+    /// broker) and waits up to `wait` for its answer ([`Relayed::Ask`]).
+    pub async fn ask(
+        &self,
+        node: &str,
+        session: &str,
+        data: Bytes,
+        wait: Duration,
+    ) -> Result<Bytes, EmulationError> {
+        emulation::ask_ids(node, session)?;
+        if node == self.inner.uid {
+            let (answer, rx) = emulation::Answer::here();
+            return match self
+                .inner
+                .emulated
+                .hand(session, Relayed::Ask(data, answer))
+            {
+                emulation::Handed::Busy => Err(EmulationError::Busy),
+                emulation::Handed::Gone => Err(EmulationError::NoSuchSession),
+                emulation::Handed::Queued => match tokio::time::timeout(wait, rx).await {
+                    Ok(Ok(answer)) => Ok(answer),
+                    // The session ended without answering.
+                    Ok(Err(_)) => Err(EmulationError::NoSuchSession),
+                    Err(_) => Err(EmulationError::NoAnswer),
+                },
+            };
+        }
+        self.check_peer(node)?;
+        let asks = self.inner.emulated.asks();
+        let (request, _guard, rx) = asks.open();
+        let message = emulation::RelayMessage {
+            node: node.to_owned(),
+            session: session.to_owned(),
+            data,
+            reply_to: self.inner.uid.clone(),
+            request,
+            kind: emulation::Kind::Ask as u32,
+        };
+        if !self
+            .inner
+            .broker
+            .send_to_node(node, message.encode())
+            .await?
+        {
+            return Err(EmulationError::NoSuchNode(node.to_owned()));
+        }
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) | Err(_) => Err(EmulationError::NoAnswer),
+        }
+    }
+
+    /// Hands `item` to the session `session` of this node. `Err(item)`: no such session, or
+    /// its inbox is full.
+    pub fn hand_local(
+        &self,
+        session: &str,
+        item: Box<dyn std::any::Any + Send>,
+    ) -> Result<(), Box<dyn std::any::Any + Send>> {
+        let (tx, item) = (self.inner.emulated.sender(session), item);
+        match tx {
+            Some(tx) => tx
+                .try_send(Relayed::Local(item))
+                .map_err(|e| match e.into_inner() {
+                    Relayed::Local(item) => item,
+                    _ => unreachable!("sent a local item"),
+                }),
+            None => Err(item),
+        }
+    }
+
+    /// Only a node that is alive by its heartbeats is sent to: a made-up or departed node id
+    /// costs a map lookup, not a message through the broker. A node that started less than two
+    /// heartbeat intervals ago may not have heard every peer yet, and sends anyway.
+    fn check_peer(&self, node: &str) -> Result<(), EmulationError> {
+        let knows_its_peers = self.inner.started.elapsed() >= self.inner.heartbeat_interval * 2;
+        if knows_its_peers && !self.is_live_peer(node) {
+            return Err(EmulationError::NoSuchNode(node.to_owned()));
+        }
+        Ok(())
     }
 
     pub fn uid(&self) -> &str {
@@ -867,16 +952,57 @@ impl BrokerEventHandler for Events {
         let Some(inner) = self.0.upgrade() else {
             return;
         };
-        let request = match <EmulationRequest as prost::Message>::decode(message) {
-            Ok(request) => request,
+        let message = match <emulation::RelayMessage as prost::Message>::decode(message) {
+            Ok(message) => message,
             Err(e) => {
                 tracing::warn!(error = %e, "undecodable node message");
                 return;
             }
         };
-        if inner.emulated.hand(&request.session, request.data) == emulation::Handed::Busy {
-            // The posting node answered already; the client's command times out and it retries.
-            tracing::debug!("emulation request refused: too many in flight for the connection");
+        match message.kind() {
+            Some(emulation::Kind::Data) => {
+                let data = Relayed::Data(message.data);
+                if inner.emulated.hand(&message.session, data) == emulation::Handed::Busy {
+                    // The posting node answered already; the client's command times out and
+                    // it retries.
+                    tracing::debug!(
+                        "emulation request refused: too many in flight for the connection"
+                    );
+                }
+            }
+            Some(emulation::Kind::Ask) => {
+                let answer = emulation::Answer::to_node(
+                    inner.broker.clone(),
+                    message.reply_to.clone(),
+                    message.request,
+                );
+                let handed = inner
+                    .emulated
+                    .hand(&message.session, Relayed::Ask(message.data, answer));
+                if handed != emulation::Handed::Queued {
+                    let refusal = emulation::RelayMessage {
+                        request: message.request,
+                        kind: emulation::Kind::NoSession as u32,
+                        ..Default::default()
+                    };
+                    let broker = inner.broker.clone();
+                    let reply_to = message.reply_to;
+                    tokio::spawn(async move {
+                        let _ = broker.send_to_node(&reply_to, refusal.encode()).await;
+                    });
+                }
+            }
+            Some(emulation::Kind::Answer) => {
+                inner
+                    .emulated
+                    .asks()
+                    .answer(message.request, Ok(message.data));
+            }
+            Some(emulation::Kind::NoSession) => {
+                let answer = Err(EmulationError::NoSuchSession);
+                inner.emulated.asks().answer(message.request, answer);
+            }
+            None => tracing::warn!(kind = message.kind, "node message of an unknown kind"),
         }
     }
 

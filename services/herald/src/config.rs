@@ -184,6 +184,15 @@
 //! sampling_ratio = 1.0           # share of new traces recorded, 0.0 to 1.0; parent-based: an API
 //!                                # request with a W3C traceparent follows its caller's decision
 //! export_timeout = "10s"         # how long one export may take; (0, 60s]
+//!
+//! [socketio]
+//! # Socket.IO v4 clients (socket.io-client) on /socket.io/: polling, WebSocket, upgrade
+//! # (docs/socketio.md).
+//! enabled = true
+//! max_payload = 1000000         # Engine.IO maxPayload: largest polling body or WebSocket
+//!                               # message, in bytes (1 KiB to 64 MiB); past it: 413 / 1009
+//! recovery = false              # connection state recovery: subscriptions and missed
+//!                               # publications come back after a reconnect
 //! ```
 //!
 //! # Dev mode
@@ -305,10 +314,36 @@ pub struct Config {
     pub client: ClientConfig,
     pub admin: AdminConfig,
     pub telemetry: TelemetryConfig,
+    pub socketio: SocketIoConfig,
     /// `Some` when running in dev mode (no keys configured): the generated secrets.
     pub dev: Option<DevMode>,
     /// Non-fatal findings (e.g. a short HMAC secret) the binary should log at start.
     pub warnings: Vec<String>,
+}
+
+/// `[socketio]`, validated: Socket.IO v4 clients on `/socket.io/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketIoConfig {
+    pub enabled: bool,
+    /// Engine.IO's `maxPayload`: the largest polling body and WebSocket message, in bytes.
+    pub max_payload: usize,
+    /// Connection state recovery (pid and offset token).
+    pub recovery: bool,
+}
+
+impl SocketIoConfig {
+    /// The range `socketio.max_payload` must be in.
+    pub const MAX_PAYLOAD_RANGE: std::ops::RangeInclusive<usize> = 1024..=(64 << 20);
+}
+
+impl Default for SocketIoConfig {
+    fn default() -> Self {
+        SocketIoConfig {
+            enabled: true,
+            max_payload: 1_000_000,
+            recovery: false,
+        }
+    }
 }
 
 /// `[telemetry]`, validated.
@@ -1051,6 +1086,21 @@ impl Config {
         let admin = build_admin(&raw, dev.is_some(), &mut problems, &mut warnings);
         // [telemetry]
         let telemetry = telemetry(&raw.telemetry, &mut problems);
+        // [socketio]
+        let sio = &raw.socketio;
+        if !SocketIoConfig::MAX_PAYLOAD_RANGE.contains(&sio.max_payload) {
+            problems.push(format!(
+                "socketio.max_payload: {} is out of range ({} to {} bytes)",
+                sio.max_payload,
+                SocketIoConfig::MAX_PAYLOAD_RANGE.start(),
+                SocketIoConfig::MAX_PAYLOAD_RANGE.end()
+            ));
+        }
+        let socketio = SocketIoConfig {
+            enabled: sio.enabled,
+            max_payload: sio.max_payload,
+            recovery: sio.recovery,
+        };
 
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
@@ -1080,6 +1130,7 @@ impl Config {
             client,
             admin,
             telemetry,
+            socketio,
             dev,
             warnings,
         })
@@ -1323,6 +1374,18 @@ impl Config {
             "on at / (dev mode: no login)".to_owned()
         };
         let _ = writeln!(s, "  page:             {page}");
+        let _ = writeln!(s, "[socketio]");
+        let sio = &self.socketio;
+        if sio.enabled {
+            let _ = writeln!(
+                s,
+                "  /socket.io/:      on (maxPayload {} bytes, recovery {})",
+                sio.max_payload,
+                if sio.recovery { "on" } else { "off" }
+            );
+        } else {
+            let _ = writeln!(s, "  /socket.io/:      off");
+        }
         let t = &self.telemetry;
         let _ = writeln!(s, "[telemetry]");
         match &t.otlp_traces_url {
@@ -1434,6 +1497,7 @@ impl Config {
             client: ClientConfig::default(),
             admin: AdminConfig::disabled(),
             telemetry: TelemetryConfig::default(),
+            socketio: SocketIoConfig::default(),
             dev: None,
             warnings: Vec::new(),
         }

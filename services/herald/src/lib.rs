@@ -8,7 +8,8 @@
 //! frames between sockets and engine sessions, all through one connection driver
 //! (`transport`), the Centrifugo-compatible server API (`api`), the admin page (`admin`),
 //! health and readiness, trace export (`telemetry`: the engine's `Tracer` on the OpenTelemetry
-//! SDK, OTLP/HTTP), and the process lifecycle.
+//! SDK, OTLP/HTTP), Socket.IO v4 clients on `/socket.io/` (`socketio`: Engine.IO sessions
+//! mapped onto engine sessions), and the process lifecycle.
 //!
 //! Must not know: protocol rules. Commands, permissions and fan-out live in `herald-engine`;
 //! transports only carry bytes and the close code a session asks for.
@@ -23,6 +24,7 @@ pub mod devmode;
 pub mod logging;
 pub mod metrics;
 pub mod server;
+pub mod socketio;
 pub mod telemetry;
 pub mod transport;
 

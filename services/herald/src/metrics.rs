@@ -20,6 +20,7 @@ use prometheus::{Encoder as _, TextEncoder};
 
 use crate::build_info::{COMMIT, VERSION};
 use crate::config::WebSocketEngine;
+use crate::socketio::metrics::{RequestKind, SocketIoMetrics};
 use crate::transport::socket::SocketConfig;
 
 pub struct Telemetry {
@@ -71,6 +72,7 @@ impl Telemetry {
         sockets: Arc<SocketConfig>,
         engine: WebSocketEngine,
         api_methods: &[&'static str],
+        socketio: SocketIoMetrics,
     ) -> anyhow::Result<Telemetry> {
         let registry = prometheus::Registry::new();
         // process_cpu_seconds_total, process_open_fds, process_resident_memory_bytes, ...
@@ -200,6 +202,33 @@ impl Telemetry {
             .u64_observable_gauge("herald_websocket_engine")
             .with_description("What serves /connection/websocket (server.websocket_engine): 1 for the engine in use")
             .with_callback(move |o| o.observe(1, &[KeyValue::new("engine", engine.name())]))
+            .build();
+        let sio = socketio.clone();
+        meter
+            .u64_observable_gauge("herald_socketio_sessions")
+            .with_description("Open Socket.IO (Engine.IO) sessions on this node")
+            .with_callback(move |o| o.observe(sio.sessions(), &[]))
+            .build();
+        let sio = socketio.clone();
+        meter
+            .u64_observable_counter("herald_socketio_upgrades")
+            .with_description("Socket.IO sessions moved from polling to WebSocket")
+            .with_callback(move |o| o.observe(sio.upgrades(), &[]))
+            .build();
+        let sio = socketio.clone();
+        meter
+            .u64_observable_counter("herald_socketio_packets_received")
+            .with_description("Engine.IO packets received from Socket.IO clients")
+            .with_callback(move |o| o.observe(sio.packets_received(), &[]))
+            .build();
+        meter
+            .u64_observable_counter("herald_socketio_requests")
+            .with_description("Socket.IO polling requests by kind (forwarded: to the node holding the session, through the broker)")
+            .with_callback(move |o| {
+                for kind in RequestKind::ALL {
+                    o.observe(socketio.requests(kind), &[KeyValue::new("kind", kind.label())]);
+                }
+            })
             .build();
         let n = node.clone();
         meter

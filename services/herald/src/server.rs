@@ -21,6 +21,7 @@ use crate::admin::AdminState;
 use crate::api::{self, ApiState};
 use crate::config::{BrokerConfig, Config, ServerConfig, WebSocketEngine};
 use crate::metrics::{self, Telemetry};
+use crate::socketio::{SocketIo, SocketIoMetrics};
 use crate::transport::origin::OriginPolicy;
 use crate::transport::socket::{Socket, SocketConfig};
 use crate::transport::websocket::{self, lean::LeanEngine};
@@ -112,12 +113,23 @@ pub async fn serve(
     };
     let engine = config.server.websocket_engine;
     let sockets = SocketConfig::new(config.client.write_timeout);
+    let socketio_metrics = SocketIoMetrics::default();
     let telemetry = web::Data::new(Telemetry::new(
         &node,
         sockets.clone(),
         engine,
         &api::METHODS,
+        socketio_metrics.clone(),
     )?);
+    let socketio = config.socketio.enabled.then(|| {
+        web::Data::new(SocketIo {
+            node: node.clone(),
+            config: config.socketio.clone(),
+            transport: transport.clone(),
+            metrics: socketio_metrics,
+            upgrades: engine == WebSocketEngine::Lean,
+        })
+    });
     let api_state = web::Data::new(ApiState {
         node: node.clone(),
         key: config.api.key.clone(),
@@ -128,6 +140,7 @@ pub async fn serve(
         config: transport.clone(),
         connections: Arc::default(),
         uni_websocket: config.server.uni_websocket,
+        socketio: socketio.as_ref().map(|s| s.clone().into_inner()),
     });
     let connections = lean.connections.clone();
     let node_data = web::Data::new(node.clone());
@@ -160,6 +173,7 @@ pub async fn serve(
             .app_data(web::PayloadConfig::new(max_body))
             .configure(|app| websocket_route(app, engine, server_config.uni_websocket))
             .configure(|app| fallbacks(app, &server_config, max_message_size))
+            .configure(|app| socketio_route(app, socketio.clone()))
             .route("/health", web::get().to(health))
             .configure(|app| {
                 if operator_routes_public {
@@ -280,6 +294,27 @@ pub async fn serve(
     result.context("http server")
 }
 
+/// The answer to a browser's preflight of an endpoint that takes `methods`.
+fn preflight(
+    methods: &'static str,
+) -> impl Fn(HttpRequest, web::Data<TransportConfig>) -> std::future::Ready<HttpResponse> + Clone {
+    move |req, config| std::future::ready(cors::preflight(&req, &config.origins, methods))
+}
+
+/// `/socket.io/` (`[socketio] enabled`): polling, and the WebSocket handshake of the actix-ws
+/// engine (the lean engine's upgrade service takes WebSocket upgrades first).
+fn socketio_route(app: &mut web::ServiceConfig, socketio: Option<web::Data<SocketIo>>) {
+    if let Some(socketio) = socketio {
+        app.service(
+            web::resource(crate::socketio::PATH)
+                .app_data(socketio)
+                .route(web::get().to(crate::socketio::http::handler))
+                .route(web::post().to(crate::socketio::http::handler))
+                .route(web::method(Method::OPTIONS).to(preflight("GET, POST, OPTIONS"))),
+        );
+    }
+}
+
 /// `/connection/websocket` in the application: the actix-ws engine's handshake, or, with the
 /// lean engine (whose upgrade service takes every upgrade request), the answer to a request
 /// that did not ask for an upgrade.
@@ -305,12 +340,6 @@ fn websocket_route(app: &mut web::ServiceConfig, engine: WebSocketEngine, uni: b
 /// endpoint of their commands; the unidirectional HTTP streaming and SSE
 /// (`server.uni_http_stream`, `server.uni_sse`). A method an endpoint does not take gets 405.
 fn fallbacks(app: &mut web::ServiceConfig, server: &ServerConfig, max_message_size: usize) {
-    fn preflight(
-        methods: &'static str,
-    ) -> impl Fn(HttpRequest, web::Data<TransportConfig>) -> std::future::Ready<HttpResponse> + Clone
-    {
-        move |req, config| std::future::ready(cors::preflight(&req, &config.origins, methods))
-    }
     let not_allowed = || web::to(|| async { HttpResponse::MethodNotAllowed().finish() });
     if server.http_stream {
         app.service(

@@ -9,7 +9,7 @@ use serde::de::value::MapDeserializer;
 
 use super::raw::{
     RawAdmin, RawApi, RawAuth, RawBroker, RawChannels, RawClient, RawNamespace, RawServer,
-    RawTelemetry,
+    RawSocketIo, RawTelemetry,
 };
 
 /// Path of the namespace entries, whose keys are listed as `channels.namespaces[].<key>`.
@@ -47,7 +47,7 @@ impl Key {
 
 /// Every accepted key, section by section in documentation order.
 pub fn all() -> Vec<Key> {
-    let sections: [(&str, &[&'static str]); 9] = [
+    let sections: [(&str, &[&'static str]); 10] = [
         ("server", fields::<RawServer>()),
         ("auth", fields::<RawAuth>()),
         ("api", fields::<RawApi>()),
@@ -57,6 +57,7 @@ pub fn all() -> Vec<Key> {
         ("client", fields::<RawClient>()),
         ("admin", fields::<RawAdmin>()),
         ("telemetry", fields::<RawTelemetry>()),
+        ("socketio", fields::<RawSocketIo>()),
     ];
     sections
         .into_iter()

@@ -20,6 +20,7 @@ pub(crate) const SECTIONS: &[&str] = &[
     "client",
     "admin",
     "telemetry",
+    "socketio",
 ];
 
 /// `[server]`: the HTTP listener.
@@ -439,6 +440,30 @@ impl Default for RawTelemetry {
     }
 }
 
+/// `[socketio]`: Socket.IO v4 clients on `/socket.io/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawSocketIo {
+    /// Serve Socket.IO clients on `/socket.io/`. Default true.
+    pub enabled: bool,
+    /// The largest polling request body and WebSocket message, in bytes (Engine.IO's
+    /// `maxPayload`). Default 1000000.
+    pub max_payload: usize,
+    /// Connection state recovery: after a reconnect, a client's subscriptions come back with
+    /// what it missed in channels with history. Default false.
+    pub recovery: bool,
+}
+
+impl Default for RawSocketIo {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_payload: 1_000_000,
+            recovery: false,
+        }
+    }
+}
+
 impl fmt::Debug for RawAdmin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawAdmin")
@@ -461,6 +486,7 @@ pub(crate) struct RawConfig {
     pub client: RawClient,
     pub admin: RawAdmin,
     pub telemetry: RawTelemetry,
+    pub socketio: RawSocketIo,
     /// `--dev` was given: generate the keys and open the channels (not a file or env key).
     pub dev: bool,
     /// Sections that could not be read (their problems are in `problems`).
@@ -500,6 +526,7 @@ impl RawConfig {
         section(&mut raw, &mut top, "client", |raw, v| raw.client = v);
         section(&mut raw, &mut top, "admin", |raw, v| raw.admin = v);
         section(&mut raw, &mut top, "telemetry", |raw, v| raw.telemetry = v);
+        section(&mut raw, &mut top, "socketio", |raw, v| raw.socketio = v);
         raw
     }
 }

@@ -41,7 +41,11 @@ pub async fn handler(
     let mut response = match decode(&req, &body, config.max_message_size) {
         Ok(request) => match node.emulate(request).await {
             Ok(()) => HttpResponse::NoContent(),
-            Err(EmulationError::NoSuchNode(_)) => HttpResponse::NotFound(),
+            // emulate() says neither: a session that ended is not an error there.
+            Err(EmulationError::NoSuchNode(_) | EmulationError::NoSuchSession) => {
+                HttpResponse::NotFound()
+            }
+            Err(EmulationError::NoAnswer) => HttpResponse::ServiceUnavailable(),
             Err(EmulationError::Malformed(_)) => HttpResponse::BadRequest(),
             Err(EmulationError::Busy) => HttpResponse::TooManyRequests(),
             Err(e @ EmulationError::Broker(_)) => {

@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::Stream;
-use herald_engine::{Flow, Inbox, Mode, Session};
+use herald_engine::{Flow, Inbox, Mode, Relayed, Session};
 use herald_protocol::Format;
 use herald_protocol::codec;
 use herald_protocol::codes::Disconnect;
@@ -119,9 +119,16 @@ impl FrameIo for StreamIo {
         let Some(inbox) = self.inbox.as_mut() else {
             return std::future::pending().await;
         };
-        match inbox.recv().await {
-            Some(commands) => Inbound::Message(commands),
-            None => Inbound::Closed,
+        loop {
+            match inbox.recv().await {
+                Some(Relayed::Data(commands)) => return Inbound::Message(commands),
+                // Nothing asks or hands these sessions anything else.
+                Some(Relayed::Ask(_, answer)) => {
+                    let _ = answer.send(bytes::Bytes::new());
+                }
+                Some(Relayed::Local(_)) => {}
+                None => return Inbound::Closed,
+            }
         }
     }
 

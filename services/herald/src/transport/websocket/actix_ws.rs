@@ -69,10 +69,39 @@ pub async fn handler(
     Ok(response)
 }
 
-struct ActixWsIo {
+pub(crate) struct ActixWsIo {
     ws: actix_ws::Session,
     stream: actix_ws::AggregatedMessageStream,
     format: Format,
+}
+
+impl ActixWsIo {
+    /// A JSON connection on an accepted handshake, messages up to `max_message_size`.
+    pub(crate) fn json(
+        ws: actix_ws::Session,
+        stream: actix_ws::MessageStream,
+        max_message_size: usize,
+    ) -> ActixWsIo {
+        let stream = stream
+            .max_frame_size(max_message_size)
+            .aggregate_continuations()
+            .max_continuation_size(max_message_size);
+        ActixWsIo {
+            ws,
+            stream,
+            format: Format::Json,
+        }
+    }
+
+    /// Writes `texts` as text frames.
+    pub(crate) async fn send_texts(&mut self, texts: &[String]) -> Result<(), Disconnect> {
+        for text in texts {
+            Box::pin(self.ws.text(text.clone()))
+                .await
+                .map_err(|_| disconnect::WRITE_ERROR)?;
+        }
+        Ok(())
+    }
 }
 
 impl FrameIo for ActixWsIo {

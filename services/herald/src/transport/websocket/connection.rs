@@ -32,7 +32,7 @@ const SCRATCH: usize = 4096;
 /// unread input resets it, and a reset can discard the close frame on the client's side).
 const LINGER: Duration = Duration::from_secs(1);
 
-pub(super) struct LeanConnection {
+pub(crate) struct LeanConnection {
     socket: Socket,
     /// Bytes of a frame not complete yet; unallocated while none is pending.
     read_buf: BytesMut,
@@ -46,7 +46,7 @@ pub(super) struct LeanConnection {
 
 impl LeanConnection {
     /// `read_buf`: what the HTTP/1 layer had read past the handshake request.
-    pub(super) fn new(
+    pub(crate) fn new(
         socket: Socket,
         read_buf: BytesMut,
         format: Format,
@@ -176,6 +176,17 @@ impl LeanConnection {
             body = &body[written - from_head..];
         }
         Ok(())
+    }
+
+    /// Writes `texts` as text frames, in one write when the socket takes it.
+    pub(crate) async fn send_texts(&mut self, texts: &[String]) -> Result<(), Disconnect> {
+        let mut out = Vec::with_capacity(texts.iter().map(|t| t.len() + 10).sum());
+        for text in texts {
+            let (head, used) = frame::header(OpCode::Text, text.len());
+            out.extend_from_slice(&head[..used]);
+            out.extend_from_slice(text.as_bytes());
+        }
+        self.write_all(&out, &[]).await
     }
 
     /// Reads and drops what the client still sends until it closes its side, for at most

@@ -34,6 +34,8 @@ pub struct LeanEngine {
     pub connections: Arc<OpenConnections>,
     /// Whether `/connection/uni_websocket` is served (`server.uni_websocket`).
     pub uni_websocket: bool,
+    /// Socket.IO's WebSocket on `/socket.io/` (`[socketio] enabled`).
+    pub socketio: Option<Arc<crate::socketio::SocketIo>>,
 }
 
 /// Takes over one upgrade request and its connection. Errors are answered on the connection
@@ -45,7 +47,11 @@ pub async fn upgrade(
 ) -> Result<(), actix_http::Error> {
     let head = req.head();
     let uni = engine.uni_websocket && head.uri.path() == UNI_PATH;
-    if head.uri.path() != PATH && !uni {
+    let socketio = engine
+        .socketio
+        .as_ref()
+        .filter(|_| head.uri.path() == crate::socketio::PATH);
+    if head.uri.path() != PATH && !uni && socketio.is_none() {
         return refuse(framed, status(StatusCode::NOT_FOUND), "not found\n").await;
     }
     let origin = head
@@ -64,6 +70,20 @@ pub async fn upgrade(
         let unavailable = status(StatusCode::SERVICE_UNAVAILABLE);
         return refuse(framed, unavailable, "node is shutting down\n").await;
     }
+    let sio_query = match socketio {
+        Some(_) => {
+            use crate::socketio::http::{check_query, parse_query};
+            let query = parse_query(head.uri.query().unwrap_or(""));
+            match query.as_ref().map(|q| check_query(q, true)) {
+                Some(Ok(())) => query,
+                _ => {
+                    let bad = status(StatusCode::BAD_REQUEST);
+                    return refuse(framed, bad, "bad socket.io request\n").await;
+                }
+            }
+        }
+        None => None,
+    };
     let mut response = match ws::handshake(head) {
         Ok(response) => response,
         Err(e) => {
@@ -75,8 +95,8 @@ pub async fn upgrade(
         .headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok());
-    // A unidirectional client speaks bare JSON, whatever it offers.
-    let agreed = choose_subprotocol(offered).filter(|_| !uni);
+    // A unidirectional client speaks bare JSON, whatever it offers; so does Socket.IO.
+    let agreed = choose_subprotocol(offered).filter(|_| !uni && socketio.is_none());
     if let Some(protocol) = agreed {
         response.insert_header((
             header::SEC_WEBSOCKET_PROTOCOL,
@@ -93,6 +113,19 @@ pub async fn upgrade(
         return Ok(());
     }
     let parts = framed.into_parts();
+    if let (Some(sio), Some(query)) = (socketio, sio_query) {
+        let connection = LeanConnection::new(
+            parts.io,
+            parts.read_buf,
+            format,
+            sio.config.max_payload,
+            engine.connections.enter(),
+        );
+        let span = access::connection_span(&head.headers, "socketio");
+        let socket = crate::socketio::WsSocket::Lean(connection);
+        sio.attach(query.sid(), socket, span).await;
+        return Ok(());
+    }
     let connection = LeanConnection::new(
         parts.io,
         parts.read_buf,

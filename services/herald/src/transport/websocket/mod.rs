@@ -10,7 +10,7 @@
 //! JSON goes in text frames, Protobuf in binary frames.
 
 pub mod actix_ws;
-mod connection;
+pub(crate) mod connection;
 pub mod frame;
 pub mod lean;
 mod open_connections;
@@ -32,7 +32,7 @@ const SUBPROTOCOLS: [&str; 2] = [SUBPROTOCOL_JSON, SUBPROTOCOL_PROTOBUF];
 /// WebSocket close code for a message over the size limit (RFC 6455).
 const MESSAGE_TOO_BIG: u16 = 1009;
 
-fn message_too_big() -> Disconnect {
+pub(crate) fn message_too_big() -> Disconnect {
     Disconnect::custom(MESSAGE_TOO_BIG, "message too big")
 }
 
