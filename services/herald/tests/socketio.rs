@@ -92,6 +92,9 @@ fn start_node() -> RunningNode {
     start_node_with("")
 }
 
+/// Connection state recovery on (off by default, as in the Socket.IO server).
+const RECOVERY: &str = "[socketio]\nrecovery = true\n";
+
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -321,13 +324,50 @@ impl Sio {
         error.clone()
     }
 
+    /// Subscribes: the ack is `{ok: result}`, and a `subscribed` event for the channel comes
+    /// too (other events, e.g. the client's own join, may come around them). Returns the result.
     async fn subscribe(&mut self, channel: &str) -> Value {
         let result = self.ok("subscribe", json!([channel])).await;
         if !result.is_object() {
             self.fail(&format!("subscribe result is not an object: {result}"))
                 .await;
         }
+        self.take(|v| v["event"] == "subscribed" && v["args"][0]["channel"] == channel)
+            .await;
         result
+    }
+
+    /// Unsubscribes: the ack is `{ok: {}}`, and an `unsubscribed` event for the channel follows.
+    async fn unsubscribe(&mut self, channel: &str) {
+        let result = self.ok("unsubscribe", json!([channel])).await;
+        if result != json!({}) {
+            self.fail(&format!("unsubscribe result {result}")).await;
+        }
+        self.channel_event("unsubscribed", channel).await;
+    }
+
+    /// The next event, which must be `event` about `channel`.
+    async fn channel_event(&mut self, event: &str, channel: &str) -> Value {
+        let v = self.expect(event).await;
+        if v["args"][0]["channel"] != channel {
+            self.fail(&format!("{v} is not about {channel}")).await;
+        }
+        v
+    }
+
+    /// The first event (read ahead or next) for which `wanted` holds; the others stay, in
+    /// order, for later reads.
+    async fn take(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.pending.iter().position(&wanted) {
+            return self.pending.remove(i).expect("position in range");
+        }
+        loop {
+            let v = self.read().await;
+            if wanted(&v) {
+                return v;
+            }
+            self.pending.push_back(v);
+        }
     }
 
     /// The next event must be a `publication`: returns its first argument
@@ -379,6 +419,19 @@ impl Sio {
         v["transport"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// Nothing was read ahead, and the next thing the client says is the answer to a question
+    /// asked now: no event came in between.
+    async fn expect_quiet(&mut self) {
+        if let Some(v) = self.pending.pop_front() {
+            self.fail(&format!("unexpected event {v}")).await;
+        }
+        self.send(json!({"transport": true})).await;
+        let v = self.read().await;
+        if v["event"] != "transport" {
+            self.fail(&format!("unexpected event {v}")).await;
+        }
+    }
+
     /// Reads until the engine has upgraded (at once if it already has).
     async fn wait_upgrade(&mut self) {
         while self.upgrades.is_empty() {
@@ -414,9 +467,10 @@ async fn basic_flow(transports: &str) {
     let connect = sio.connected().await;
     let sid = connect["sid"].as_str().expect("sid").to_owned();
     assert_eq!(connect["recovered"], false, "{connect}");
-    assert!(
-        connect["pid"].as_str().is_some_and(|p| !p.is_empty()),
-        "recovery is on by default: CONNECT carries a pid: {connect}"
+    assert_eq!(
+        connect["pid"],
+        Value::Null,
+        "recovery is off by default: CONNECT carries no pid: {connect}"
     );
 
     sio.subscribe("chat:1").await;
@@ -462,7 +516,7 @@ async fn basic_flow(transports: &str) {
     sio.error("history", json!(["chat:2"]), 103).await;
 
     // After unsubscribe, chat:1's publications stop; chat:2's (subscribed later) still come.
-    assert_eq!(sio.ok("unsubscribe", json!(["chat:1"])).await, json!({}));
+    sio.unsubscribe("chat:1").await;
     sio.subscribe("chat:2").await;
     publish(&node, "chat:1", n(4)).await;
     publish(&node, "chat:2", n(5)).await;
@@ -486,17 +540,22 @@ async fn websocket_only() {
 }
 
 /// c. socket.io-client's default: polling first, then the upgrade to WebSocket; publications
-/// flow on the upgraded session, and the node counts it as a WebSocket session.
+/// flow on the upgraded session, and the node counts it as a WebSocket session. With the
+/// actix-ws engine polling sessions offer no upgrade (docs/socketio.md): the client stays on
+/// polling and is served there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_upgrades_to_websocket() {
     with_timeout("polling_upgrades_to_websocket", async {
         let node = start_node();
         let api = Api::new(node.addr, TEST_API_KEY);
+        let upgrades = WebSocketEngine::under_test() == WebSocketEngine::Lean;
+        let expected = if upgrades { "websocket" } else { "polling" };
         let mut sio = Sio::on(&node, "alice", "polling,websocket", &[]);
         sio.connected().await;
-        sio.wait_upgrade().await;
-        assert_eq!(sio.upgrades, ["websocket"]);
-        assert_eq!(sio.transport().await, "websocket");
+        if upgrades {
+            sio.wait_upgrade().await;
+            assert_eq!(sio.upgrades, ["websocket"]);
+        }
         sio.subscribe("chat:1").await;
         for i in 1..=3 {
             publish(&node, "chat:1", n(i)).await;
@@ -505,25 +564,23 @@ async fn polling_upgrades_to_websocket() {
             .await;
         let stats = sio.ok("presence_stats", json!(["chat:1"])).await;
         assert_eq!(stats["num_clients"], 1, "{stats}");
-        eventually("one WebSocket session, no polling one", || async {
-            api.metric("herald_socketio_sessions", "transport=\"websocket\"")
-                .await
-                == 1.0
-                && api
-                    .metric("herald_socketio_sessions", "transport=\"polling\"")
-                    .await
-                    == 0.0
-        })
-        .await;
+        assert_eq!(sio.transport().await, expected);
+        // Read after the round trips above: an upgrade, had one been offered, is long done.
+        let expected_upgrades: &[&str] = if upgrades { &["websocket"] } else { &[] };
+        assert_eq!(sio.upgrades, expected_upgrades);
+        // One session, whichever transport carries it; the upgrade counted where it happens.
+        assert_eq!(api.metric("herald_socketio_sessions", "").await, 1.0);
+        assert_eq!(
+            api.metric("herald_socketio_upgrades_total", "").await,
+            if upgrades { 1.0 } else { 0.0 }
+        );
         assert!(
             sio_requests(&node, &["handshake"]).await >= 1.0,
             "the polling handshake is counted"
         );
         sio.finish().await;
         eventually("no session left", || async {
-            api.metric("herald_socketio_sessions", "transport=\"websocket\"")
-                .await
-                == 0.0
+            api.metric("herald_socketio_sessions", "").await == 0.0
         })
         .await;
     })
@@ -661,54 +718,64 @@ async fn socketio_and_centrifuge_js_see_the_same_publications() {
 
 /// f. A token with a wrong signature is refused with CONNECT_ERROR code 3500, an expired one
 /// with 109, none at all with 3501; socket.io-client reports them as `connect_error` with
-/// `err.data.code`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_and_expired_tokens_are_refused() {
-    with_timeout("bad_and_expired_tokens_are_refused", async {
-        let node = start_node();
-        let forged =
-            TokenSigner::hmac(b"not-the-secret-0123456789abcdef0123456789", HmacAlg::HS256)
-                .sign(&NewConnectToken {
-                    sub: "mallory".into(),
-                    exp: Some(unix_now() + 3600),
-                    ..Default::default()
-                })
-                .expect("sign");
-        let expired = sign_connect(NewConnectToken {
-            sub: "alice".into(),
-            exp: Some(unix_now() - 60),
+/// `err.data.code`, and nothing else (the socket never connected, so no `disconnect`).
+async fn bad_and_expired_tokens_are_refused(transports: &str) {
+    let node = start_node();
+    let forged = TokenSigner::hmac(b"not-the-secret-0123456789abcdef0123456789", HmacAlg::HS256)
+        .sign(&NewConnectToken {
+            sub: "mallory".into(),
+            exp: Some(unix_now() + 3600),
             ..Default::default()
-        });
-        // (token, code, message); without a token: 3501 as in the client protocol.
-        let cases = [
-            (forged.as_str(), 3500, Some("invalid token")),
-            (expired.as_str(), 109, Some("token expired")),
-            ("", 3501, None),
-        ];
-        for transports in ["polling", "websocket"] {
-            for (token, code, message) in cases {
-                let mut sio = Sio::spawn(
-                    &format!("client.mjs (code {code}, {transports})"),
-                    &node.http_url(),
-                    token,
-                    &["--transports", transports, "--upgrade", "false"],
-                );
-                let e = sio.expect("connect_error").await;
-                assert_eq!(e["code"], code, "{transports}: {e}");
-                match message {
-                    Some(message) => assert_eq!(e["message"], message, "{transports}: {e}"),
-                    None => assert!(
-                        e["message"].as_str().is_some_and(|m| !m.is_empty()),
-                        "{transports}: {e}"
-                    ),
-                }
-            }
+        })
+        .expect("sign");
+    let expired = sign_connect(NewConnectToken {
+        sub: "alice".into(),
+        exp: Some(unix_now() - 60),
+        ..Default::default()
+    });
+    // (token, code, message); without a token: 3501 as in the client protocol.
+    let cases = [
+        (forged.as_str(), 3500, Some("invalid token")),
+        (expired.as_str(), 109, Some("token expired")),
+        ("", 3501, None),
+    ];
+    for (token, code, message) in cases {
+        let mut sio = Sio::spawn(
+            &format!("client.mjs (code {code}, {transports})"),
+            &node.http_url(),
+            token,
+            &["--transports", transports, "--upgrade", "false"],
+        );
+        let e = sio.expect("connect_error").await;
+        assert_eq!(e["code"], code, "{e}");
+        match message {
+            Some(message) => assert_eq!(e["message"], message, "{e}"),
+            None => assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{e}"),
         }
-        // A valid token still connects.
-        let mut sio = Sio::on(&node, "alice", "polling", &[]);
-        sio.connected().await;
-        sio.finish().await;
-    })
+        // Refused for good: the client neither reconnects nor reports anything more.
+        sio.expect_quiet().await;
+    }
+    // A valid token still connects.
+    let mut sio = Sio::on(&node, "alice", transports, &[]);
+    sio.connected().await;
+    sio.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_and_expired_tokens_are_refused_over_polling() {
+    with_timeout(
+        "bad_and_expired_tokens_are_refused_over_polling",
+        bad_and_expired_tokens_are_refused("polling"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_and_expired_tokens_are_refused_over_websocket() {
+    with_timeout(
+        "bad_and_expired_tokens_are_refused_over_websocket",
+        bad_and_expired_tokens_are_refused("websocket"),
+    )
     .await;
 }
 
@@ -757,10 +824,18 @@ async fn oversize_disconnects_only_its_client(transports: &str) {
 
     big.emit_no_ack("publish", json!(["chat:1", {"pad": "x".repeat(10_000)}]))
         .await;
-    let gone = big.expect("disconnect").await;
+    // Over polling the POST gets 413 (socket.io-client: "transport error"); over WebSocket the
+    // client is told (`disconnected` 1009, no reconnect) and the socket closes.
+    let mut gone = big.next().await;
+    if gone["event"] == "disconnected" {
+        assert_eq!(gone["args"][0]["code"], 1009, "{gone}");
+        assert_eq!(gone["args"][0]["reconnect"], false, "{gone}");
+        gone = big.next().await;
+    }
+    assert_eq!(gone["event"], "disconnect", "{gone}");
     let reason = gone["reason"].as_str().unwrap_or_default();
     assert!(
-        reason == "transport error" || reason == "transport close",
+        ["transport error", "transport close", "io server disconnect"].contains(&reason),
         "the transport closes: {gone}"
     );
 
@@ -824,7 +899,7 @@ async fn client_publish_reaches_other_subscribers() {
 /// socket.io-client keeps) restores the subscription and delivers exactly those three, in
 /// order, with `socket.recovered === true`.
 async fn recovery(transports: &str) {
-    let node = start_node();
+    let node = start_node_with(RECOVERY);
     let mut sio = Sio::on(&node, "alice", transports, &[]);
     let first = sio.connected().await;
     assert!(first["pid"].is_string(), "{first}");
@@ -851,22 +926,11 @@ async fn recovery(transports: &str) {
     let again = sio.connected().await;
     assert_eq!(again["recovered"], true, "{again}");
     assert_eq!(again["pid"], first["pid"], "{again}");
-    // Exactly the three missed, in order (a `subscribed` for the restored channel may come
-    // first).
-    let mut got = Vec::new();
-    while got.len() < 3 {
-        let v = sio.next().await;
-        match v["event"].as_str() {
-            Some("publication") => got.push(v["args"][0].clone()),
-            Some("subscribed") => assert_eq!(v["args"][0]["channel"], "feed:1", "{v}"),
-            _ => sio.fail(&format!("unexpected event {v}")).await,
-        }
-    }
-    let got: Vec<_> = got.iter().map(|p| (&p["data"], &p["offset"])).collect();
-    assert_eq!(
-        got,
-        [(&n(3), &json!(3)), (&n(4), &json!(4)), (&n(5), &json!(5))]
-    );
+    // Exactly the three missed, in order, then `subscribed` for the restored channel.
+    sio.expect_publications("feed:1", &[n(3), n(4), n(5)], Some(3))
+        .await;
+    let restored = sio.channel_event("subscribed", "feed:1").await;
+    assert_eq!(restored["args"][0]["recovered"], true, "{restored}");
     // And live again, with no duplicate in between.
     publish(&node, "feed:1", n(6)).await;
     sio.expect_publications("feed:1", &[n(6)], Some(6)).await;
@@ -889,7 +953,7 @@ async fn recovery_over_websocket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn automatic_reconnect_recovers() {
     with_timeout("automatic_reconnect_recovers", async {
-        let node = start_node();
+        let node = start_node_with(RECOVERY);
         let mut sio = Sio::on(&node, "alice", "polling,websocket", &["--reconnect"]);
         sio.connected().await;
         sio.subscribe("feed:1").await;
@@ -900,20 +964,28 @@ async fn automatic_reconnect_recovers() {
         for i in 2..=4 {
             publish(&node, "feed:1", n(i)).await;
         }
+        // The client's reconnect restores the subscription (`subscribed`); publications 2..4
+        // arrive live before the transport closed, or recovered; either way once each and in
+        // order.
         let mut got = Vec::new();
         let mut reconnected = None;
-        while got.len() < 3 || reconnected.is_none() {
+        let mut restored = None;
+        while got.len() < 3 || reconnected.is_none() || restored.is_none() {
             let v = sio.next().await;
             match v["event"].as_str() {
                 Some("publication") => got.push(v["args"][0]["data"]["n"].clone()),
                 Some("connect") => reconnected = Some(v),
-                Some("disconnect") | Some("subscribed") => {}
+                Some("subscribed") => restored = Some(v),
+                Some("disconnect") => {}
                 _ => sio.fail(&format!("unexpected event {v}")).await,
             }
         }
         assert_eq!(got, [2, 3, 4].map(|i| json!(i)), "exactly once, in order");
         let reconnected = reconnected.expect("connect");
         assert_eq!(reconnected["recovered"], true, "{reconnected}");
+        let restored = restored.expect("subscribed");
+        assert_eq!(restored["args"][0]["channel"], "feed:1", "{restored}");
+        assert_eq!(restored["args"][0]["recovered"], true, "{restored}");
         publish(&node, "feed:1", n(5)).await;
         sio.expect_publications("feed:1", &[n(5)], Some(5)).await;
         sio.finish().await;
@@ -992,79 +1064,103 @@ async fn join_and_leave_events() {
     .await;
 }
 
-/// A BINARY_EVENT is refused: the server ends the session with a DISCONNECT (socket.io-client:
-/// "io server disconnect", no reconnect).
+/// The client is told why the server ends its session: `disconnected {code, reason,
+/// reconnect: false}`, then a Socket.IO DISCONNECT (socket.io-client: "io server disconnect",
+/// and no reconnect although reconnection is on), and nothing else.
+async fn expect_server_disconnect(sio: &mut Sio, code: u64, reason: &str) {
+    let told = sio.expect("disconnected").await;
+    assert_eq!(
+        told["args"][0],
+        json!({"code": code, "reason": reason, "reconnect": false}),
+        "{told}"
+    );
+    let gone = sio.expect("disconnect").await;
+    assert_eq!(gone["reason"], "io server disconnect", "{gone}");
+    // No reconnect.
+    sio.expect_quiet().await;
+}
+
+/// A BINARY_EVENT is refused: the server ends the session (3501 bad request).
+async fn binary_events_end_the_session(transports: &str) {
+    let node = start_node();
+    let mut sio = Sio::on(&node, "alice", transports, &["--reconnect"]);
+    sio.connected().await;
+    sio.send(json!({"emit": "publish", "args": ["chat:1"], "binary": true, "ack": false}))
+        .await;
+    expect_server_disconnect(&mut sio, 3501, "bad request").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn binary_events_end_the_session() {
-    with_timeout("binary_events_end_the_session", async {
-        let node = start_node();
-        for transports in ["polling", "websocket"] {
-            let mut sio = Sio::on(&node, "alice", transports, &["--reconnect"]);
-            sio.connected().await;
-            sio.send(json!({"emit": "publish", "args": ["chat:1"], "binary": true, "ack": false}))
-                .await;
-            let gone = sio.expect("disconnect").await;
-            assert_eq!(
-                gone["reason"], "io server disconnect",
-                "{transports}: {gone}"
-            );
-        }
-    })
+async fn binary_events_end_the_session_over_polling() {
+    with_timeout(
+        "binary_events_end_the_session_over_polling",
+        binary_events_end_the_session("polling"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_events_end_the_session_over_websocket() {
+    with_timeout(
+        "binary_events_end_the_session_over_websocket",
+        binary_events_end_the_session("websocket"),
+    )
     .await;
 }
 
 /// The server API's `subscribe` and `unsubscribe` arrive as `subscribed` and `unsubscribed`
-/// events; its `disconnect` without reconnect as `disconnected {code, reason, reconnect:
-/// false}` and a Socket.IO DISCONNECT (socket.io-client: "io server disconnect", no reconnect).
+/// events; its `disconnect` with a terminal code as `disconnected` and a DISCONNECT.
+async fn server_api_subscribe_unsubscribe_and_disconnect(transports: &str) {
+    let node = start_node();
+    let api = Api::new(node.addr, TEST_API_KEY);
+    let mut sio = Sio::on(&node, "alice", transports, &["--reconnect"]);
+    sio.connected().await;
+    let reply = api
+        .call("subscribe", json!({"user": "alice", "channel": "chat:api"}))
+        .await;
+    assert!(reply.get("error").is_none(), "{reply}");
+    sio.channel_event("subscribed", "chat:api").await;
+    publish(&node, "chat:api", n(1)).await;
+    sio.expect_publications("chat:api", &[n(1)], Some(1)).await;
+
+    let reply = api
+        .call(
+            "unsubscribe",
+            json!({"user": "alice", "channel": "chat:api"}),
+        )
+        .await;
+    assert!(reply.get("error").is_none(), "{reply}");
+    let unsubscribed = sio.channel_event("unsubscribed", "chat:api").await;
+    let u = &unsubscribed["args"][0];
+    assert!(
+        u["code"].is_u64() && u["reason"].is_string(),
+        "{unsubscribed}"
+    );
+
+    let reply = api
+        .call(
+            "disconnect",
+            json!({"user": "alice", "disconnect": {"code": 4500, "reason": "bye"}}),
+        )
+        .await;
+    assert!(reply.get("error").is_none(), "{reply}");
+    expect_server_disconnect(&mut sio, 4500, "bye").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_api_subscribe_unsubscribe_and_disconnect() {
-    with_timeout("server_api_subscribe_unsubscribe_and_disconnect", async {
-        let node = start_node();
-        let api = Api::new(node.addr, TEST_API_KEY);
-        for transports in ["polling", "websocket"] {
-            let mut sio = Sio::on(&node, "alice", transports, &["--reconnect"]);
-            sio.connected().await;
-            let channel = format!("chat:api-{transports}");
-            let reply = api
-                .call("subscribe", json!({"user": "alice", "channel": channel}))
-                .await;
-            assert!(reply.get("error").is_none(), "{reply}");
-            let subscribed = sio.expect("subscribed").await;
-            assert_eq!(subscribed["args"][0]["channel"], channel, "{subscribed}");
-            publish(&node, &channel, n(1)).await;
-            sio.expect_publications(&channel, &[n(1)], Some(1)).await;
+async fn server_api_subscribe_unsubscribe_and_disconnect_over_polling() {
+    with_timeout(
+        "server_api_subscribe_unsubscribe_and_disconnect_over_polling",
+        server_api_subscribe_unsubscribe_and_disconnect("polling"),
+    )
+    .await;
+}
 
-            let reply = api
-                .call("unsubscribe", json!({"user": "alice", "channel": channel}))
-                .await;
-            assert!(reply.get("error").is_none(), "{reply}");
-            let unsubscribed = sio.expect("unsubscribed").await;
-            let u = &unsubscribed["args"][0];
-            assert_eq!(u["channel"], channel, "{unsubscribed}");
-            assert!(
-                u["code"].is_u64() && u["reason"].is_string(),
-                "{unsubscribed}"
-            );
-
-            let reply = api
-                .call(
-                    "disconnect",
-                    json!({"user": "alice", "disconnect": {"code": 4500, "reason": "bye"}}),
-                )
-                .await;
-            assert!(reply.get("error").is_none(), "{reply}");
-            let told = sio.expect("disconnected").await;
-            assert_eq!(
-                told["args"][0],
-                json!({"code": 4500, "reason": "bye", "reconnect": false}),
-                "{told}"
-            );
-            let gone = sio.expect("disconnect").await;
-            assert_eq!(
-                gone["reason"], "io server disconnect",
-                "{transports}: {gone}"
-            );
-        }
-    })
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_api_subscribe_unsubscribe_and_disconnect_over_websocket() {
+    with_timeout(
+        "server_api_subscribe_unsubscribe_and_disconnect_over_websocket",
+        server_api_subscribe_unsubscribe_and_disconnect("websocket"),
+    )
     .await;
 }
