@@ -141,10 +141,23 @@ socket.onAny((event, ...rest) => {
   emitLine({ event, args: rest });
   if (event === 'publication' && ++received === args.count) {
     clearTimeout(timer);
-    socket.disconnect();
-    exit(0);
+    leave(0);
   }
 });
+
+// Disconnects and exits once the server has been told: over polling, socket.disconnect() ends
+// with the Engine.IO close packet in a POST that must complete first (the transport then emits
+// "drain"); a WebSocket's close frame goes out at once.
+function leave(code) {
+  const transport = socket.io.engine?.transport;
+  socket.disconnect();
+  if (transport?.name === 'polling' && transport.writable === false) {
+    transport.once('drain', () => exit(code));
+    setTimeout(() => exit(code), 2000).unref();
+  } else {
+    exit(code);
+  }
+}
 
 function emitWithAck(n, name, eventArgs) {
   socket.emit(name, ...eventArgs, (value) => emitLine({ event: 'ack', n, emit: name, value }));
@@ -174,8 +187,7 @@ createInterface({ input: process.stdin }).on('line', (line) => {
   } else if (cmd.transport) {
     emitLine({ event: 'transport', transport: transportName() });
   } else if (cmd.exit !== undefined) {
-    socket.disconnect();
-    exit(cmd.exit);
+    leave(cmd.exit);
   } else {
     exit(2, `unknown command ${line}`);
   }
