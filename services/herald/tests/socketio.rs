@@ -218,15 +218,23 @@ impl Sio {
         )
     }
 
+    /// The next event from the program, `upgrade` included (and recorded).
+    async fn read_any(&mut self) -> Value {
+        let v = self.program.next_event().await;
+        if v["event"] == "upgrade" {
+            let to = v["transport"].as_str().unwrap_or_default().to_owned();
+            self.upgrades.push(to);
+        }
+        v
+    }
+
+    /// The next event from the program other than `upgrade`.
     async fn read(&mut self) -> Value {
         loop {
-            let v = self.program.next_event().await;
-            if v["event"] == "upgrade" {
-                let to = v["transport"].as_str().unwrap_or_default().to_owned();
-                self.upgrades.push(to);
-                continue;
+            let v = self.read_any().await;
+            if v["event"] != "upgrade" {
+                return v;
             }
-            return v;
         }
     }
 
@@ -435,8 +443,10 @@ impl Sio {
     /// Reads until the engine has upgraded (at once if it already has).
     async fn wait_upgrade(&mut self) {
         while self.upgrades.is_empty() {
-            let v = self.read().await;
-            self.pending.push_back(v);
+            let v = self.read_any().await;
+            if v["event"] != "upgrade" {
+                self.pending.push_back(v);
+            }
         }
     }
 
@@ -543,42 +553,65 @@ async fn websocket_only() {
 /// flow on the upgraded session, and the node counts it as a WebSocket session. With the
 /// actix-ws engine polling sessions offer no upgrade (docs/socketio.md): the client stays on
 /// polling and is served there.
+///
+/// Several clients upgrade at once, each within [`UPGRADE_WITHIN`] of its start: the Engine.IO
+/// server answers a poll held during the probe at once (a noop), so that the client can send
+/// `5`; a poll that waited for the next ping instead would take 12.5 to 25 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_upgrades_to_websocket() {
     with_timeout("polling_upgrades_to_websocket", async {
+        const CLIENTS: usize = 4;
+        const UPGRADE_WITHIN: Duration = Duration::from_secs(8);
         let node = start_node();
         let api = Api::new(node.addr, TEST_API_KEY);
         let upgrades = WebSocketEngine::under_test() == WebSocketEngine::Lean;
         let expected = if upgrades { "websocket" } else { "polling" };
-        let mut sio = Sio::on(&node, "alice", "polling,websocket", &[]);
-        sio.connected().await;
-        if upgrades {
-            sio.wait_upgrade().await;
-            assert_eq!(sio.upgrades, ["websocket"]);
+        let started = std::time::Instant::now();
+        let mut clients: Vec<Sio> = (0..CLIENTS)
+            .map(|i| Sio::on(&node, &format!("user{i}"), "polling,websocket", &[]))
+            .collect();
+        for sio in &mut clients {
+            sio.connected().await;
+            if upgrades {
+                sio.wait_upgrade().await;
+                assert_eq!(sio.upgrades, ["websocket"]);
+                let took = started.elapsed();
+                assert!(
+                    took < UPGRADE_WITHIN,
+                    "{}: upgraded after {took:?}",
+                    sio.program.name()
+                );
+            }
+            sio.subscribe("chat:1").await;
         }
-        sio.subscribe("chat:1").await;
         for i in 1..=3 {
             publish(&node, "chat:1", n(i)).await;
         }
-        sio.expect_publications("chat:1", &[n(1), n(2), n(3)], Some(1))
-            .await;
-        let stats = sio.ok("presence_stats", json!(["chat:1"])).await;
-        assert_eq!(stats["num_clients"], 1, "{stats}");
-        assert_eq!(sio.transport().await, expected);
-        // Read after the round trips above: an upgrade, had one been offered, is long done.
-        let expected_upgrades: &[&str] = if upgrades { &["websocket"] } else { &[] };
-        assert_eq!(sio.upgrades, expected_upgrades);
-        // One session, whichever transport carries it; the upgrade counted where it happens.
-        assert_eq!(api.metric("herald_socketio_sessions", "").await, 1.0);
+        for sio in &mut clients {
+            sio.expect_publications("chat:1", &[n(1), n(2), n(3)], Some(1))
+                .await;
+            let stats = sio.ok("presence_stats", json!(["chat:1"])).await;
+            assert_eq!(stats["num_clients"], CLIENTS, "{stats}");
+            assert_eq!(sio.transport().await, expected);
+            // Read after the round trips above: an upgrade, had one been offered, is long done.
+            let expected_upgrades: &[&str] = if upgrades { &["websocket"] } else { &[] };
+            assert_eq!(sio.upgrades, expected_upgrades);
+        }
+        // One session a client, whichever transport carries it; the upgrades counted where
+        // they happen.
+        let count = CLIENTS as f64;
+        assert_eq!(api.metric("herald_socketio_sessions", "").await, count);
         assert_eq!(
             api.metric("herald_socketio_upgrades_total", "").await,
-            if upgrades { 1.0 } else { 0.0 }
+            if upgrades { count } else { 0.0 }
         );
         assert!(
-            sio_requests(&node, &["handshake"]).await >= 1.0,
-            "the polling handshake is counted"
+            sio_requests(&node, &["handshake"]).await >= count,
+            "the polling handshakes are counted"
         );
-        sio.finish().await;
+        for sio in clients {
+            sio.finish().await;
+        }
         eventually("no session left", || async {
             api.metric("herald_socketio_sessions", "").await == 0.0
         })
