@@ -3,8 +3,9 @@
 //! The transport-free core of a Herald node.
 //!
 //! Owns: auth (JWT verification), channel rules (namespaces, permissions), the session state
-//! machine (commands in, replies and pushes out), emulated sessions (HTTP streaming and SSE
-//! commands routed to the node that holds the connection), the hub (channel → local subscribers, fan-out
+//! machine (commands in, replies and pushes out), emulated sessions (HTTP-streaming and SSE
+//! commands, Socket.IO polls: requests routed to the node that holds the connection, and answers
+//! routed back), the hub (channel → local subscribers, fan-out
 //! through one shared log per channel), per-connection bounded outbound queues, and the `Broker` seam with its in-memory implementation.
 //!
 //! Traces: spans open through the node's [`trace::Tracer`], a trait the binary implements

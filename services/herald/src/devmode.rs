@@ -65,6 +65,16 @@ pub fn banner(config: &Config, dev: &DevMode) -> String {
         format!("  Fallbacks   : {fallbacks}"),
         format!("  Uni         : {uni}"),
         format!(
+            "  Socket.IO   : {}",
+            if config.socketio.enabled {
+                format!(
+                    "http://{addr}/socket.io/ (socket.io-client: io(\"http://{addr}\", {{ auth: {{ token }} }}))"
+                )
+            } else {
+                "off (socketio.enabled)".to_owned()
+            }
+        ),
+        format!(
             "  Admin page  : {}",
             if config.admin.enabled {
                 // The page is on the operator listener.

@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use herald_engine::Node;
 use herald_protocol::Format;
-use herald_protocol::codes::Disconnect;
 use herald_socketio::Handshake;
 
 use crate::config::SocketIoConfig;
@@ -121,11 +120,6 @@ impl SocketIo {
             socket.close(None).await;
         }
     }
-}
-
-/// A WebSocket message or polling body over `socketio.max_payload`.
-fn message_too_big() -> Disconnect {
-    crate::transport::websocket::message_too_big()
 }
 
 /// Session ids: the node's uid and the relay session's id, as 64 hex digits, so that any node

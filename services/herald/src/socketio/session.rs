@@ -212,7 +212,7 @@ impl Connection {
                     let mut commands = Vec::new();
                     self.bridge
                         .session_frame(&frame, &mut packets, &mut commands);
-                    if let Err(d) = self.deliver(packets).await {
+                    if let Err(d) = Box::pin(self.deliver(packets)).await {
                         return Some(d);
                     }
                     if let Flow::Close(d) = flow {
@@ -225,9 +225,11 @@ impl Connection {
                     }
                 }
                 Event::Relayed(None) => return None,
-                Event::Relayed(Some(item)) => self.relayed(item, session).await,
-                Event::Socket(inbound) => self.on_socket(inbound, session).await,
-                Event::Probe(inbound) => self.on_probe(inbound).await,
+                // Boxed, as every handler here: the loop's state lives as long as the
+                // connection, and would otherwise be as wide as its widest handler.
+                Event::Relayed(Some(item)) => Box::pin(self.relayed(item, session)).await,
+                Event::Socket(inbound) => Box::pin(self.on_socket(inbound, session)).await,
+                Event::Probe(inbound) => Box::pin(self.on_probe(inbound)).await,
                 Event::Timer => flow_result(session.on_timer(Instant::now())),
             };
             if let Err(close) = flow {
@@ -283,7 +285,7 @@ impl Connection {
                 Some(Request::Post(body)) => self.post(body, reply, session).await,
                 Some(Request::TooLarge) => {
                     let _ = reply.send(Answer::ok("ok").encode());
-                    Err(Some(super::message_too_big()))
+                    Err(Some(message_too_big()))
                 }
                 None => {
                     let _ = reply.send(Answer::error(EngineError::BadRequest).encode());
@@ -330,7 +332,7 @@ impl Connection {
             Ok(packets) => packets,
             Err(PayloadError::TooLarge { .. }) => {
                 let _ = reply.send(Answer::ok("").with_status(413).encode());
-                return Err(Some(super::message_too_big()));
+                return Err(Some(message_too_big()));
             }
             Err(e) => {
                 tracing::debug!(error = %e, "bad polling payload");
@@ -512,6 +514,11 @@ impl Connection {
             probe.close(None).await;
         }
     }
+}
+
+/// A polling body over `socketio.max_payload` (a WebSocket message over it closes the same way).
+fn message_too_big() -> Disconnect {
+    crate::transport::websocket::message_too_big()
 }
 
 /// A WebSocket's Engine.IO packet.
