@@ -110,10 +110,7 @@ impl Connection {
     pub async fn run(mut self, mut session: Session) {
         let close = self.serve(&mut session).await;
         let mut packets = Vec::new();
-        if close
-            .as_ref()
-            .is_some_and(|d| *d != disconnect::SLOW && *d != disconnect::WRITE_ERROR)
-        {
+        if crate::transport::driver::flushes_queue(close.as_ref()) {
             let mut frame = BytesMut::new();
             let _ = Box::pin(session.drain(&mut frame)).await;
             let mut commands = Vec::new();
