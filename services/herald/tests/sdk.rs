@@ -12,20 +12,18 @@
 //! the SDKs' debug logging (shown on failure).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herald::RunningNode;
 use herald::config::{Config, Overrides, WebSocketEngine};
 use herald::testing::Api;
+use herald::testing::front_door::FrontDoor;
 use herald::testing::process::HeraldProcess;
+use herald::testing::program::{self, INSTALL_HINT, Program, node_bin};
 use herald_engine::auth::{HmacAlg, NewConnectToken, NewSubscribeToken, TokenSigner};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::task::JoinHandle;
 
 /// Publications per test.
 const N: usize = 20;
@@ -36,8 +34,6 @@ const PROGRAM_TIMEOUT_SECS: u32 = 40;
 const HMAC_SECRET: &str = "sdk-test-secret-0123456789abcdef0123456789";
 const API_KEY: &str = "sdk-test-api-key";
 const CHANNEL: &str = "chat:room";
-
-const INSTALL_HINT: &str = "run `bash .ci/install-test-deps` from the repository root";
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -60,10 +56,6 @@ fn js_dir() -> PathBuf {
 
 fn python_dir() -> PathBuf {
     manifest_dir().join("tests/sdk/python")
-}
-
-fn node_bin() -> String {
-    std::env::var("HERALD_TEST_NODE").unwrap_or_else(|_| "node".to_owned())
 }
 
 fn python_bin() -> PathBuf {
@@ -102,12 +94,6 @@ fn start_node_with(extra_toml: &str) -> RunningNode {
 
 /// Writes the test nodes' configuration (plus `extra_toml`) to a fresh temporary file.
 fn write_config(extra_toml: &str) -> PathBuf {
-    static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "herald-sdk-test-{}-{}.toml",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
     let engine = WebSocketEngine::under_test().name();
     let toml = format!(
         r#"
@@ -130,8 +116,7 @@ allow_publish_for_subscriber = true
 {extra_toml}
 "#
     );
-    std::fs::write(&path, toml).expect("write config file");
-    path
+    herald::testing::config_file(&toml)
 }
 
 /// These tests run against the engine CI asks for (`HERALD_TEST_WEBSOCKET_ENGINE`, see
@@ -200,55 +185,18 @@ async fn publish_n(node: &RunningNode) {
     }
 }
 
-/// One SDK program: its stdout read line by line, its stderr collected for failure messages.
-/// Killed when dropped (a failed or timed-out test).
-struct Program {
-    name: String,
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-    /// What the program reads, for the ones that take input (sub_token.mjs's tokens).
-    stdin: ChildStdin,
-    stderr: Option<JoinHandle<String>>,
-    /// Every stdout line so far, for failure messages.
-    seen: Vec<String>,
+/// The SDK programs of tests/sdk (centrifuge-js, centrifuge-python) as [`Program`]s.
+trait SdkProgram: Sized {
+    /// centrifuge-js program `script` (subscriber.mjs, publisher.mjs) with the common arguments.
+    fn js(script: &str, node: &RunningNode, user: &str, protobuf: bool, extra: &[&str]) -> Self;
+    /// centrifuge-python subscriber.py.
+    fn python_subscriber(node: &RunningNode, user: &str, protobuf: bool) -> Self;
+    /// Answers the program's next `get_token` request (it must be the `n`th) with a
+    /// subscription token for `user` and `channel` that expires `ttl` seconds from now.
+    async fn give_sub_token(&mut self, n: u64, user: &str, channel: &str, ttl: u64);
 }
 
-impl Program {
-    fn spawn(name: &str, program: impl AsRef<std::ffi::OsStr>, dir: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(program.as_ref())
-            .args(args)
-            .current_dir(dir)
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{name}: cannot run {:?} ({e}); {INSTALL_HINT}",
-                    program.as_ref()
-                )
-            });
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let stderr = tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let _ = stderr.read_to_end(&mut buf).await;
-            String::from_utf8_lossy(&buf).into_owned()
-        });
-        Program {
-            name: name.to_owned(),
-            child,
-            lines: BufReader::new(stdout).lines(),
-            stdin,
-            stderr: Some(stderr),
-            seen: Vec::new(),
-        }
-    }
-
-    /// centrifuge-js program `script` (subscriber.mjs, publisher.mjs) with the common arguments.
+impl SdkProgram for Program {
     fn js(script: &str, node: &RunningNode, user: &str, protobuf: bool, extra: &[&str]) -> Self {
         let dir = js_dir();
         let (url, token, count, timeout) = common_args(node, user);
@@ -272,7 +220,6 @@ impl Program {
         Program::spawn(&format!("{script} ({codec})"), node_bin(), &dir, &args)
     }
 
-    /// centrifuge-python subscriber.py.
     fn python_subscriber(node: &RunningNode, user: &str, protobuf: bool) -> Self {
         let python = python_bin();
         let (url, token, count, timeout) = common_args(node, user);
@@ -300,127 +247,9 @@ impl Program {
         )
     }
 
-    /// Writes one line to the program's stdin.
-    async fn send_line(&mut self, line: &str) {
-        let written = async {
-            self.stdin.write_all(line.as_bytes()).await?;
-            self.stdin.write_all(b"\n").await?;
-            self.stdin.flush().await
-        };
-        written
-            .await
-            .unwrap_or_else(|e| panic!("{}: writing stdin: {e}", self.name));
-    }
-
-    /// Answers the program's next `get_token` request (it must be the `n`th) with a
-    /// subscription token for `user` and `channel` that expires `ttl` seconds from now.
     async fn give_sub_token(&mut self, n: u64, user: &str, channel: &str, ttl: u64) {
         assert_eq!(self.expect_event("get_token").await["n"], n);
         self.send_line(&sub_token(user, channel, ttl)).await;
-    }
-
-    /// The next stdout line, parsed; fails the test (with the program's stderr) at end of output.
-    async fn next_event(&mut self) -> Value {
-        loop {
-            let line = self
-                .lines
-                .next_line()
-                .await
-                .unwrap_or_else(|e| panic!("{}: reading stdout: {e}", self.name));
-            let Some(line) = line else {
-                let status = self.child.wait().await;
-                let report = self.report().await;
-                panic!(
-                    "{}: stdout ended before the expected event (exit: {status:?})\n{report}",
-                    self.name
-                );
-            };
-            self.seen.push(line.clone());
-            match serde_json::from_str::<Value>(&line) {
-                Ok(v) if v.get("event").is_some() => {
-                    if v["event"] == "error" {
-                        let _ = self.child.wait().await;
-                        let report = self.report().await;
-                        panic!("{}: reported an error: {line}\n{report}", self.name);
-                    }
-                    return v;
-                }
-                _ => eprintln!("{}: ignoring stdout line {line:?}", self.name),
-            }
-        }
-    }
-
-    /// Reads events until one named `event`; any other event on the way fails the test.
-    async fn expect_event(&mut self, event: &str) -> Value {
-        let v = self.next_event().await;
-        if v["event"] != event {
-            let report = self.report().await;
-            panic!("{}: expected event {event:?}, got {v}\n{report}", self.name);
-        }
-        v
-    }
-
-    /// Expects exactly `expected` publications, in this order, then end of output and exit 0.
-    async fn expect_publications(&mut self, expected: &[Value]) {
-        for (i, want) in expected.iter().enumerate() {
-            let v = self.expect_event("publication").await;
-            if v["data"] != *want {
-                let report = self.report().await;
-                panic!(
-                    "{}: publication #{} is {}, expected {want} (publications must arrive \
-                     exactly once and in order)\n{report}",
-                    self.name,
-                    i + 1,
-                    v["data"]
-                );
-            }
-        }
-    }
-
-    /// Expects end of output and exit status 0.
-    async fn expect_success(mut self) {
-        while let Some(line) = self
-            .lines
-            .next_line()
-            .await
-            .unwrap_or_else(|e| panic!("{}: reading stdout: {e}", self.name))
-        {
-            self.seen.push(line.clone());
-            let report_needed = serde_json::from_str::<Value>(&line)
-                .map(|v| v.get("event").is_some())
-                .unwrap_or(false);
-            if report_needed {
-                let report = self.report().await;
-                panic!(
-                    "{}: unexpected event after the last one: {line}\n{report}",
-                    self.name
-                );
-            }
-        }
-        let status: ExitStatus = self.child.wait().await.expect("wait for program");
-        if !status.success() {
-            let report = self.report().await;
-            panic!("{}: exited with {status}\n{report}", self.name);
-        }
-    }
-
-    /// Stdout so far and the program's stderr (waits briefly for it).
-    async fn report(&mut self) -> String {
-        let _ = self.child.start_kill();
-        let stderr = match self.stderr.take() {
-            Some(h) => tokio::time::timeout(Duration::from_secs(5), h)
-                .await
-                .map(|r| r.unwrap_or_default())
-                .unwrap_or_else(|_| "<stderr not closed>".to_owned()),
-            None => String::new(),
-        };
-        format!(
-            "--- stdout of {} ---\n{}\n--- stderr of {} ---\n{}",
-            self.name,
-            self.seen.join("\n"),
-            self.name,
-            stderr
-        )
     }
 }
 
@@ -445,9 +274,7 @@ fn client_publications() -> Vec<Value> {
 
 /// Runs `body` with the hard per-test timeout; programs still running are killed (on drop).
 async fn with_timeout(name: &str, body: impl Future<Output = ()>) {
-    if tokio::time::timeout(TEST_TIMEOUT, body).await.is_err() {
-        panic!("{name}: timed out after {TEST_TIMEOUT:?}");
-    }
+    program::with_timeout(name, TEST_TIMEOUT, body).await;
 }
 
 /// A subscriber program receives the N publications made through the server API, in order.
@@ -539,7 +366,7 @@ async fn js_fallbacks_work_when_commands_land_on_another_node() {
                 js.expect_success().await;
                 // The stream took one connection and the commands at least one more: each
                 // node had its turn.
-                let connections = door.connections.load(std::sync::atomic::Ordering::SeqCst);
+                let connections = door.connections();
                 assert!(connections >= 2, "{transport}: {connections} connection(s)");
             }
         },
@@ -942,66 +769,6 @@ async fn js_recovers_what_it_missed_while_reconnecting() {
         js.expect_success().await;
     })
     .await;
-}
-
-/// A TCP front door (what a load balancer is to clients): forwards each new connection to
-/// the next of its targets in turn, which the test can move.
-struct FrontDoor {
-    addr: std::net::SocketAddr,
-    targets: std::sync::Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>>,
-    /// Connections forwarded so far.
-    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    task: JoinHandle<()>,
-}
-
-impl FrontDoor {
-    async fn open(target: std::net::SocketAddr) -> FrontDoor {
-        Self::round_robin(&[target]).await
-    }
-
-    async fn round_robin(targets: &[std::net::SocketAddr]) -> FrontDoor {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let targets = std::sync::Arc::new(std::sync::Mutex::new(targets.to_vec()));
-        let current = targets.clone();
-        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counted = connections.clone();
-        let task = tokio::spawn(async move {
-            let mut turn = 0;
-            while let Ok((mut client, _)) = listener.accept().await {
-                let to = {
-                    let targets = current.lock().expect("targets");
-                    targets[turn % targets.len()]
-                };
-                turn += 1;
-                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::spawn(async move {
-                    // A dead target refuses: the client sees its connection close and retries.
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(to).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        });
-        FrontDoor {
-            addr,
-            targets,
-            connections,
-            task,
-        }
-    }
-
-    fn point_to(&self, to: std::net::SocketAddr) {
-        *self.targets.lock().expect("targets") = vec![to];
-    }
-}
-
-impl Drop for FrontDoor {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// A herald process (killable with SIGKILL) on the test configuration plus `extra_toml`.

@@ -110,10 +110,7 @@ impl Connection {
     pub async fn run(mut self, mut session: Session) {
         let close = self.serve(&mut session).await;
         let mut packets = Vec::new();
-        if close
-            .as_ref()
-            .is_some_and(|d| *d != disconnect::SLOW && *d != disconnect::WRITE_ERROR)
-        {
+        if crate::transport::driver::flushes_queue(close.as_ref()) {
             let mut frame = BytesMut::new();
             let _ = Box::pin(session.drain(&mut frame)).await;
             let mut commands = Vec::new();
@@ -146,8 +143,16 @@ impl Connection {
                 if close.is_some() {
                     let mut payload = payload;
                     append(&mut payload, &packets);
-                    append(&mut payload, &[EioPacket::Close]);
-                    self.last_poll(payload, waiting).await;
+                    // The close packet in a poll of its own, as the Engine.IO server sends it:
+                    // socket.io-client acts on an Engine.IO close at once but on the Socket.IO
+                    // packets before it a tick later, and would lose them.
+                    let mut waiting = waiting;
+                    if !payload.is_empty() {
+                        self.last_poll(payload, waiting.take()).await;
+                    }
+                    let mut closing = String::new();
+                    append(&mut closing, &[EioPacket::Close]);
+                    self.last_poll(closing, waiting).await;
                 }
             }
         }
@@ -310,7 +315,11 @@ impl Connection {
             let _ = reply.send(Answer::error(EngineError::BadRequest).encode());
             return Err(Some(disconnect::BAD_REQUEST));
         }
-        if payload.is_empty() {
+        // A poll that arrives while a WebSocket probes was sent before the client paused
+        // polling; held, it would keep the client from finishing the upgrade until a ping.
+        if payload.is_empty() && self.phase.phase() == herald_socketio::Phase::Probing {
+            let _ = reply.send(Answer::ok(EioPacket::Noop.to_text()).encode());
+        } else if payload.is_empty() {
             *waiting = Some(reply);
         } else {
             answer_poll(payload, reply);

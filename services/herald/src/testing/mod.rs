@@ -1,16 +1,22 @@
 //! Test fixtures shared by the integration tests (and handy for embedding): tokens signed with
 //! the test key, a raw HTTP client for the server API, a WebSocket client that speaks the
-//! client protocol in JSON or Protobuf, and a client of the HTTP-streaming and SSE fallbacks.
-//! Behind the `testing` feature.
+//! client protocol in JSON or Protobuf, a client of the HTTP-streaming and SSE fallbacks, the
+//! runner of the end-to-end tests' client programs and a round-robin TCP front door. Behind the
+//! `testing` feature.
 
 mod api;
 pub mod browser;
 mod client;
+pub mod front_door;
 pub mod openapi;
 pub mod process;
+pub mod program;
 pub mod raw_ws;
 pub mod stream;
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use herald_engine::auth::{HmacAlg, NewConnectToken, NewSubscribeToken, TokenSigner};
@@ -72,6 +78,37 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// Writes `toml` to a fresh temporary configuration file (the caller removes it).
+pub fn config_file(toml: &str) -> PathBuf {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "herald-test-{}-{}.toml",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, toml).expect("write config file");
+    path
+}
+
+/// A node on the configuration `toml`, loaded from a file as an operator's would be (no
+/// environment variables, no overrides).
+pub fn node_from_toml(toml: &str) -> crate::RunningNode {
+    let path = config_file(toml);
+    let config = crate::config::Config::load(
+        Some(&path),
+        Some(HashMap::new()),
+        &crate::config::Overrides::default(),
+    );
+    let _ = std::fs::remove_file(&path);
+    let config = config.unwrap_or_else(|e| {
+        panic!(
+            "load test config: {e}
+{toml}"
+        )
+    });
+    crate::RunningNode::start(config).expect("start node")
 }
 
 pub fn unix_now() -> u64 {

@@ -62,10 +62,7 @@ pub fn run<Io: FrameIo>(mut session: Session, mut io: Io) -> impl Future<Output 
         let close = serve(&mut session, &mut io).await;
         // Replies queued before a close still go out (a slow client's backlog does not, and
         // nothing goes to a socket that failed).
-        if close
-            .as_ref()
-            .is_some_and(|d| *d != disconnect::SLOW && *d != disconnect::WRITE_ERROR)
-        {
+        if flushes_queue(close.as_ref()) {
             let mut frame = BytesMut::new();
             let _ = Box::pin(session.drain(&mut frame)).await;
             if !frame.is_empty() {
@@ -78,6 +75,12 @@ pub fn run<Io: FrameIo>(mut session: Session, mut io: Io) -> impl Future<Output 
         session.close(close.as_ref());
         Box::pin(io.close(close)).await;
     }
+}
+
+/// Whether what was queued before a close still goes out: yes, but not a slow client's backlog,
+/// nor to a socket that failed, nor when the client went away.
+pub fn flushes_queue(close: Option<&Disconnect>) -> bool {
+    close.is_some_and(|d| *d != disconnect::SLOW && *d != disconnect::WRITE_ERROR)
 }
 
 /// The connection's life: returns why it ends (`None`: the client went away).

@@ -113,26 +113,23 @@ pub async fn upgrade(
         return Ok(());
     }
     let parts = framed.into_parts();
+    let max_message_size = match socketio {
+        Some(sio) => sio.config.max_payload,
+        None => engine.config.max_message_size,
+    };
+    let connection = LeanConnection::new(
+        parts.io,
+        parts.read_buf,
+        format,
+        max_message_size,
+        engine.connections.enter(),
+    );
     if let (Some(sio), Some(query)) = (socketio, sio_query) {
-        let connection = LeanConnection::new(
-            parts.io,
-            parts.read_buf,
-            format,
-            sio.config.max_payload,
-            engine.connections.enter(),
-        );
         let span = access::connection_span(&head.headers, "socketio");
         let socket = crate::socketio::WsSocket::Lean(connection);
         sio.attach(query.sid(), socket, span).await;
         return Ok(());
     }
-    let connection = LeanConnection::new(
-        parts.io,
-        parts.read_buf,
-        format,
-        engine.config.max_message_size,
-        engine.connections.enter(),
-    );
     let (session, name) = if uni {
         (engine.node.uni_session(), "uni_websocket")
     } else {
